@@ -1,0 +1,58 @@
+"""The extractor contract.
+
+An extractor has a `name` and a `version`; the store keys results by (sha256, name, version),
+so bumping `version` makes the daemon recompute. Models are loaded lazily on first `run` and
+kept; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.errors import BestshotError
+from core.imaging import DecodedImage
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    reason: str = ""
+    fix: str = ""
+
+
+@dataclass
+class SidecarResult:
+    """`payload` is JSON-serialisable; `arrays` hold bulky outputs (embedding, saliency mask)."""
+
+    payload: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+# What an extractor returns per image: a result, or the typed error for that image alone.
+Outcome = SidecarResult | BestshotError
+
+
+class Extractor(ABC):
+    name: ClassVar[str]
+    version: ClassVar[int]
+    # Names of extractors whose results this one reads (passed in `deps`), e.g. quality -> saliency.
+    requires: ClassVar[tuple[str, ...]] = ()
+    # Preferred number of images per call; model extractors batch, cheap ones take everything.
+    batch_size: ClassVar[int] = 16
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    @abstractmethod
+    def run(
+        self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]
+    ) -> list[Outcome]:
+        """One outcome per image, in order. Per-image failures are returned, not raised."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release models (called on shutdown)."""

@@ -1,0 +1,1 @@
+"""I/O, threads and wiring: watcher, store, job queue, scheduler, CLI."""
