@@ -66,3 +66,9 @@ class ExtractorError(BestshotError):
 
 class FileOpError(BestshotError):
     kind = "file_op"
+
+
+class DuplicateError(BestshotError):
+    """The same content (sha256) is already known at another existing path."""
+
+    kind = "duplicate"

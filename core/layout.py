@@ -1,0 +1,76 @@
+"""Where a path sits in the watched root: which area, which set folder, which tag subfolder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.config import Config
+
+AREAS = ("inbox", "raw", "approved", "to_crop", "cropped", "rejected", "review_queue")
+DECISION_AREAS = ("approved", "to_crop", "cropped", "rejected")
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+IGNORED_PREFIXES = (".", "~$", "._")  # dotfiles, Office temp files, AppleDouble
+
+
+@dataclass(frozen=True)
+class Place:
+    area: str | None  # one of AREAS, or None when outside every watched area
+    rel: Path  # path relative to the root
+    subfolder: str | None  # first folder below the area (a set folder, or a tag like extra_fingers)
+
+
+def area_roots(cfg: Config) -> dict[str, Path]:
+    return {a: cfg.path(a) for a in AREAS}
+
+
+def locate(cfg: Config, path: Path) -> Place:
+    path = Path(path)
+    try:
+        rel = path.relative_to(cfg.root)
+    except ValueError:
+        return Place(None, path, None)
+    # Longest area path first, so exports/approved wins over a hypothetical exports area.
+    for area, base in sorted(area_roots(cfg).items(), key=lambda kv: -len(kv[1].parts)):
+        try:
+            below = path.relative_to(base)
+        except ValueError:
+            continue
+        sub = below.parts[0] if len(below.parts) > 1 else None
+        return Place(area, rel, sub)
+    return Place(None, rel, None)
+
+
+def is_image_name(name: str) -> bool:
+    return not name.startswith(IGNORED_PREFIXES) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def is_ignored_name(name: str) -> bool:
+    return name.startswith(IGNORED_PREFIXES) or name.endswith((".tmp", ".part", ".crdownload", ".download"))
+
+
+_RAW_MARK = "%b:"
+
+
+def to_db_path(rel: str) -> str:
+    """A relative path as stored in the database (TEXT must be valid UTF-8).
+
+    Names that are not valid UTF-8 reach Python with surrogate escapes; they are stored
+    percent-encoded behind a marker so they round-trip exactly.
+    """
+    try:
+        rel.encode("utf-8")
+        return rel
+    except UnicodeEncodeError:
+        from urllib.parse import quote_from_bytes
+
+        return _RAW_MARK + quote_from_bytes(os.fsencode(rel), safe="/")
+
+
+def from_db_path(stored: str) -> str:
+    if stored.startswith(_RAW_MARK):
+        from urllib.parse import unquote_to_bytes
+
+        return os.fsdecode(unquote_to_bytes(stored[len(_RAW_MARK) :]))
+    return stored

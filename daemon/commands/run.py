@@ -1,0 +1,24 @@
+"""`bestshot run`: the daemon in the foreground (what launchd starts)."""
+
+from __future__ import annotations
+
+import argparse
+
+from daemon import logsetup
+from daemon.app import build_ctx
+from daemon.cli import add_common, config_from_args
+
+
+def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subs.add_parser("run", help="run the daemon in the foreground (logs to stderr and <root>/logs)")
+    add_common(p)
+    p.add_argument("--mode", choices=["auto", "watch", "recommend", "batch"], help="pin the mode")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args, mode=args.mode)
+    logsetup.configure(cfg, to_file=True, verbose=args.verbose)
+    from daemon.runner import run_daemon
+
+    return run_daemon(build_ctx(cfg))

@@ -1,0 +1,49 @@
+"""`bestshot scan`: ingest everything present, run queued work to completion, exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tqdm import tqdm
+
+from daemon import jobs, logsetup
+from daemon.app import InstanceLock, build_ctx
+from daemon.cli import add_common, config_from_args
+from daemon.engine import Engine
+from daemon.extract import run_extract_pass
+
+
+def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subs.add_parser("scan", help="one-shot: ingest everything present, finish queued work, exit")
+    add_common(p)
+    p.add_argument("--mode", choices=["auto", "watch", "recommend", "batch"], help="pin the mode")
+    p.add_argument("--no-extract", action="store_true", help="ingest and file sets only")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args, mode=args.mode)
+    logsetup.configure(cfg, to_file=False, verbose=args.verbose)
+    ctx = build_ctx(cfg, with_extractors=not args.no_extract)
+    lock = InstanceLock(cfg.root)
+    lock.acquire()
+    try:
+        ctx.fileops.recover()
+        with ctx.store.write() as conn:
+            jobs.reset_interrupted(conn)
+        engine = Engine(ctx, settler=None)
+        engine.reconcile(direct=True)
+        engine.file_ready_sets(force_close=True)
+        with ctx.store.read() as conn:
+            total = len(jobs.next_images(conn, 10**9))
+        with tqdm(total=total, unit="img", desc="sidecars", disable=not sys.stderr.isatty() or total == 0) as bar:
+            while n := run_extract_pass(ctx):
+                bar.update(n)
+        s = engine.stats
+        print(f"scan: {s['registered']} images registered, {s['sets_filed']} sets filed, {s['errors']} errors")
+        return 0
+    finally:
+        for e in ctx.extractors:
+            e.close()
+        lock.release()

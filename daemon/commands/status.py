@@ -1,0 +1,72 @@
+"""`bestshot status`: what the daemon knows, what is pending, what failed and why."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from sqlalchemy import func, select
+
+from core.config import Config
+from core.extractors.registry import build_extractors
+from daemon import jobs, records
+from daemon.cli import add_common, config_from_args
+from daemon.store.db import open_store
+from daemon.store.schema import images, sets
+
+
+def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subs.add_parser("status", help="counts, pending work, mode, recent errors, extractor availability")
+    add_common(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--errors", type=int, default=20, help="how many recent errors to show")
+    p.set_defaults(handler=handle)
+
+
+def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
+    store = open_store(cfg.db_url)
+    try:
+        with store.read() as conn:
+            by_state = dict(conn.execute(select(images.c.state, func.count()).group_by(images.c.state)).all())
+            set_by_status = dict(conn.execute(select(sets.c.status, func.count()).group_by(sets.c.status)).all())
+            out: dict[str, Any] = {
+                "root": str(cfg.root),
+                "images": int(sum(by_state.values())),
+                "images_by_state": {k: int(v) for k, v in by_state.items()},
+                "sets": int(sum(set_by_status.values())),
+                "sets_by_status": {k: int(v) for k, v in set_by_status.items()},
+                "pending_jobs": jobs.pending_count(conn),
+                "jobs": jobs.counts_by_state(conn),
+                "mode": records.get_state(conn, "mode", cfg.mode if cfg.mode != "auto" else "watch"),
+                "open_errors": records.count_open_errors(conn),
+                "errors": records.open_errors(conn, n_errors),
+            }
+    finally:
+        store.close()
+    out["extractors"] = {}
+    for e in build_extractors(cfg.extractors, cfg.path("models")):
+        a = e.availability()
+        out["extractors"][e.name] = {"version": e.version, "available": a.available, "reason": a.reason, "fix": a.fix}
+    return out
+
+
+def handle(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    info = collect(cfg, args.errors)
+    if args.json:
+        print(json.dumps(info, indent=None, sort_keys=True))
+        return 0
+    print(f"root     {info['root']}")
+    print(f"mode     {info['mode']}")
+    print(f"images   {info['images']}  {info['images_by_state']}")
+    print(f"sets     {info['sets']}  {info['sets_by_status']}")
+    print(f"pending  {info['pending_jobs']} jobs")
+    print("extractors:")
+    for name, e in info["extractors"].items():
+        line = f"  {name:<9} v{e['version']}  " + ("available" if e["available"] else f"UNAVAILABLE: {e['reason']}")
+        print(line + (f"\n            fix: {e['fix']}" if not e["available"] and e["fix"] else ""))
+    print(f"errors   {info['open_errors']} open" + (":" if info["errors"] else ""))
+    for err in info["errors"]:
+        print(f"  {err['path']}  [{err['stage']}/{err['kind']}] {err['reason']}")
+    return 0

@@ -1,0 +1,41 @@
+"""What every stage needs: config, store, file operations and the extractors, built once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import Config
+from core.extractors.base import Extractor
+from core.layout import from_db_path, to_db_path
+from daemon.fileops import FileOps
+from daemon.store import Store
+
+
+@dataclass
+class Ctx:
+    cfg: Config
+    store: Store
+    fileops: FileOps
+    extractors: list[Extractor] = field(default_factory=list)
+    clock: Callable[[], float] = time.time
+
+    @property
+    def root(self) -> Path:
+        return self.cfg.root
+
+    def rel(self, p: Path) -> str:
+        """The path as the database stores it: relative to the root, always valid UTF-8."""
+        try:
+            return to_db_path(str(p.relative_to(self.cfg.root)))
+        except ValueError:
+            return to_db_path(str(p))
+
+    def abs(self, rel: str) -> Path:
+        p = Path(from_db_path(rel))
+        return p if p.is_absolute() else self.cfg.root / p
+
+    def extractor(self, name: str) -> Extractor | None:
+        return next((e for e in self.extractors if e.name == name), None)

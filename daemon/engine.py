@@ -1,0 +1,289 @@
+"""Turns events into work: settles inbox files, runs the stages, tracks files elsewhere.
+
+Only the worker thread calls into the Engine, so the store has one writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from core.errors import BestshotError, NotReadyError
+from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved, FileSettled, RescanRequested
+from core.imaging import sha256_file
+from core.layout import AREAS, is_ignored_name, is_image_name, locate
+from core.metadata import FOLDER_META_NAMES
+from daemon import filing, pipeline, records
+from daemon.context import Ctx
+from daemon.ingest import ImageTask
+from daemon.jobs import JobSpec, ensure_jobs
+from daemon.settle import Settler
+from daemon.store.schema import files, images
+
+log = logging.getLogger(__name__)
+
+# Called with (sha256, old relative path or None, new relative path or None) when a known image moves.
+MoveObserver = Callable[[str, str | None, str | None], None]
+
+
+@dataclass
+class _Watch:
+    first_seen: float
+    size: int
+    mtime_ns: int
+    attempts: int = 0
+
+
+class Engine:
+    def __init__(self, ctx: Ctx, settler: Settler | None = None) -> None:
+        self.ctx = ctx
+        self.settler = settler
+        self.watches: dict[Path, _Watch] = {}
+        self.move_observers: list[MoveObserver] = []
+        self.stats = {"registered": 0, "errors": 0, "sets_filed": 0}
+
+    # ---- events -------------------------------------------------------------------------
+    def handle(self, ev: Event) -> None:
+        try:
+            if isinstance(ev, FileSettled):
+                self._settled(ev.path)
+            elif isinstance(ev, FileChanged):
+                self._changed(ev.path)
+            elif isinstance(ev, FileMoved):
+                self._moved(ev.src, ev.dst)
+            elif isinstance(ev, FileDeleted):
+                self._deleted(ev.path)
+            elif isinstance(ev, DirChanged):
+                self._dir(ev.path)
+            elif isinstance(ev, RescanRequested):
+                self.reconcile(direct=False)
+        except Exception:  # one bad event must not stop the daemon
+            log.exception("failed handling %s", ev)
+
+    def _in_inbox(self, p: Path) -> bool:
+        return locate(self.ctx.cfg, p).area == "inbox"
+
+    def _changed(self, p: Path) -> None:
+        if is_ignored_name(p.name):
+            return
+        place = locate(self.ctx.cfg, p)
+        if place.area is None:
+            return
+        if place.area == "inbox":
+            if is_image_name(p.name):
+                self._arm(p)
+            elif p.name in FOLDER_META_NAMES or p.suffix.lower() in (*self.ctx.cfg.ingest.yaml_suffixes,
+                                                                      *self.ctx.cfg.ingest.caption_suffixes):
+                self._metadata_changed(p)
+        elif is_image_name(p.name):
+            self.track(p)
+
+    def _metadata_changed(self, meta: Path) -> None:
+        """A fixed YAML or caption re-tries the images it belongs to that have not been filed yet."""
+        folder = meta.parent
+        for sib in folder.iterdir() if folder.is_dir() else []:
+            if is_image_name(sib.name) and (meta.name in FOLDER_META_NAMES or meta.name.startswith(sib.stem)):
+                with self.ctx.store.write() as conn:
+                    records.forget_file(conn, self.ctx.rel(sib))
+                self._arm(sib)
+
+    def _arm(self, p: Path, delay: float | None = None) -> None:
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            self.watches.pop(p, None)
+            return
+        now = time.time()
+        w = self.watches.get(p)
+        if w is None:
+            w = self.watches[p] = _Watch(now, st.st_size, st.st_mtime_ns)
+        else:
+            w.size, w.mtime_ns = st.st_size, st.st_mtime_ns
+        wait = self.ctx.cfg.watch.stable_seconds if delay is None else delay
+        if self.settler is not None:
+            self.settler.schedule(p, wait)
+        else:
+            self._settled(p)
+
+    def _settled(self, p: Path) -> None:
+        w = self.watches.get(p)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            self.watches.pop(p, None)
+            return
+        if w is not None and self.settler is not None and (st.st_size, st.st_mtime_ns) != (w.size, w.mtime_ns):
+            self._arm(p)  # still being written
+            return
+        if stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime < self.ctx.cfg.watch.stable_seconds and self.settler is None:
+            time.sleep(max(0.0, self.ctx.cfg.watch.stable_seconds - (time.time() - st.st_mtime)))
+        try:
+            task = pipeline.run_image(self.ctx, ImageTask(p))
+        except NotReadyError as e:
+            w = w or _Watch(time.time(), st.st_size, st.st_mtime_ns)
+            self.watches[p] = w
+            waited = time.time() - w.first_seen
+            if self.settler is None or waited >= self.ctx.cfg.watch.incomplete_timeout_seconds:
+                pipeline.record_not_ready(self.ctx, self.ctx.rel(p), e, waited)
+                self.watches.pop(p, None)
+                self.stats["errors"] += 1
+            else:
+                w.attempts += 1
+                self._arm(p, delay=min(5.0, self.ctx.cfg.watch.stable_seconds * 2 ** min(w.attempts, 4)))
+            return
+        self.watches.pop(p, None)
+        if task.outcome == "registered":
+            self.stats["registered"] += 1
+        elif task.outcome.startswith("error"):
+            self.stats["errors"] += 1
+
+    def _moved(self, src: Path, dst: Path) -> None:
+        if self.settler is not None:
+            self.settler.cancel(src)
+        self.watches.pop(src, None)
+        rel_src = self.ctx.rel(src)
+        with self.ctx.store.read() as conn:
+            row = conn.execute(select(files).where(files.c.path == rel_src)).first()
+        if row is None or locate(self.ctx.cfg, dst).area is None or self._in_inbox(dst):
+            if row is not None:
+                self._deleted(src)
+            self._changed(dst)
+            return
+        try:
+            st = os.lstat(dst)
+        except FileNotFoundError:
+            self._deleted(src)
+            return
+        with self.ctx.store.write() as conn:
+            records.forget_file(conn, rel_src)
+            records.upsert_file(conn, self.ctx.rel(dst), row.sha256, st.st_size, st.st_mtime_ns)
+            img = records.image_row(conn, row.sha256)
+            if img is not None and img.path == rel_src:
+                records.set_image_path(conn, row.sha256, self.ctx.rel(dst))
+        self._notify(row.sha256, rel_src, self.ctx.rel(dst))
+
+    def _deleted(self, p: Path) -> None:
+        if self.settler is not None:
+            self.settler.cancel(p)
+        self.watches.pop(p, None)
+        rel = self.ctx.rel(p)
+        with self.ctx.store.write() as conn:
+            sha = records.forget_file(conn, rel)
+            if sha is None:
+                return
+            img = records.image_row(conn, sha)
+            if img is None or img.path != rel:
+                return
+            other = conn.execute(select(files.c.path).where(files.c.sha256 == sha)).first()
+            if other is not None:
+                records.set_image_path(conn, sha, other.path)
+                new = other.path
+            else:
+                # Possibly moved out of the tree (Trash): reconcile or a later event may find it again.
+                conn.execute(update(images).where(images.c.sha256 == sha).values(state="missing"))
+                new = None
+        self._notify(sha, rel, new)
+
+    def _dir(self, d: Path) -> None:
+        # FSEvents may report only the folder for a whole folder drop or move: look inside.
+        if locate(self.ctx.cfg, d).area is None:
+            return
+        for dp, dn, fn in os.walk(d, followlinks=False):
+            dn[:] = [x for x in dn if not x.startswith(".")]
+            for n in fn:
+                self._changed(Path(dp) / n)
+
+    def _notify(self, sha: str, old: str | None, new: str | None) -> None:
+        for obs in self.move_observers:
+            try:
+                obs(sha, old, new)
+            except Exception:
+                log.exception("move observer failed for %s", sha[:12])
+
+    # ---- files outside the inbox ----------------------------------------------------------
+    def track(self, p: Path) -> None:
+        """Know which image a file in raw/ or exports/ is (by content), and follow moves."""
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode):
+            return
+        rel = self.ctx.rel(p)
+        with self.ctx.store.read() as conn:
+            sha = records.known_file(conn, rel, st.st_size, st.st_mtime_ns)
+        if sha is not None:
+            return
+        try:
+            sha = sha256_file(p)
+        except OSError as e:
+            with self.ctx.store.write() as conn:
+                records.record_error(conn, rel, "track", BestshotError(p, f"cannot read: {e.strerror or e}"))
+            return
+        with self.ctx.store.write() as conn:
+            records.upsert_file(conn, rel, sha, st.st_size, st.st_mtime_ns)
+            img = records.image_row(conn, sha)
+            old = img.path if img is not None else None
+            moved = img is not None and (img.path != rel) and (img.state != "present" or not self.ctx.abs(img.path).exists())
+            if moved:
+                records.set_image_path(conn, sha, rel)
+        if moved:
+            self._notify(sha, old, rel)
+
+    # ---- sets ---------------------------------------------------------------------------
+    def file_ready_sets(self, force_close: bool = False) -> float | None:
+        """File every closed set; returns when the next open loose set closes (for the worker's wait)."""
+        for t in filing.unfinished_sets(self.ctx):
+            pipeline.run_set(self.ctx, t)
+        busy = set(self.watches) | (self.settler.pending() if self.settler else set())
+        for t in filing.folder_sets(self.ctx, busy):
+            if pipeline.run_set(self.ctx, t):
+                self.stats["sets_filed"] += 1
+        # Files still settling in the inbox are activity: no loose set closes as "quiet" meanwhile.
+        inbox = self.ctx.cfg.path("inbox")
+        settling = any(p.parent == inbox for p in busy)
+        now = 0.0 if settling and not force_close else time.time()
+        ready, next_close = filing.grouped_sets(self.ctx, now, force_close=force_close)
+        for t in ready:
+            if pipeline.run_set(self.ctx, t):
+                self.stats["sets_filed"] += 1
+        return next_close
+
+    # ---- reconcile ------------------------------------------------------------------------
+    def reconcile(self, direct: bool) -> None:
+        """Full scan: catches events FSEvents coalesced or dropped and moves out of the tree."""
+        cfg = self.ctx.cfg
+        seen: set[str] = set()
+        for area in AREAS:
+            base = cfg.path(area)
+            if not base.is_dir():
+                continue
+            for dp, dn, fn in os.walk(base, followlinks=False):
+                dn[:] = sorted(x for x in dn if not x.startswith("."))
+                for n in sorted(fn):
+                    p = Path(dp) / n
+                    if not is_image_name(n):
+                        continue
+                    seen.add(self.ctx.rel(p))
+                    if area == "inbox":
+                        if direct:
+                            self._settled(p)
+                        elif p not in self.watches:
+                            self._arm(p)
+                    else:
+                        self.track(p)
+        with self.ctx.store.read() as conn:
+            known_paths = [r.path for r in conn.execute(select(files.c.path))]
+        for rel in known_paths:
+            if rel not in seen and not self.ctx.abs(rel).exists():
+                self._deleted(self.ctx.abs(rel))
+        with self.ctx.store.write() as conn:
+            ensure_jobs(conn, [JobSpec(e.name, e.version) for e in self.ctx.extractors
+                               if e.name != "phash" and e.availability().available])

@@ -1,0 +1,84 @@
+"""Job stage `extract`: one pass decodes each image once and runs every pending extractor on it.
+
+A pass takes up to `extractors.images_per_pass` images, so model extractors see whole batches
+and the decode is shared by all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from core.errors import BestshotError, DecodeError
+from core.extractors.registry import run_pass
+from core.imaging import DecodedImage, load
+from daemon import records
+from daemon.context import Ctx
+from daemon.jobs import JobSpec, mark, next_images
+from daemon.sidecar_store import save_result
+from daemon.store.schema import images
+
+log = logging.getLogger(__name__)
+
+
+def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
+    """Process one batch of pending jobs; returns how many images it handled (0: queue empty)."""
+    limit = limit or ctx.cfg.extractors.images_per_pass
+    with ctx.store.read() as conn:
+        work = next_images(conn, limit)
+        paths = {r.sha256: r.path for r in conn.execute(
+            select(images.c.sha256, images.c.path).where(images.c.sha256.in_(list(work))))}
+    if not work:
+        return 0
+    by_name = {e.name: e for e in ctx.extractors}
+    decoded: list[DecodedImage] = []
+    done_names: dict[str, set[str]] = {}
+    for sha, specs in work.items():
+        rel = paths.get(sha)
+        known = [s for s in specs if s.kind in by_name and by_name[s.kind].version == s.version]
+        stale = [s for s in specs if s not in known]
+        try:
+            if rel is None:
+                raise BestshotError(None, "image row missing")
+            img = load(ctx.abs(rel), max_pixels=ctx.cfg.ingest.max_pixels,
+                       accept_formats=tuple(ctx.cfg.ingest.accept_formats))
+            if img.sha256 != sha:
+                raise DecodeError(ctx.abs(rel), "file content changed since it was registered")
+        except BestshotError as e:
+            _fail_all(ctx, sha, rel, specs, e)
+            continue
+        with ctx.store.write() as conn:
+            for s in stale:  # version no longer current or extractor disabled
+                mark(conn, sha, s, "done", "superseded")
+        decoded.append(img)
+        # run_pass recomputes any dependency of a pending extractor itself.
+        done_names[sha] = {e.name for e in ctx.extractors} - {s.kind for s in known}
+    if not decoded:
+        return len(work)
+    outcomes = run_pass(ctx.extractors, decoded, done_names)
+    for img in decoded:
+        rel = paths[img.sha256]
+        with ctx.store.write() as conn:
+            for spec in work[img.sha256]:
+                ext = by_name.get(spec.kind)
+                if ext is None or ext.version != spec.version:
+                    continue
+                out = outcomes.get(img.sha256, {}).get(spec.kind)
+                if out is None:
+                    mark(conn, img.sha256, spec, "failed", "extractor produced no outcome")
+                elif isinstance(out, BestshotError):
+                    mark(conn, img.sha256, spec, "failed", out.reason)
+                    records.record_error(conn, rel, f"extract:{spec.kind}", out, img.sha256)
+                else:
+                    save_result(ctx, conn, img.sha256, ext, out)
+                    mark(conn, img.sha256, spec, "done")
+    return len(work)
+
+
+def _fail_all(ctx: Ctx, sha: str, rel: str | None, specs: list[JobSpec], e: BestshotError) -> None:
+    log.warning("cannot extract %s: %s", rel, e.reason)
+    with ctx.store.write() as conn:
+        for s in specs:
+            mark(conn, sha, s, "failed", e.reason)
+        records.record_error(conn, rel, "extract", e, sha)

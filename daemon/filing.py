@@ -1,0 +1,207 @@
+"""Set stages: group registered inbox images into sets and file them under raw/set_<id>/.
+
+The set and its members are committed (status `filing`) before any file moves, so a crash
+mid-filing resumes the same set on restart instead of regrouping what is left.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert, select, update
+
+from core.errors import BestshotError
+from core.grouping import LooseImage, group_loose, set_id_for
+from core.layout import is_image_name
+from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
+from daemon import records
+from daemon.context import Ctx
+from daemon.fileops import unique_destination
+from daemon.store.schema import errors, files, image_metadata, images, set_members, sets, sidecars
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SetTask:
+    set_id: str
+    members: list[str]  # sha256, in position order
+    source: str  # folder | grouped
+    reason: str
+    folder: Path | None = None  # the dropped inbox folder, for folder sets
+    moved: list[str] = field(default_factory=list)
+
+
+def _loose_images(ctx: Ctx) -> list[LooseImage]:
+    inbox = ctx.cfg.path("inbox")
+    with ctx.store.read() as conn:
+        rows = conn.execute(
+            select(images, image_metadata.c.prompt, image_metadata.c.batch_id, image_metadata.c.seed)
+            .join(image_metadata, image_metadata.c.sha256 == images.c.sha256, isouter=True)
+            .where(images.c.state == "present", images.c.sha256.not_in(select(set_members.c.sha256)))
+        ).all()
+        emb_rows = conn.execute(
+            select(sidecars.c.sha256, sidecars.c.blob).where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None))
+        ).all()
+    embeddings = {r.sha256: np.frombuffer(r.blob, dtype="<f4") for r in emb_rows}
+    out = []
+    for r in rows:
+        if ctx.abs(r.path).parent != inbox:
+            continue
+        meta = ImageMeta(prompt=r.prompt, batch_id=r.batch_id, seed=r.seed)
+        out.append(LooseImage(
+            sha256=r.sha256, name=ctx.abs(r.path).name, mtime=r.mtime, arrived=r.first_seen,
+            meta_key=meta.group_key(), seed=r.seed, phash=int(r.phash, 16) if r.phash else None,
+            embedding=embeddings.get(r.sha256),
+        ))
+    return out
+
+
+def grouped_sets(ctx: Ctx, now: float, force_close: bool = False) -> tuple[list[SetTask], float | None]:
+    """Closed loose-file sets ready to file, and when the next open set would close by quiet time."""
+    loose = _loose_images(ctx)
+    if not loose:
+        return [], None
+    proposals = group_loose(loose, ctx.cfg.grouping, now=float("inf") if force_close else now)
+    ready, next_close = [], None
+    for p in proposals:
+        if p.closed:
+            shas = [m.sha256 for m in p.members]
+            ready.append(SetTask(set_id_for(shas), shas, "grouped", p.reason))
+        else:
+            due = max(m.arrived for m in p.members) + ctx.cfg.grouping.quiet_seconds
+            next_close = due if next_close is None else min(next_close, due)
+    return ready, next_close
+
+
+def folder_sets(ctx: Ctx, busy: Collection[Path]) -> list[SetTask]:
+    """Dropped folders whose every image has settled: registered, or failed with a recorded error."""
+    inbox = ctx.cfg.path("inbox")
+    out: list[SetTask] = []
+    try:
+        subdirs = [d for d in inbox.iterdir() if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")]
+    except OSError:
+        return out
+    with ctx.store.read() as conn:
+        for d in sorted(subdirs):
+            image_files = [Path(dp) / n for dp, _dn, fn in os.walk(d) for n in sorted(fn) if is_image_name(n)]
+            if not image_files or any(p in busy or p.parent in busy for p in image_files):
+                continue
+            members: list[str] = []
+            settled = True
+            for p in image_files:
+                rel = ctx.rel(p)
+                frow = conn.execute(select(files.c.sha256).where(files.c.path == rel)).first()
+                img = records.image_row(conn, frow.sha256) if frow else None
+                if img is not None and img.path == rel:
+                    in_set = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == img.sha256)).first()
+                    if not in_set:
+                        members.append(img.sha256)
+                    continue
+                failed = conn.execute(
+                    select(errors.c.id).where(errors.c.path == rel, errors.c.resolved.is_(False))
+                ).first()
+                if not failed:
+                    settled = False
+                    break
+            if settled and members:
+                wanted = d.name[4:] if d.name.startswith("set_") and len(d.name) > 4 else None
+                taken = wanted and conn.execute(select(sets.c.id).where(sets.c.id == wanted)).first()
+                sid = wanted if wanted and not taken and _safe_id(wanted) else set_id_for(members)
+                out.append(SetTask(sid, members, "folder", f"dropped folder '{d.name}' ({len(members)} images)", folder=d))
+    return out
+
+
+def _safe_id(s: str) -> bool:
+    return len(s) <= 64 and all(c.isalnum() or c in "-_" for c in s)
+
+
+def persist_set(ctx: Ctx, task: SetTask) -> None:
+    """Stage `persist`: commit the set and its membership before anything moves."""
+    folder = ctx.cfg.path("raw") / f"set_{task.set_id}"
+    with ctx.store.write() as conn:
+        if conn.execute(select(sets.c.id).where(sets.c.id == task.set_id)).first():
+            return
+        conn.execute(insert(sets).values(
+            id=task.set_id, created_at=time.time(), source=task.source, reason=task.reason,
+            size=len(task.members), folder=ctx.rel(folder), status="filing",
+        ))
+        for pos, sha in enumerate(task.members):
+            conn.execute(insert(set_members).values(set_id=task.set_id, sha256=sha, position=pos))
+
+
+def move_members(ctx: Ctx, task: SetTask) -> None:
+    """Stage `file`: journaled moves of each member and its metadata files into the set folder."""
+    with ctx.store.read() as conn:
+        srow = conn.execute(select(sets).where(sets.c.id == task.set_id)).one()
+        rows = conn.execute(
+            select(images.c.sha256, images.c.path).join(set_members, set_members.c.sha256 == images.c.sha256)
+            .where(set_members.c.set_id == task.set_id).order_by(set_members.c.position)
+        ).all()
+    folder = ctx.abs(srow.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ing = ctx.cfg.ingest
+    for r in rows:
+        src = ctx.abs(r.path)
+        if src.parent == folder:
+            continue
+        if not src.exists():
+            log.warning("set %s: member %s vanished before filing", task.set_id, r.path)
+            continue
+        dst = unique_destination(folder / src.name)
+        companions = [c for c in sidecar_candidates(src, ing.yaml_suffixes, ing.caption_suffixes) if c.is_file()]
+        ctx.fileops.move(src, dst, sha256=r.sha256, note=f"file into set {task.set_id}")
+        st = dst.stat()
+        with ctx.store.write() as conn:
+            records.forget_file(conn, ctx.rel(src))
+            records.upsert_file(conn, ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
+            records.set_image_path(conn, r.sha256, ctx.rel(dst))
+        for c in companions:
+            # Keep the companion's name paired with the (possibly renamed) image.
+            cdst = unique_destination(folder / (dst.name + c.name[len(src.name):] if c.name.startswith(src.name)
+                                               else dst.stem + c.name[len(src.stem):]))
+            ctx.fileops.move(c, cdst, note=f"metadata of {dst.name}")
+        task.moved.append(r.sha256)
+    if task.folder is not None:
+        for name in FOLDER_META_NAMES:
+            m = task.folder / name
+            if m.is_file() and not (folder / name).exists():
+                ctx.fileops.move(m, folder / name, note=f"set metadata of {task.set_id}")
+        _remove_if_empty(task.folder)
+    with ctx.store.write() as conn:
+        conn.execute(update(sets).where(sets.c.id == task.set_id).values(status="filed"))
+    log.info("filed set %s: %d images (%s)", task.set_id, len(rows), task.reason)
+
+
+def _remove_if_empty(d: Path) -> None:
+    """Tidy the emptied drop folder; anything left in it (e.g. a failed image) keeps it."""
+    for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            sub.rmdir()
+        except OSError:
+            pass
+    try:
+        d.rmdir()
+    except OSError:
+        pass
+
+
+def unfinished_sets(ctx: Ctx) -> list[SetTask]:
+    with ctx.store.read() as conn:
+        rows = conn.execute(select(sets).where(sets.c.status == "filing")).all()
+        out = []
+        for r in rows:
+            members = [m.sha256 for m in conn.execute(
+                select(set_members.c.sha256).where(set_members.c.set_id == r.id).order_by(set_members.c.position))]
+            out.append(SetTask(r.id, members, r.source, r.reason))
+    return out
+
+
+def describe_error(e: BestshotError) -> str:
+    return f"{e.kind}: {e.reason}"

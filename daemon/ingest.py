@@ -1,0 +1,152 @@
+"""Image stages: a file in the inbox becomes a registered image (identity, facts, metadata).
+
+Each stage takes the ImageTask and fills in more of it; raising a BestshotError stops the
+task and is recorded against the path by the pipeline (daemon/pipeline.py), which lists the
+stages in order. Nothing here moves or modifies the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import insert, select, update
+
+from core.errors import DuplicateError, NotReadyError, TooLargeError, UnreadableError, VanishedError
+from core.imaging import DecodedImage, decode, read_bytes, sha256_bytes
+from core.layout import Place, locate, to_db_path
+from core.metadata import FOLDER_META_NAMES, ImageMeta, parse_metadata, sidecar_candidates
+from daemon import records
+from daemon.context import Ctx
+from daemon.jobs import JobSpec, enqueue
+from daemon.store.schema import image_metadata, images, sidecars
+
+
+@dataclass
+class ImageTask:
+    path: Path
+    place: Place | None = None
+    st: os.stat_result | None = None
+    data: bytes | None = None
+    sha256: str | None = None
+    image: DecodedImage | None = None
+    meta: ImageMeta | None = None
+    metadata_files: list[Path] = field(default_factory=list)
+    outcome: str = "pending"  # registered | unchanged | duplicate | moved
+    done: bool = False  # set by a stage that completes the task early
+
+
+def stage_stat(ctx: Ctx, t: ImageTask) -> None:
+    t.place = locate(ctx.cfg, t.path)
+    try:
+        st = os.lstat(t.path)
+    except FileNotFoundError as e:
+        raise VanishedError(t.path, "file disappeared before it could be read") from e
+    except PermissionError as e:
+        raise UnreadableError(t.path, "permission denied reading the file's attributes") from e
+    if stat.S_ISLNK(st.st_mode):
+        raise UnreadableError(t.path, "symbolic link: not followed; put the image file itself in the inbox")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnreadableError(t.path, "not a regular file")
+    if st.st_size == 0:
+        raise NotReadyError(t.path, "file is empty (0 bytes)")
+    if st.st_size > ctx.cfg.ingest.max_file_bytes:
+        raise TooLargeError(t.path, f"{st.st_size} bytes exceeds ingest.max_file_bytes = {ctx.cfg.ingest.max_file_bytes}")
+    t.st = st
+
+
+def stage_read(ctx: Ctx, t: ImageTask) -> None:
+    assert t.st is not None
+    rel = ctx.rel(t.path)
+    with ctx.store.read() as conn:
+        sha = records.known_file(conn, rel, t.st.st_size, t.st.st_mtime_ns)
+        row = records.image_row(conn, sha) if sha else None
+    if row is not None and row.path == rel:
+        t.sha256, t.outcome, t.done = sha, "unchanged", True
+        return
+    t.data = read_bytes(t.path)
+    t.sha256 = sha256_bytes(t.data)
+    with ctx.store.read() as conn:
+        row = records.image_row(conn, t.sha256)
+    if row is not None and row.path != rel:
+        if ctx.abs(row.path).exists() and row.state == "present":
+            raise DuplicateError(t.path, f"same content as {row.path} (sha256 {t.sha256[:12]}); left in place")
+        # Known content whose old location is gone: a rename or move we missed.
+        with ctx.store.write() as conn:
+            records.set_image_path(conn, t.sha256, rel)
+            records.upsert_file(conn, rel, t.sha256, t.st.st_size, t.st.st_mtime_ns)
+            records.resolve_errors(conn, rel)
+        t.outcome, t.done = "moved", True
+
+
+def stage_decode(ctx: Ctx, t: ImageTask) -> None:
+    assert t.data is not None
+    ing = ctx.cfg.ingest
+    t.image = decode(t.path, t.data, max_pixels=ing.max_pixels, accept_formats=tuple(ing.accept_formats))
+
+
+def stage_metadata(ctx: Ctx, t: ImageTask) -> None:
+    assert t.image is not None
+    ing = ctx.cfg.ingest
+    texts: list[tuple[Path, str]] = []
+    for cand in sidecar_candidates(t.path, ing.yaml_suffixes, ing.caption_suffixes):
+        if cand.is_file() and not cand.is_symlink():
+            texts.append((cand, _read_text(cand)))
+            t.metadata_files.append(cand)
+    folder_meta = None
+    if t.place and t.place.subfolder:
+        for name in FOLDER_META_NAMES:
+            p = t.path.parent / name
+            if p.is_file():
+                folder_meta = (p, _read_text(p))
+                break
+    t.meta = parse_metadata(dict(t.image.text), texts, folder_meta)
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_bytes().decode("utf-8", errors="replace")
+    except OSError as e:
+        raise UnreadableError(p, f"cannot read metadata file: {e.strerror or e}") from e
+
+
+def stage_register(ctx: Ctx, t: ImageTask) -> None:
+    assert t.image is not None and t.meta is not None and t.st is not None and t.sha256
+    img, meta, now = t.image, t.meta, time.time()
+    rel = ctx.rel(t.path)
+    phash_result = None
+    phash = ctx.extractor("phash")
+    if phash is not None:
+        out = phash.run([img], [{}])[0]
+        phash_result = None if isinstance(out, Exception) else out
+    with ctx.store.write() as conn:
+        values = {
+            "path": rel, "original_name": to_db_path(t.path.name), "size_bytes": t.st.st_size,
+            "width": img.width, "height": img.height, "format": img.format, "mtime": t.st.st_mtime,
+            "phash": phash_result.payload.get("phash") if phash_result else None,
+            "last_seen": now, "state": "present",
+        }
+        # first_seen survives re-registration: it drives set closing across restarts.
+        if conn.execute(select(images.c.sha256).where(images.c.sha256 == t.sha256)).first():
+            conn.execute(update(images).where(images.c.sha256 == t.sha256).values(**values))
+        else:
+            conn.execute(insert(images).values(sha256=t.sha256, first_seen=now, **values))
+        records.upsert(conn, image_metadata, {
+            "sha256": t.sha256, "prompt": meta.prompt, "negative_prompt": meta.negative_prompt, "seed": meta.seed,
+            "batch_id": meta.batch_id, "model": meta.model, "sources": json.dumps(list(meta.sources)),
+            "raw": json.dumps(meta.raw),
+        }, ["sha256"])
+        records.upsert_file(conn, rel, t.sha256, t.st.st_size, t.st.st_mtime_ns)
+        records.resolve_errors(conn, rel)
+        specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.name != "phash" and e.availability().available]
+        enqueue(conn, t.sha256, specs)
+        if phash is not None and phash_result is not None:
+            records.upsert(conn, sidecars, {
+                "sha256": t.sha256, "extractor": phash.name, "version": phash.version,
+                "payload": json.dumps(phash_result.payload), "blob": None, "files": None, "created_at": now,
+            }, ["sha256", "extractor", "version"])
+    t.outcome = "registered"

@@ -1,0 +1,94 @@
+"""The persistent per-image job queue.
+
+A job is (sha256, kind, version); the unique key makes enqueueing idempotent, and a bumped
+extractor version is simply a new job. Jobs found `running` at start-up were interrupted by a
+crash and go back to `pending`; results are upserts, so redoing one duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, func, select, update
+
+from daemon.records import upsert
+from daemon.store.schema import images, jobs
+
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    kind: str
+    version: int
+
+
+def enqueue(conn: Connection, sha256: str, specs: Iterable[JobSpec]) -> None:
+    now = time.time()
+    for s in specs:
+        upsert(conn, jobs, {"sha256": sha256, "kind": s.kind, "version": s.version, "state": "pending",
+                            "attempts": 0, "created_at": now, "updated_at": now}, ["sha256", "kind", "version"])
+
+
+def ensure_jobs(conn: Connection, specs: list[JobSpec]) -> int:
+    """Enqueue every missing (present image, spec) job, e.g. after an extractor's version bump."""
+    added = 0
+    shas = [r.sha256 for r in conn.execute(select(images.c.sha256).where(images.c.state == "present"))]
+    for spec in specs:
+        have = {
+            r.sha256
+            for r in conn.execute(select(jobs.c.sha256).where(jobs.c.kind == spec.kind, jobs.c.version == spec.version))
+        }
+        for sha in shas:
+            if sha not in have:
+                enqueue(conn, sha, [spec])
+                added += 1
+    return added
+
+
+def reset_interrupted(conn: Connection) -> int:
+    res = conn.execute(update(jobs).where(jobs.c.state == "running").values(state="pending", updated_at=time.time()))
+    return int(res.rowcount or 0)
+
+
+def next_images(conn: Connection, limit: int) -> dict[str, list[JobSpec]]:
+    """Up to `limit` images with pending work, oldest first, with all their pending jobs."""
+    rows = conn.execute(
+        select(jobs.c.sha256, func.min(jobs.c.id).label("first"))
+        .where(jobs.c.state == "pending")
+        .group_by(jobs.c.sha256)
+        .order_by("first")
+        .limit(limit)
+    ).all()
+    out: dict[str, list[JobSpec]] = {r.sha256: [] for r in rows}
+    if out:
+        for r in conn.execute(
+            select(jobs.c.sha256, jobs.c.kind, jobs.c.version).where(
+                jobs.c.state == "pending", jobs.c.sha256.in_(list(out))
+            )
+        ):
+            out[r.sha256].append(JobSpec(r.kind, r.version))
+    return out
+
+
+def mark(conn: Connection, sha256: str, spec: JobSpec, state: str, error: str | None = None) -> None:
+    where = and_(jobs.c.sha256 == sha256, jobs.c.kind == spec.kind, jobs.c.version == spec.version)
+    values: dict[str, object] = {"state": state, "error": error, "updated_at": time.time()}
+    if state == "failed":
+        values["attempts"] = jobs.c.attempts + 1
+    conn.execute(update(jobs).where(where).values(**values))
+
+
+def pending_count(conn: Connection) -> int:
+    return int(
+        conn.execute(select(func.count()).select_from(jobs).where(jobs.c.state.in_(("pending", "running")))).scalar_one()
+    )
+
+
+def counts_by_state(conn: Connection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in conn.execute(select(jobs.c.kind, jobs.c.state, func.count()).group_by(jobs.c.kind, jobs.c.state)):
+        out.setdefault(r[0], {})[r[1]] = int(r[2])
+    return out

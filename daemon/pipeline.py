@@ -1,0 +1,82 @@
+"""The named stages, in order, in one place.
+
+An ImageTask flows through IMAGE_STAGES when a file in the inbox settles; a SetTask flows
+through SET_STAGES when a set closes. Per-item failures are caught here, at the stage
+boundary, and recorded against the path so `bestshot status` shows them; the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from core.errors import BestshotError, NotReadyError
+from daemon import filing, ingest, records
+from daemon.context import Ctx
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Stage(Generic[T]):
+    name: str
+    run: Callable[[Ctx, T], None]
+
+
+IMAGE_STAGES: tuple[Stage[ingest.ImageTask], ...] = (
+    Stage("stat", ingest.stage_stat),  # symlinks, non-files, size limits
+    Stage("read", ingest.stage_read),  # bytes + sha256; known content short-circuits
+    Stage("decode", ingest.stage_decode),  # complete decode, pixel limit
+    Stage("metadata", ingest.stage_metadata),  # YAML / caption / meta.yaml / PNG chunks
+    Stage("register", ingest.stage_register),  # image row, pHash, jobs enqueued
+)
+
+SET_STAGES: tuple[Stage[filing.SetTask], ...] = (
+    Stage("persist", filing.persist_set),  # set + members committed before any move
+    Stage("file", filing.move_members),  # journaled moves into raw/set_<id>/
+)
+
+
+def run_image(ctx: Ctx, task: ingest.ImageTask) -> ingest.ImageTask:
+    """Run the image stages. NotReadyError propagates (the caller retries later); others are recorded."""
+    rel = ctx.rel(task.path)
+    for stage in IMAGE_STAGES:
+        try:
+            stage.run(ctx, task)
+        except NotReadyError:
+            raise
+        except BestshotError as e:
+            _record(ctx, rel, stage.name, e, task.sha256)
+            task.outcome = f"error:{e.kind}"
+            return task
+        except OSError as e:
+            _record(ctx, rel, stage.name, BestshotError(task.path, f"I/O error: {e.strerror or e}"), task.sha256)
+            task.outcome = "error:io"
+            return task
+        if task.done:
+            break
+    return task
+
+
+def run_set(ctx: Ctx, task: filing.SetTask) -> bool:
+    for stage in SET_STAGES:
+        try:
+            stage.run(ctx, task)
+        except (BestshotError, OSError) as e:
+            err = e if isinstance(e, BestshotError) else BestshotError(None, f"I/O error: {e}")
+            _record(ctx, f"set_{task.set_id}", stage.name, err)
+            return False
+    return True
+
+
+def _record(ctx: Ctx, rel: str, stage: str, e: BestshotError, sha: str | None = None) -> None:
+    log.warning("%s failed at %s: %s", rel, stage, e.reason)
+    with ctx.store.write() as conn:
+        records.record_error(conn, rel, stage, e, sha)
+
+
+def record_not_ready(ctx: Ctx, task_path_rel: str, e: NotReadyError, waited: float) -> None:
+    _record(ctx, task_path_rel, "settle", NotReadyError(e.path, f"never completed after {waited:.0f} s: {e.reason}"))

@@ -1,0 +1,106 @@
+"""Small read/write helpers over the store shared by the stages."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.schema import Table
+
+from core.errors import BestshotError
+from daemon.store.schema import errors, files, images, state
+
+
+def upsert(conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL alike."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table).values(**values)
+    rest = {k: v for k, v in values.items() if k not in keys}
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=rest) if rest else stmt.on_conflict_do_nothing())
+
+
+def record_error(conn: Connection, path: str | None, stage: str, err: BestshotError | str,
+                 sha256: str | None = None) -> None:
+    """Record a per-item failure once: an identical open error for the same path is not repeated."""
+    kind = err.kind if isinstance(err, BestshotError) else "error"
+    reason = err.reason if isinstance(err, BestshotError) else str(err)
+    existing = conn.execute(
+        select(errors.c.id).where(
+            errors.c.path == path, errors.c.stage == stage, errors.c.reason == reason,
+            errors.c.resolved.is_(False),
+        )
+    ).first()
+    if existing:
+        conn.execute(update(errors).where(errors.c.id == existing.id).values(ts=time.time()))
+        return
+    conn.execute(
+        insert(errors).values(ts=time.time(), path=path, sha256=sha256, stage=stage, kind=kind, reason=reason,
+                              resolved=False)
+    )
+
+
+def resolve_errors(conn: Connection, path: str, stages: tuple[str, ...] | None = None) -> None:
+    q = update(errors).where(errors.c.path == path, errors.c.resolved.is_(False))
+    if stages:
+        q = q.where(errors.c.stage.in_(stages))
+    conn.execute(q.values(resolved=True))
+
+
+def open_errors(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(errors).where(errors.c.resolved.is_(False)).order_by(errors.c.ts.desc()).limit(limit)
+    ).all()
+    return [
+        {"ts": r.ts, "path": r.path, "stage": r.stage, "kind": r.kind, "reason": r.reason} for r in rows
+    ]
+
+
+def count_open_errors(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(errors).where(errors.c.resolved.is_(False))).scalar_one())
+
+
+def upsert_file(conn: Connection, rel: str, sha256: str, size: int, mtime_ns: int) -> None:
+    upsert(conn, files, {"path": rel, "sha256": sha256, "size_bytes": size, "mtime_ns": mtime_ns,
+                         "seen_at": time.time()}, ["path"])
+
+
+def forget_file(conn: Connection, rel: str) -> str | None:
+    row = conn.execute(select(files.c.sha256).where(files.c.path == rel)).first()
+    conn.execute(delete(files).where(files.c.path == rel))
+    return row.sha256 if row else None
+
+
+def known_file(conn: Connection, rel: str, size: int, mtime_ns: int) -> str | None:
+    """sha256 of a file already hashed at this path with the same size and mtime."""
+    row = conn.execute(
+        select(files.c.sha256).where(files.c.path == rel, files.c.size_bytes == size, files.c.mtime_ns == mtime_ns)
+    ).first()
+    return row.sha256 if row else None
+
+
+def image_row(conn: Connection, sha256: str) -> Any:
+    return conn.execute(select(images).where(images.c.sha256 == sha256)).first()
+
+
+def set_image_path(conn: Connection, sha256: str, rel: str) -> None:
+    conn.execute(update(images).where(images.c.sha256 == sha256).values(path=rel, last_seen=time.time(), state="present"))
+
+
+def get_state(conn: Connection, key: str, default: Any = None) -> Any:
+    row = conn.execute(select(state.c.value).where(state.c.key == key)).first()
+    return json.loads(row.value) if row else default
+
+
+def put_state(conn: Connection, key: str, value: Any) -> None:
+    upsert(conn, state, {"key": key, "value": json.dumps(value)}, ["key"])
+
+
+def rel_to(root: Path, p: Path) -> str:
+    try:
+        return str(p.relative_to(root))
+    except ValueError:
+        return str(p)

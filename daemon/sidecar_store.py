@@ -1,0 +1,92 @@
+"""Persist extractor results: a DB row per (sha256, extractor, version) plus the sidecar files.
+
+Files are named by sha256 (the image's identity), so renames and moves never orphan them:
+sidecar/saliency/<sha>.npy, sidecar/hands/<sha>.keypoints.json, sidecar/det/<sha>.facefoot.json.
+Every file is written to a temporary name and renamed into place, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, select
+
+from core.extractors.base import Extractor, SidecarResult
+from core.sidecar_types import POSE
+from daemon import records
+from daemon.context import Ctx
+from daemon.store.schema import sidecars
+
+FOOT_POINTS = ("left_ankle", "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_result(ctx: Ctx, conn: Connection, sha: str, ext: Extractor, result: SidecarResult) -> None:
+    side = ctx.cfg.path("sidecar")
+    written: list[str] = []
+    blob = None
+    for key, arr in result.arrays.items():
+        if key == "embedding":
+            blob = np.asarray(arr, dtype="<f4").tobytes()
+        else:
+            target = side / ext.name / f"{sha}.npy"
+            atomic_write(target, _npy_bytes(arr))
+            written.append(ctx.rel(target))
+    if ext.name == "hands":
+        target = side / "hands" / f"{sha}.keypoints.json"
+        atomic_write(target, json.dumps(result.payload).encode())
+        written.append(ctx.rel(target))
+    records.upsert(conn, sidecars, {
+        "sha256": sha, "extractor": ext.name, "version": ext.version, "payload": json.dumps(result.payload),
+        "blob": blob, "files": json.dumps(written), "created_at": time.time(),
+    }, ["sha256", "extractor", "version"])
+    if ext.name in ("face", "pose"):
+        _write_facefoot(ctx, conn, sha)
+
+
+def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(sidecars.c.payload).where(sidecars.c.sha256 == sha, sidecars.c.extractor == extractor)
+        .order_by(sidecars.c.version.desc()).limit(1)
+    ).first()
+    return json.loads(row.payload) if row else None
+
+
+def _write_facefoot(ctx: Ctx, conn: Connection, sha: str) -> None:
+    """Face boxes and foot points together, as the seed plan's det/<image>.facefoot.json."""
+    face = latest_payload(conn, sha, "face") or {}
+    pose = latest_payload(conn, sha, "pose") or {}
+    feet = []
+    for p in pose.get("poses", []):
+        lm = p["landmarks"]
+        feet.append({name: {"x": lm[POSE[name]][0], "y": lm[POSE[name]][1], "visibility": lm[POSE[name]][3]}
+                     for name in FOOT_POINTS})
+    doc = {"faces": face.get("faces", []), "feet": feet, "image_size": face.get("image_size") or pose.get("image_size")}
+    atomic_write(ctx.cfg.path("sidecar") / "det" / f"{sha}.facefoot.json", json.dumps(doc).encode())

@@ -1,0 +1,180 @@
+"""Tables. Identity of an image is its sha256; paths are where it was last seen."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+images = Table(
+    "images",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("path", Text, nullable=False),  # relative to root, current canonical location
+    Column("original_name", Text, nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("phash", String(16)),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    # present | missing (not found by the last scan) | deleted (gone for good, decided)
+    Column("state", String(16), nullable=False, default="present"),
+)
+
+image_metadata = Table(
+    "image_metadata",
+    metadata,
+    Column("sha256", String(64), ForeignKey("images.sha256"), primary_key=True),
+    Column("prompt", Text),
+    Column("negative_prompt", Text),
+    Column("seed", Integer),
+    Column("batch_id", Text),
+    Column("model", Text),
+    Column("sources", Text, nullable=False),  # JSON list of where metadata came from
+    Column("raw", Text, nullable=False),  # JSON of everything parsed
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("path", Text, primary_key=True),  # relative to root
+    Column("sha256", String(64), nullable=False, index=True),
+    Column("size_bytes", Integer, nullable=False),
+    Column("mtime_ns", Integer, nullable=False),
+    Column("seen_at", Float, nullable=False),
+)
+
+sets = Table(
+    "sets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("source", String(16), nullable=False),  # folder | grouped
+    Column("reason", Text, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("folder", Text, nullable=False),  # raw/set_<id>, relative to root
+    Column("status", String(16), nullable=False, default="filed"),  # filed | decided
+)
+
+set_members = Table(
+    "set_members",
+    metadata,
+    Column("set_id", String(64), ForeignKey("sets.id"), primary_key=True),
+    Column("sha256", String(64), ForeignKey("images.sha256"), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("near_duplicate_of", String(64)),
+    Index("ix_set_members_sha", "sha256"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),  # pending|running|done|failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("sha256", "kind", "version", name="uq_job"),
+    Index("ix_jobs_state", "state", "id"),
+)
+
+sidecars = Table(
+    "sidecars",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("extractor", String(32), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("payload", Text, nullable=False),  # JSON
+    Column("blob", LargeBinary),  # small arrays (embeddings) as raw little-endian bytes
+    Column("files", Text),  # JSON list of sidecar files written, relative to root
+    Column("created_at", Float, nullable=False),
+)
+
+errors = Table(
+    "errors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("path", Text),
+    Column("sha256", String(64)),
+    Column("stage", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("resolved", Boolean, nullable=False, default=False),
+    Index("ix_errors_path", "path"),
+)
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(64)),
+    Column("op", String(16), nullable=False),  # move
+    Column("src", Text, nullable=False),  # relative to root
+    Column("dst", Text, nullable=False),
+    Column("sha256", String(64)),
+    Column("state", String(16), nullable=False),  # planned | done | failed | undone
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("note", Text),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("set_id", String(64), nullable=False, index=True),
+    Column("winner", String(64)),
+    Column("needs_crop", Boolean, nullable=False, default=False),
+    Column("deleted", Text, nullable=False),  # JSON list of sha256
+    Column("crop_box", Text),  # JSON {"x","y","w","h"} or null
+    Column("anomaly_tags", Text, nullable=False),  # JSON
+    Column("source", String(16), nullable=False),  # observed | log | batch
+    Column("supersedes", Integer),
+    Column("closed_reason", Text),
+    Column("line", Text, nullable=False),  # the exact session.jsonl line written
+    Column("logged", Boolean, nullable=False, default=False),
+)
+
+pairs = Table(
+    "pairs",
+    metadata,
+    Column("decision_id", Integer, ForeignKey("decisions.id"), primary_key=True),
+    Column("winner", String(64), primary_key=True),
+    Column("loser", String(64), primary_key=True),
+)
+
+state = Table(
+    "state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

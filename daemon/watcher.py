@@ -1,0 +1,56 @@
+"""watchdog → typed events on a queue. The observer thread does nothing else."""
+
+from __future__ import annotations
+
+import logging
+import queue
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved
+
+log = logging.getLogger(__name__)
+
+
+def _p(raw: str | bytes) -> Path:
+    # Non-UTF-8 names arrive as bytes on some platforms; keep them lossless via surrogateescape.
+    return Path(raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, out: queue.Queue[Event]) -> None:
+        self.out = out
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        kind = event.event_type
+        src = _p(event.src_path)
+        if isinstance(event, (DirCreatedEvent, DirMovedEvent)):
+            self.out.put(DirChanged(_p(event.dest_path) if kind == "moved" else src))
+            return
+        if event.is_directory:
+            if kind == "deleted":
+                self.out.put(FileDeleted(src))
+            return
+        if kind in ("created", "modified", "closed"):
+            self.out.put(FileChanged(src))
+        elif kind == "moved":
+            self.out.put(FileMoved(src, _p(event.dest_path)))
+        elif kind == "deleted":
+            self.out.put(FileDeleted(src))
+
+
+def start_observer(root: Path, out: queue.Queue[Event]) -> BaseObserver:
+    observer = Observer()
+    observer.schedule(_Handler(out), str(root), recursive=True)
+    observer.daemon = True
+    observer.start()
+    log.info("watching %s with %s", root, type(observer).__name__)
+    return observer

@@ -1,0 +1,154 @@
+"""Shared test utilities: real PNG files, a config with short timings, a real daemon subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image, PngImagePlugin
+
+REPO = Path(__file__).resolve().parent.parent
+
+FAST = {
+    "watch": {"stable_seconds": 0.3, "incomplete_timeout_seconds": 4.0, "reconcile_minutes": 60},
+    "grouping": {"quiet_seconds": 1.5},
+    "extractors": {"enabled": ["phash"]},
+}
+
+
+def textured(seed: int, w: int = 96, h: int = 128, base: np.ndarray | None = None, noise: float = 6.0) -> np.ndarray:
+    """A smooth random image (distinct per seed); `base` plus noise gives a near-duplicate."""
+    rng = np.random.default_rng(seed)
+    if base is not None:
+        return np.clip(base.astype(np.float64) + rng.normal(0, noise, base.shape), 0, 255).astype(np.uint8)
+    small = rng.integers(0, 256, size=(6, 5, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC))
+
+
+def write_png(path: Path, arr: np.ndarray, text: dict[str, str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(k, v)
+    Image.fromarray(arr).save(path, format="PNG", pnginfo=info)
+    return path
+
+
+def write_config(root: Path, extra: dict[str, Any] | None = None) -> Path:
+    cfg = json.loads(json.dumps(FAST))
+    for k, v in (extra or {}).items():
+        if isinstance(v, dict):
+            cfg.setdefault(k, {}).update(v)
+        else:
+            cfg[k] = v
+    root.mkdir(parents=True, exist_ok=True)
+    p = root / "bestshot.yaml"
+    p.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return p
+
+
+def bestshot(*args: str, root: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args, "--root", str(root)],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"bestshot {args} exit {res.returncode}\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def status(root: Path) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(bestshot("status", "--json", root=root).stdout)
+    return out
+
+
+class DaemonProc:
+    """`bestshot run` as a real subprocess over a temp root."""
+
+    def __init__(self, root: Path, *extra: str) -> None:
+        self.root = root
+        self.log = root.parent / f"{root.name}.daemon.log"
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProc:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "run", "--root", str(self.root), *self.extra],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=REPO, env=env,
+        )
+        try:
+            wait_for(lambda: "daemon running" in self.output() or self.proc.poll() is not None, timeout=60,
+                     what="daemon start")
+        except AssertionError:
+            raise AssertionError("daemon did not start:\n" + self.output()[-3000:]) from None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"daemon exited with {self.proc.returncode}:\n" + self.output()[-3000:])
+        return self
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError("daemon did not stop in time\n" + self.output()[-3000:]) from None
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def __enter__(self) -> DaemonProc:
+        return self.start()
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:  # show what the daemon said next to the failing assertion
+            print("---- daemon log ----\n" + self.output()[-6000:])
+        if self.proc is not None and self.proc.poll() is None:
+            self.stop()
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def db_rows(root: Path, sql: str) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{root / 'bestshot.sqlite'}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def filed_sets(root: Path) -> dict[str, list[str]]:
+    """set folder name -> sorted image file names, as on disk under raw/."""
+    raw = root / "raw"
+    if not raw.is_dir():
+        return {}
+    return {
+        d.name: sorted(p.name for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+        for d in sorted(raw.iterdir()) if d.is_dir()
+    }

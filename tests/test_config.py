@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.config import Config, load_config
+from core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_unknown_key_is_rejected_and_named(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("watch:\n  stable_secondz: 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f, env={})
+    assert "watch.stable_secondz" in str(e.value)
+
+
+def test_bad_value_names_the_field(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("grouping:\n  max_set_size: 0\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(f, env={})
+    assert "grouping.max_set_size" in str(e.value)
+
+
+def test_bad_yaml_config_is_a_config_error(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("watch: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(f, env={})
+
+
+def test_env_overrides_file_and_root_flag_wins(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("watch:\n  stable_seconds: 2\nroot: /elsewhere\n")
+    cfg = load_config(f, root=tmp_path, env={"BESTSHOT_WATCH__STABLE_SECONDS": "5", "BESTSHOT_MODE": "watch"})
+    assert cfg.watch.stable_seconds == 5
+    assert cfg.mode == "watch"
+    assert cfg.root == tmp_path
+    assert cfg.path("approved") == tmp_path / "exports" / "approved"
+    assert cfg.db_url == f"sqlite:///{tmp_path / 'bestshot.sqlite'}"
+
+
+def test_unknown_env_key_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="grouping.nope"):
+        load_config(env={"BESTSHOT_GROUPING__NOPE": "1"})
+
+
+def test_shipped_default_config_matches_the_model() -> None:
+    shipped = yaml.safe_load((REPO / "config" / "bestshot.yaml").read_text())
+    defaults = Config().model_dump(mode="json")
+    shipped.pop("root", None)
+    defaults.pop("root", None)
+    assert shipped == defaults, "regenerate with: .venv/bin/python scripts/gen_config.py"
