@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,9 @@ COMMANDS = (
     "daemon.commands.status",
     "daemon.commands.service",
     "daemon.commands.doctor",
+    "daemon.commands.sidecars",
+    "daemon.commands.models",
+    "daemon.commands.export",
 )
 
 
@@ -40,7 +44,10 @@ def config_from_args(args: argparse.Namespace, **overrides: object) -> Config:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bestshot", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="bestshot",
+        description="Offline daemon that learns to pick, crop and reject AI-generated images of people.",
+    )
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(subs)
@@ -48,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # MediaPipe's C++ side logs through glog/absl; keep its INFO chatter out of the user's terminal.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

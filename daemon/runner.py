@@ -21,7 +21,9 @@ from daemon import jobs
 from daemon.app import InstanceLock
 from daemon.context import Ctx
 from daemon.engine import Engine
+from daemon.duplicates import refresh_duplicates
 from daemon.extract import run_extract_pass
+from daemon.parquet_export import export_parquet
 from daemon.settle import Settler
 from daemon.watcher import start_observer
 
@@ -107,7 +109,11 @@ class Daemon:
             if self.stopping.is_set():
                 break
             # One batch at a time, then back to the queue, so new files are never starved by a backlog.
+            was_pending = work_pending
             work_pending = run_extract_pass(self.ctx) > 0
+            if was_pending and not work_pending:  # the queue just drained
+                refresh_duplicates(self.ctx)
+                export_parquet(self.ctx)
             for hook in self.after_pass:
                 hook()
 

@@ -11,7 +11,9 @@ from daemon import jobs, logsetup
 from daemon.app import InstanceLock, build_ctx
 from daemon.cli import add_common, config_from_args
 from daemon.engine import Engine
+from daemon.duplicates import refresh_duplicates
 from daemon.extract import run_extract_pass
+from daemon.parquet_export import export_parquet
 
 
 def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -40,6 +42,8 @@ def handle(args: argparse.Namespace) -> int:
         with tqdm(total=total, unit="img", desc="sidecars", disable=not sys.stderr.isatty() or total == 0) as bar:
             while n := run_extract_pass(ctx):
                 bar.update(n)
+        refresh_duplicates(ctx)
+        export_parquet(ctx)
         s = engine.stats
         print(f"scan: {s['registered']} images registered, {s['sets_filed']} sets filed, {s['errors']} errors")
         return 0

@@ -9,11 +9,12 @@ from typing import Any
 from sqlalchemy import func, select
 
 from core.config import Config
+from core.dedup import rule_description
 from core.extractors.registry import build_extractors
 from daemon import jobs, records
 from daemon.cli import add_common, config_from_args
 from daemon.store.db import open_store
-from daemon.store.schema import images, sets
+from daemon.store.schema import dup_groups, images, sets
 
 
 def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,12 +43,20 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "open_errors": records.count_open_errors(conn),
                 "errors": records.open_errors(conn, n_errors),
             }
+            groups: dict[str, list[str]] = {}
+            for r in conn.execute(select(dup_groups.c.group_id, images.c.path).join(
+                    images, images.c.sha256 == dup_groups.c.sha256).order_by(dup_groups.c.group_id, images.c.path)):
+                groups.setdefault(r.group_id, []).append(r.path)
+            out["duplicate_groups"] = list(groups.values())
     finally:
         store.close()
     out["extractors"] = {}
+    embeddings_on = False
     for e in build_extractors(cfg.extractors, cfg.path("models")):
         a = e.availability()
+        embeddings_on |= e.name == "clip" and a.available
         out["extractors"][e.name] = {"version": e.version, "available": a.available, "reason": a.reason, "fix": a.fix}
+    out["dedup_rule"] = rule_description(cfg.dedup, embeddings_on)
     return out
 
 
@@ -66,6 +75,10 @@ def handle(args: argparse.Namespace) -> int:
     for name, e in info["extractors"].items():
         line = f"  {name:<9} v{e['version']}  " + ("available" if e["available"] else f"UNAVAILABLE: {e['reason']}")
         print(line + (f"\n            fix: {e['fix']}" if not e["available"] and e["fix"] else ""))
+    print(f"dedup    {info['dedup_rule']}")
+    print(f"         {len(info['duplicate_groups'])} near-duplicate groups")
+    for g in info["duplicate_groups"][:5]:
+        print("           " + ", ".join(g))
     print(f"errors   {info['open_errors']} open" + (":" if info["errors"] else ""))
     for err in info["errors"]:
         print(f"  {err['path']}  [{err['stage']}/{err['kind']}] {err['reason']}")

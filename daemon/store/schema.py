@@ -178,3 +178,12 @@ state = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# 0002: near-duplicate groups (connected components of the dedup rule), recomputed as a whole.
+dup_groups = Table(
+    "dup_groups",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("group_id", String(64), nullable=False, index=True),  # smallest sha256 of the group
+    Column("rule", Text, nullable=False),
+)

@@ -1,0 +1,100 @@
+"""`bestshot embed | phash | detect PATH...`: compute sidecars for images or folders by hand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.errors import BestshotError
+from core.extractors.registry import build_extractors, run_pass
+from core.imaging import DecodedImage, load
+from core.layout import is_image_name
+from daemon import logsetup, records
+from daemon.app import build_ctx
+from daemon.cli import add_common, config_from_args
+from daemon.context import Ctx
+from daemon.parquet_export import export_parquet
+from daemon.sidecar_store import save_result
+
+log = logging.getLogger(__name__)
+
+GROUPS = {
+    "embed": ["clip"],
+    "phash": ["phash"],
+    "detect": ["hands", "pose", "face", "saliency", "quality"],
+}
+
+
+def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    for cmd, names in GROUPS.items():
+        p = subs.add_parser(cmd, help=f"compute {', '.join(names)} sidecars for images or folders")
+        p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
+        add_common(p)
+        p.add_argument("--batch", type=int, default=16, help="images decoded per pass")
+        p.set_defaults(handler=handle, extractor_names=names)
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(Path(dp) / n for dp, _dn, fn in os.walk(p) for n in fn if is_image_name(n))
+        else:
+            out.append(p)
+    return out
+
+
+def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[int, int]:
+    """Run the named extractors over files; returns (ok, failed) image counts."""
+    settings = ctx.cfg.extractors.model_copy(update={"enabled": names})
+    wanted = build_extractors(settings, ctx.cfg.path("models"))
+    for e in wanted:
+        a = e.availability()
+        if not a.available:
+            raise BestshotError(None, f"extractor {e.name} is unavailable: {a.reason}. Fix: {a.fix}")
+    ok = failed = 0
+    with tqdm(total=len(files), unit="img", disable=not sys.stderr.isatty()) as bar:
+        for start in range(0, len(files), batch):
+            decoded: list[DecodedImage] = []
+            for f in files[start : start + batch]:
+                try:
+                    decoded.append(load(f, max_pixels=ctx.cfg.ingest.max_pixels,
+                                        accept_formats=tuple(ctx.cfg.ingest.accept_formats)))
+                except BestshotError as e:
+                    failed += 1
+                    print(f"{f}: {e.reason}", file=sys.stderr)
+            outcomes = run_pass(wanted, decoded, {})
+            for img in decoded:
+                bad = False
+                with ctx.store.write() as conn:
+                    for e in wanted:
+                        out = outcomes[img.sha256].get(e.name)
+                        if isinstance(out, BestshotError):
+                            bad = True
+                            print(f"{img.path}: {e.name}: {out.reason}", file=sys.stderr)
+                            records.record_error(conn, str(img.path), f"extract:{e.name}", out, img.sha256)
+                        elif out is not None:
+                            save_result(ctx, conn, img.sha256, e, out)
+                failed += bad
+                ok += not bad
+            bar.update(len(files[start : start + batch]))
+    for e in wanted:
+        e.close()
+    return ok, failed
+
+
+def handle(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    logsetup.configure(cfg, to_file=False, verbose=args.verbose)
+    ctx = build_ctx(cfg, with_extractors=False)
+    files = expand(args.paths)
+    ok, failed = compute(ctx, args.extractor_names, files, args.batch)
+    counts = export_parquet(ctx)
+    print(f"{args.command}: {ok} images done, {failed} failed; sidecars under {cfg.path('sidecar')} "
+          f"({counts['embeddings']} embeddings, {counts['hashes']} hashes in parquet)")
+    return 0 if failed == 0 else 1
