@@ -1,9 +1,93 @@
-"""Ranking and mode settings (section `rank`). Filled in by the ranking issue."""
+"""Ranking and mode settings (section `rank`)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PriorWeights(BaseModel):
+    """Weights of the prior ranking, on standardised features (z-scores over the user's library).
+
+    Used before any decision exists. Anomalies dominate because a malformed hand ruins an image
+    whatever its sharpness; sharpness and BRISQUE come next because soft or artefacted renders are
+    the usual losers of a set; the rest only break ties. Features not named here weigh 0.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    anomaly_count: float = -1.0
+    anomaly_score_max: float = -0.5
+    anomaly_score_sum: float = -0.3
+    anomaly_uncertain: float = -0.1
+    # the subject's sharpness counts more than the whole frame's: a soft background is often wanted
+    subject_sharpness_log: float = 0.4
+    sharpness_log: float = 0.3
+    brisque: float = -0.4  # BRISQUE is lower-is-better
+    exposure_dev: float = -0.3
+    clipping: float = -0.2
+    noise: float = -0.2
+    face_present: float = 0.3
+    face_size: float = 0.1
+    pose_completeness: float = 0.2
+    subject_fraction: float = 0.1
+    near_duplicate: float = -0.1
 
 
 class RankSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    # Embedding dimensions kept after PCA on the user's own images: a few hundred decisions cannot
+    # fit 512 weights, but 8 directions of "look" can be learned from ~100 sets.
+    pca_components: int = Field(default=8, ge=0, le=64)
+    # Below this many embeddings the PCA basis is noise, so the embedding is left out (and said so).
+    pca_min_images: int = Field(default=40, ge=2)
+    # Gaussian prior precision on the standardised weights (N(0, 1/l2)); 1.0 keeps weights of
+    # order one until the data insists, which is what stops 30 features overfitting 50 sets.
+    l2: float = Field(default=1.0, gt=0)
+    max_newton_iterations: int = Field(default=100, ge=1)
+    # Posterior samples for the set probabilities; fixed seed so a proposal is reproducible.
+    posterior_samples: int = Field(default=512, ge=16, le=100_000)
+    # Fewer decided sets than this: no model is trained and the prior ranks.
+    min_train_decisions: int = Field(default=10, ge=1)
+    # Retrain after this many new decisions (and nightly at `nightly_retrain_hour`, local time).
+    retrain_every_decisions: int = Field(default=20, ge=1)
+    nightly_retrain_hour: int = Field(default=3, ge=0, le=23)
+
+    # Evaluation: this fraction of prompt/person groups is held out, chosen by a salted hash so the
+    # same groups stay held out across versions and old and new models are compared on unseen data.
+    heldout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    split_salt: str = "bestshot-rank-v1"
+    # The rolling recent slice: the newest decisions, predicted by a model fit only on older ones.
+    recent_slice: int = Field(default=50, ge=1)
+
+    # A proposal is routed to the user first when the winner beats the runner-up by less than
+    # this much probability, or when the posterior utility gap is under `uncertain_gap_z` std devs.
+    uncertain_margin: float = Field(default=0.15, ge=0, le=1)
+    uncertain_gap_z: float = Field(default=1.0, ge=0)
+    # Contribution (in utility units) below which a feature is not worth naming as a reason.
+    reason_min_contribution: float = Field(default=0.1, ge=0)
+    max_reasons: int = Field(default=3, ge=1, le=10)
+
+    # Modes. Recommend starts after this many decisions (watch mode only logs and learns).
+    recommend_after_decisions: int = Field(default=25, ge=0)
+    # Batch needs this many consecutive user-decided sets whose proposal (made before the decision
+    # was learned) agreed; "confident" counts only sets that batch would have decided by itself.
+    batch_after_agreeing_sets: int = Field(default=300, ge=1)
+    batch_streak_scope: Literal["all", "confident"] = "all"
+    # "Near-zero residual anomalies": the rate over the streak may not exceed this.
+    batch_max_residual_anomaly_rate: float = Field(default=0.01, ge=0, le=1)
+    # Batch decides a set by itself only when its confidence clears a threshold calibrated so that
+    # precision on past (honest) proposals is at least the target, using a one-sided Wilson lower
+    # bound with this z (1.645 = 95%) so that a lucky small sample does not set the threshold.
+    batch_precision_target: float = Field(default=0.95, gt=0, le=1)
+    precision_bound_z: float = Field(default=1.645, ge=0)
+    batch_min_calibration_sets: int = Field(default=50, ge=1)
+    # Once in batch, drop back to recommend when precision of the confident sets over this many
+    # recent sets falls below the target (or residual anomalies rise above the limit).
+    batch_exit_window: int = Field(default=100, ge=1)
+    # Crop proposals count as accepted when the user's box has at least this IoU with ours.
+    crop_accept_iou: float = Field(default=0.9, gt=0, le=1)
+    metrics_window: int = Field(default=100, ge=1)
+
+    prior: PriorWeights = Field(default_factory=PriorWeights)

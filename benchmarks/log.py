@@ -1,0 +1,113 @@
+"""Watch-and-log figures: crop-box recovery time for a 1024x1536 image.
+
+    .venv/bin/python benchmarks/log.py [--repeats 7]
+
+Prints, for a real generated portrait from ../shared/data (or a textured synthetic image when
+that folder is absent) scaled to 1024x1536, the median and worst wall time and the box error of:
+- recovering the box of an exact cut (no resize) from its known source;
+- recovering the box of a cut exported at 50 %;
+- the same 50 % crop matched against a set of four candidate sources (prefilter + recovery).
+Three crop sizes are used (large, medium, face-sized) so the figures are not one lucky case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.labels.crop_recovery import CropMatch, match_crop, recover_crop
+from core.labels.settings import LabelSettings
+
+W, H = 1024, 1536
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"
+BOXES = [(100, 200, 640, 960), (37, 211, 854, 1281), (402, 130, 300, 450)]
+
+
+def portrait(rgb: np.ndarray) -> np.ndarray:
+    nw = round(rgb.shape[1] * H / rgb.shape[0])
+    big = cv2.resize(rgb, (nw, H), interpolation=cv2.INTER_CUBIC)
+    if nw >= W:
+        x0 = (nw - W) // 2
+        return np.ascontiguousarray(big[:, x0 : x0 + W])
+    out = np.full((H, W, 3), 235, np.uint8)
+    out[:, (W - nw) // 2 : (W - nw) // 2 + nw] = big
+    return out
+
+
+def synthetic(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    low = cv2.resize(rng.uniform(0, 255, (12, 8, 3)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
+    img = np.clip(low, 0, 255).astype(np.uint8)
+    for _ in range(60):
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        cv2.circle(img, (int(rng.integers(0, W)), int(rng.integers(0, H))), int(rng.integers(8, 120)), colour, -1)
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+def sources() -> tuple[list[np.ndarray], str]:
+    files = sorted(SHARED.glob("*.png"))[:4] if SHARED.is_dir() else []
+    if len(files) == 4:
+        return [portrait(np.asarray(Image.open(f).convert("RGB"))) for f in files], f"photos from {SHARED}"
+    return [synthetic(i) for i in range(4)], "synthetic textured images (../shared/data absent)"
+
+
+def half(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    return np.asarray(Image.fromarray(rgb).resize((round(w / 2), round(h / 2)), Image.Resampling.BICUBIC))
+
+
+def timed(fn: Callable[[], CropMatch | None], repeats: int) -> tuple[list[float], CropMatch | None]:
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
+def error(m: CropMatch | None, box: tuple[int, int, int, int]) -> float:
+    if m is None:
+        return float("inf")
+    x, y, w, h = box
+    b = m.box
+    return max(abs(b.x - x), abs(b.y - y), abs(b.x2 - x - w), abs(b.y2 - y - h))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=7)
+    args = ap.parse_args()
+    settings = LabelSettings()
+    srcs, what = sources()
+    print(f"crop-box recovery on {W}x{H} sources: {what}; {args.repeats} repeats per case")
+    print(f"{'case':<34}{'crop box':<24}{'median ms':>10}{'max ms':>9}{'error px':>10}  method")
+    for box in BOXES:
+        x, y, w, h = box
+        cut = srcs[1][y : y + h, x : x + w]
+        small = half(cut)
+        cases: list[tuple[str, Callable[[], CropMatch | None]]] = [
+            ("exact cut, known source", lambda c=cut: recover_crop(c, srcs[1], settings)),
+            ("50 % export, known source", lambda c=small: recover_crop(c, srcs[1], settings)),
+            ("50 % export, 1 of 4 candidates", lambda c=small: match_crop(c, srcs, settings)[1]),
+        ]
+        for label, fn in cases:
+            times, m = timed(fn, args.repeats)
+            method = m.method if m is not None else "none"
+            print(
+                f"{label:<34}{box!s:<24}{1000 * statistics.median(times):>10.0f}"
+                f"{1000 * max(times):>9.0f}{error(m, box):>10.2f}  {method}"
+            )
+
+
+if __name__ == "__main__":
+    main()
