@@ -25,6 +25,7 @@ COMMANDS = (
     "daemon.commands.sidecars",
     "daemon.commands.models",
     "daemon.commands.export",
+    "daemon.commands.log",
 )
 
 

@@ -47,6 +47,8 @@ class Engine:
         self.settler = settler
         self.watches: dict[Path, _Watch] = {}
         self.move_observers: list[MoveObserver] = []
+        # Called with (path, sha256) for a file outside the inbox whose content is no known image.
+        self.unknown_observers: list[Callable[[Path, str], None]] = []
         self.stats = {"registered": 0, "errors": 0, "sets_filed": 0}
 
     # ---- events -------------------------------------------------------------------------
@@ -236,6 +238,12 @@ class Engine:
                 records.set_image_path(conn, sha, rel)
         if moved:
             self._notify(sha, old, rel)
+        if img is None:
+            for obs in self.unknown_observers:
+                try:
+                    obs(p, sha)
+                except Exception:
+                    log.exception("observer failed for %s", rel)
 
     # ---- sets ---------------------------------------------------------------------------
     def file_ready_sets(self, force_close: bool = False) -> float | None:

@@ -21,9 +21,11 @@ from daemon import jobs
 from daemon.app import InstanceLock
 from daemon.context import Ctx
 from daemon.engine import Engine
+from daemon.decisions import DecisionTracker
 from daemon.duplicates import refresh_duplicates
 from daemon.extract import run_extract_pass
 from daemon.parquet_export import export_parquet
+from daemon.session_log import flush_unlogged
 from daemon.settle import Settler
 from daemon.watcher import start_observer
 
@@ -36,6 +38,9 @@ class Daemon:
         self.events: queue.Queue[Event | None] = queue.Queue()
         self.settler = Settler(self.events)  # type: ignore[arg-type]
         self.engine = Engine(ctx, self.settler)
+        self.tracker = DecisionTracker(ctx)
+        self.engine.move_observers.append(self.tracker.on_move)
+        self.engine.unknown_observers.append(self.tracker.on_unknown_file)
         self.stopping = threading.Event()
         self.after_pass: list[Callable[[], None]] = []  # e.g. proposals, once sidecars are in
 
@@ -57,6 +62,10 @@ class Daemon:
             n = jobs.reset_interrupted(conn)
         if n:
             log.info("re-queued %d jobs interrupted by a crash", n)
+        flushed = flush_unlogged(self.ctx)
+        if flushed:
+            log.info("completed %d session lines interrupted by a crash", flushed)
+        self.tracker.mark_active_sets()
         observer = start_observer(cfg.root, self.events)  # type: ignore[arg-type]
         self.settler.start()
         scheduler = BackgroundScheduler(daemon=True)
@@ -105,7 +114,8 @@ class Daemon:
                         break
                     if more is not None:
                         self.engine.handle(more)
-            next_close = self.engine.file_ready_sets()
+            deadlines = [t for t in (self.engine.file_ready_sets(), self.tracker.evaluate()) if t is not None]
+            next_close = min(deadlines, default=None)
             if self.stopping.is_set():
                 break
             # One batch at a time, then back to the queue, so new files are never starved by a backlog.

@@ -40,6 +40,7 @@ _V1_TABLES = {"schema_migrations", "images", "image_metadata", "files", "sets", 
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _m0001_initial),
     ("0002_dup_groups", _create("dup_groups")),
+    ("0003_observations_crops", _create("observations", "crops")),
 ]
 
 

@@ -187,3 +187,22 @@ dup_groups = Table(
     Column("group_id", String(64), nullable=False, index=True),  # smallest sha256 of the group
     Column("rule", Text, nullable=False),
 )
+
+# 0003: what the user did, as observed: each member's latest location, and matched crops.
+observations = Table(
+    "observations",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("location", String(16), nullable=False),
+    Column("moved_at", Float, nullable=False),
+)
+
+crops = Table(
+    "crops",
+    metadata,
+    Column("crop_sha256", String(64), primary_key=True),
+    Column("file", Text, nullable=False),  # relative to root
+    Column("source_sha256", String(64), nullable=False, index=True),
+    Column("match", Text, nullable=False),  # JSON: box, quality, exact, scale, aspect_error, method
+    Column("observed_at", Float, nullable=False),
+)

@@ -1,0 +1,122 @@
+"""`bestshot crop --img IMG [--aspect from_original] [--out FILE] [--root DIR]`.
+
+Flags anomalies and proposes an exact-aspect crop for one image. Sidecars already stored under
+the root are reused; the missing ones are computed here with the extractors. Writes the crop
+JSON (default `<stem>.crop.json` next to the image), a preview JPEG beside it for Finder, and,
+with a root, `sidecar/anomalies/<sha256>.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from core.config import Config
+from core.crop.from_sidecars import NEEDED, analyse, inputs_from_results
+from core.crop.preview import render_preview
+from core.errors import BestshotError
+from core.extractors.base import Outcome, SidecarResult
+from core.extractors.registry import build_extractors, run_pass
+from core.imaging import load
+from daemon.cli import add_common, config_from_args
+from daemon.sidecar_store import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def register(subs: argparse._SubParsersAction) -> None:
+    p = subs.add_parser("crop", help="flag anomalies and propose an exact-aspect crop for one image")
+    p.add_argument("--img", type=Path, required=True, help="the image")
+    p.add_argument("--aspect", choices=["from_original"], default="from_original",
+                   help="crop aspect ratio: the original's, exactly (the only mode)")
+    p.add_argument("--out", type=Path, help="crop JSON path (default: <image stem>.crop.json next to the image)")
+    add_common(p)
+    p.set_defaults(handler=handle)
+
+
+def preview_path(out: Path) -> Path:
+    """`x.crop.json` -> `x.crop.jpg`, so Finder lists the two side by side."""
+    name = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
+    return out.with_name(name + ".jpg")
+
+
+def _stored_results(cfg: Config, sha: str) -> dict[str, Outcome]:
+    """Sidecars the daemon already stored for this image; empty when the root has no database."""
+    if cfg.paths.db_url is None and not (cfg.root / "bestshot.sqlite").is_file():
+        return {}
+    from daemon.sidecar_store import latest_payload
+    from daemon.store.db import open_store
+
+    out: dict[str, Outcome] = {}
+    store = open_store(cfg.db_url)
+    try:
+        with store.read() as conn:
+            for name in NEEDED:
+                payload = latest_payload(conn, sha, name)
+                if payload is None:
+                    continue
+                arrays: dict[str, np.ndarray] = {}
+                if name == "saliency":
+                    npy = cfg.path("sidecar") / "saliency" / f"{sha}.npy"
+                    if not npy.is_file():
+                        continue  # recompute rather than crop without the mask
+                    arrays["subject"] = np.load(npy, allow_pickle=False)
+                out[name] = SidecarResult(payload, arrays)
+    finally:
+        store.close()
+    return out
+
+
+def handle(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    img = load(args.img, max_pixels=cfg.ingest.max_pixels, accept_formats=tuple(cfg.ingest.accept_formats))
+    results: dict[str, Outcome] = _stored_results(cfg, img.sha256) if args.root is not None else {}
+    todo = [n for n in NEEDED if n not in results]
+    computed: dict[str, Outcome] = {}
+    if todo:
+        extractors = build_extractors(cfg.extractors.model_copy(update={"enabled": todo}), cfg.path("models"))
+        try:
+            computed = run_pass(extractors, [img], {})[img.sha256]
+        finally:
+            for e in extractors:
+                e.close()
+    results.update(computed)
+    for name, got in results.items():
+        if isinstance(got, BestshotError):
+            fix = getattr(got, "fix", "")
+            print(f"warning: {name}: {got.reason}" + (f" (fix: {fix})" if fix else ""), file=sys.stderr)
+
+    inputs = inputs_from_results(results)
+    report, proposal = analyse(inputs, img.width, img.height, cfg.anomaly, cfg.crop, img.rgb)
+
+    out = args.out or img.path.with_name(img.path.stem + ".crop.json")
+    doc = {"image": str(img.path), "sha256": img.sha256, **proposal.to_dict(), "anomalies": report.to_dict()}
+    atomic_write(out, (json.dumps(doc, indent=1) + "\n").encode())
+    prev = preview_path(out)
+    atomic_write(prev, render_preview(img.rgb, proposal, report, max_side=cfg.crop.preview_max_side,
+                                      quality=cfg.crop.preview_quality))
+    if args.root is not None:
+        atomic_write(cfg.path("sidecar") / "anomalies" / f"{img.sha256}.json", report.to_json().encode())
+
+    b = proposal.best
+    a, r = proposal.aspect["ratio"]
+    exactness = "exact" if b.aspect_error == 0 else f"near-exact, error {b.aspect_error:.3g}"
+    print(f"{img.path.name}: {proposal.verdict} - {proposal.reason}")
+    print(f"  aspect {a}:{r} ({exactness}); crop x={b.x} y={b.y} w={b.w} h={b.h} of {img.width}x{img.height}")
+    for an in report.anomalies:
+        ev = an.evidence
+        print(f"  anomaly {an.tag} ({an.source}) score {an.score:.2f}: "
+              f"{ev['measurement']} {ev['value']} vs {ev['threshold']}")
+    if report.uncertain:
+        print("  uncertain (hands that could not be checked):")
+        for line in report.reasons:
+            if not any(line.startswith(f"{an.source}: {an.tag}") for an in report.anomalies):
+                print(f"    - {line}")
+    print(f"  wrote {out} and {prev}")
+    return 0

@@ -1,0 +1,220 @@
+"""Watch-and-log: turn the user's moves of set members into decisions and session lines.
+
+The engine reports every move of a known image; this tracker keeps each member's latest
+location (table `observations`), matches new files in cropped/ to their source, and asks the
+pure rule (core.labels.decide) whether a set is now decided. Lines are written through
+daemon.session_log so that a crash anywhere yields exactly one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, func, insert, select, update
+
+from core.errors import BestshotError
+from core.imaging import load
+from core.labels.crop_recovery import CropMatch, match_crop
+from core.labels.decide import CropState, Decision, MemberState, SetState, decide, next_line
+from core.labels.session import SessionLine, parse_line
+from core.labels.tags import subfolder_tags
+from core.layout import locate
+from core.sidecar_types import Box
+from daemon import records
+from daemon.context import Ctx
+from daemon.finder_tags import read_tags
+from daemon.session_log import write_logged
+from daemon.store.schema import crops, decisions, images, observations, pairs, set_members, sets
+
+log = logging.getLogger(__name__)
+
+_AREA_TO_LOCATION = {"raw": "raw", "inbox": "raw", "review_queue": "review_queue", "approved": "approved",
+                     "to_crop": "to_crop", "cropped": "cropped", "rejected": "rejected"}
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+class DecisionTracker:
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.dirty: set[str] = set()
+        self.waiting: dict[str, float] = {}  # set id -> when it closes by timeout
+
+    # ---- observations ---------------------------------------------------------------------
+    def location_of(self, rel: str | None) -> str:
+        if rel is None:
+            return "trash"  # left the tree: the Trash, or deleted; both are a delete decision
+        area = locate(self.ctx.cfg, self.ctx.abs(rel)).area
+        return _AREA_TO_LOCATION.get(area or "", "missing")
+
+    def on_move(self, sha: str, old: str | None, new: str | None) -> None:
+        with self.ctx.store.write() as conn:
+            set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar()
+            if set_id is None:
+                return
+            records.upsert(conn, observations, {"sha256": sha, "location": self.location_of(new),
+                                                "moved_at": time.time()}, ["sha256"])
+        self.dirty.add(set_id)
+
+    def on_unknown_file(self, path: Path, sha: str) -> None:
+        """A file whose content is not a known image: in cropped/ it is the user's crop."""
+        if locate(self.ctx.cfg, path).area != "cropped":
+            return
+        with self.ctx.store.read() as conn:
+            if conn.execute(select(crops.c.crop_sha256).where(crops.c.crop_sha256 == sha)).first():
+                return
+            candidates = conn.execute(
+                select(images.c.sha256, images.c.path, set_members.c.set_id)
+                .join(set_members, set_members.c.sha256 == images.c.sha256)
+                .where(images.c.state == "present")
+            ).all()
+        # Most likely sources first: images the user put in to_crop/, then approved/.
+        ranked = sorted(candidates, key=lambda r: {"to_crop": 0, "approved": 1}.get(self.location_of(r.path), 2))
+        ranked = [r for r in ranked if self.location_of(r.path) in ("to_crop", "approved")] or ranked[:64]
+        rel = self.ctx.rel(path)
+        try:
+            crop = load(path, max_pixels=self.ctx.cfg.ingest.max_pixels)
+            sources = [load(self.ctx.abs(r.path), max_pixels=self.ctx.cfg.ingest.max_pixels) for r in ranked]
+            idx, match = match_crop(crop.rgb, [s.rgb for s in sources], self.ctx.cfg.labels)
+        except BestshotError as e:
+            with self.ctx.store.write() as conn:
+                records.record_error(conn, rel, "crop_match", e, sha)
+            return
+        src = ranked[idx]
+        with self.ctx.store.write() as conn:
+            conn.execute(insert(crops).values(crop_sha256=sha, file=rel, source_sha256=src.sha256,
+                                              match=json.dumps(_match_dict(match)), observed_at=time.time()))
+            records.resolve_errors(conn, rel)
+        log.info("crop %s matched %s (quality %.3f, %s)", rel, src.path, match.quality, match.method)
+        self.dirty.add(src.set_id)
+
+    # ---- decisions ------------------------------------------------------------------------
+    def mark_active_sets(self) -> None:
+        """After a restart: every set something happened to is re-evaluated (idempotent)."""
+        with self.ctx.store.read() as conn:
+            ids = {r[0] for r in conn.execute(select(set_members.c.set_id).join(
+                observations, observations.c.sha256 == set_members.c.sha256))}
+            ids |= {r[0] for r in conn.execute(select(decisions.c.set_id))}
+        self.dirty |= ids
+
+    def evaluate(self, now: float | None = None) -> float | None:
+        """Decide dirty and waiting sets; returns when the next waiting set closes by timeout."""
+        now = time.time() if now is None else now
+        due = {s for s, t in self.waiting.items() if t <= now}
+        todo, self.dirty = self.dirty | due | set(self.waiting), set()
+        if todo:
+            with self.ctx.store.read() as conn:
+                last_actions = self._last_actions(conn)
+            for set_id in sorted(todo):
+                try:
+                    self._evaluate_set(set_id, now, last_actions)
+                except BestshotError as e:
+                    with self.ctx.store.write() as conn:
+                        records.record_error(conn, f"set_{set_id}", "decide", e)
+        return min(self.waiting.values(), default=None)
+
+    def _last_actions(self, conn: Connection) -> dict[str, datetime]:
+        rows = conn.execute(select(set_members.c.set_id, func.max(observations.c.moved_at))
+                            .join(observations, observations.c.sha256 == set_members.c.sha256)
+                            .group_by(set_members.c.set_id)).all()
+        return {r[0]: _dt(r[1]) for r in rows}
+
+    def state_of(self, conn: Connection, set_id: str, last_actions: dict[str, datetime]) -> SetState:
+        rows = conn.execute(
+            select(images.c.sha256, images.c.path, images.c.state, images.c.original_name,
+                   observations.c.location, observations.c.moved_at)
+            .join(set_members, set_members.c.sha256 == images.c.sha256)
+            .join(observations, observations.c.sha256 == images.c.sha256, isouter=True)
+            .where(set_members.c.set_id == set_id).order_by(set_members.c.position)
+        ).all()
+        members = []
+        for r in rows:
+            location = self.location_of(r.path if r.state == "present" else None)
+            tags: tuple[str, ...] = ()
+            if r.state == "present":
+                p = self.ctx.abs(r.path)
+                area = locate(self.ctx.cfg, p).area
+                try:
+                    tags = (*read_tags(p), *(subfolder_tags(p, self.ctx.cfg.path(area)) if area else ()))
+                except BestshotError:
+                    tags = ()
+            moved = _dt(r.moved_at) if r.moved_at is not None else None
+            members.append(MemberState(r.sha256, Path(r.original_name).name, location, moved, tags))  # type: ignore[arg-type]
+        crop_rows = conn.execute(select(crops).where(crops.c.source_sha256.in_([m.sha256 for m in members]))).all()
+        crop_states = tuple(CropState(c.source_sha256, Path(c.file).name, _match_from(json.loads(c.match)),
+                                      _dt(c.observed_at)) for c in crop_rows)
+        others = {k: v for k, v in last_actions.items() if k != set_id}
+        return SetState(f"set_{set_id}", tuple(members), crop_states, others)
+
+    def _evaluate_set(self, set_id: str, now: float, last_actions: dict[str, datetime]) -> None:
+        with self.ctx.store.read() as conn:
+            state = self.state_of(conn, set_id, last_actions)
+            last_row = conn.execute(select(decisions).where(decisions.c.set_id == set_id)
+                                    .order_by(decisions.c.id.desc()).limit(1)).first()
+        last = parse_line(last_row.line, 1) if last_row else None
+        verdict = decide(state, self.ctx.cfg.labels, _dt(now))
+        self.waiting.pop(set_id, None)
+        if not isinstance(verdict, Decision) and verdict.closes_at is not None:
+            self.waiting[set_id] = verdict.closes_at.timestamp()
+        line = next_line(state, last, self.ctx.cfg.labels, _dt(now))
+        if line is None:
+            return
+        self.record(set_id, line, verdict if isinstance(verdict, Decision) else None, "observed",
+                    last_row.id if last_row else None)
+
+    def record(self, set_id: str | None, line: SessionLine, decision: Decision | None, source: str,
+               supersedes: int | None) -> int:
+        """Commit the decision (and its pairs), then append its line; see daemon.session_log."""
+        text = line.to_json_line()
+        with self.ctx.store.write() as conn:
+            shas = self._shas_by_name(conn, set_id)
+            winner = decision.winner.sha256 if decision and decision.winner else shas.get(line.winner or "")
+            did = int(conn.execute(insert(decisions).values(
+                ts=line.ts.timestamp(), set_id=set_id or line.set_id, winner=winner, needs_crop=line.needs_crop,
+                deleted=json.dumps([shas.get(n, n) for n in line.delete]),
+                crop_box=json.dumps(line.crop_box.to_dict()) if line.crop_box else None,
+                anomaly_tags=json.dumps(list(line.anomaly_tags)), source=source, supersedes=supersedes,
+                closed_reason=decision.closed if decision else ("retracted" if line.retracted else None),
+                line=text, logged=False,
+            )).inserted_primary_key[0])
+            pair_list = decision.pairs() if decision else (
+                [(winner, shas[n]) for n in line.images if winner and n in shas and shas[n] != winner]
+                if not line.retracted else [])
+            for w, loser in pair_list:
+                conn.execute(insert(pairs).values(decision_id=did, winner=w, loser=loser))
+            if set_id is not None:
+                conn.execute(update(sets).where(sets.c.id == set_id).values(
+                    status="filed" if line.retracted else "decided"))
+        write_logged(self.ctx, did, text)
+        log.info("decision for set %s: winner %s%s", line.set_id, line.winner,
+                 " (retracted)" if line.retracted else "")
+        return did
+
+    def _shas_by_name(self, conn: Connection, set_id: str | None) -> dict[str, str]:
+        if set_id is None:
+            return {}
+        rows = conn.execute(select(images.c.sha256, images.c.original_name)
+                            .join(set_members, set_members.c.sha256 == images.c.sha256)
+                            .where(set_members.c.set_id == set_id)).all()
+        return {Path(r.original_name).name: r.sha256 for r in rows}
+
+
+def _match_dict(m: CropMatch) -> dict[str, object]:
+    return {"box": m.box.to_dict(), "quality": m.quality, "exact": m.exact, "scale": list(m.scale),
+            "aspect_error": m.aspect_error, "method": m.method, "source_size": list(m.source_size)}
+
+
+def _match_from(d: dict[str, object]) -> CropMatch:
+    scale = d["scale"]
+    size = d["source_size"]
+    assert isinstance(scale, list) and isinstance(size, list) and isinstance(d["box"], dict)
+    return CropMatch(box=Box.from_dict(d["box"]), quality=float(d["quality"]),  # type: ignore[arg-type]
+                     exact=bool(d["exact"]), scale=(float(scale[0]), float(scale[1])),
+                     aspect_error=float(d["aspect_error"]), method=d["method"],  # type: ignore[arg-type]
+                     source_size=(int(size[0]), int(size[1])))

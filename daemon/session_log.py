@@ -1,0 +1,57 @@
+"""labels/sessions/<date>__session.jsonl: append-only, one flushed and fsynced line at a time.
+
+A decision is committed to the database (logged = false) before its line is appended, and
+marked logged after. After a crash, `flush_unlogged` appends only the lines the file does not
+already end with, so a kill -9 anywhere in between yields exactly one line.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from core.labels.session import parse_line, session_file_name
+from daemon.context import Ctx
+from daemon.store.schema import decisions
+
+
+def session_path(ctx: Ctx, ts: datetime) -> Path:
+    return ctx.cfg.path("labels") / "sessions" / session_file_name(ts)
+
+
+def append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _contains(path: Path, line: str) -> bool:
+    if not path.exists():
+        return False
+    with path.open("r", encoding="utf-8") as f:
+        return any(existing.rstrip("\n") == line for existing in f)
+
+
+def write_logged(ctx: Ctx, decision_id: int, line: str, *, check_existing: bool = False) -> None:
+    ts = parse_line(line, 1).ts
+    path = session_path(ctx, ts)
+    if not (check_existing and _contains(path, line)):
+        append_line(path, line)
+    with ctx.store.write() as conn:
+        conn.execute(update(decisions).where(decisions.c.id == decision_id).values(logged=True))
+
+
+def flush_unlogged(ctx: Ctx) -> int:
+    with ctx.store.read() as conn:
+        rows = conn.execute(select(decisions.c.id, decisions.c.line).where(decisions.c.logged.is_(False))
+                            .order_by(decisions.c.id)).all()
+    for r in rows:
+        write_logged(ctx, r.id, r.line, check_existing=True)
+    return len(rows)
