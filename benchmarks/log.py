@@ -109,5 +109,47 @@ def main() -> None:
             )
 
 
+def move_to_line_latency(n: int) -> None:
+    """Median time from a user's move (the last of a set) to its line in session.jsonl, live daemon."""
+    import shutil
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.helpers import DaemonProc, filed_sets, textured, wait_for, write_config, write_png
+
+    lat = []
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d) / "root"
+        write_config(root)
+        for sub in ("approved", "rejected"):
+            (root / "exports" / sub).mkdir(parents=True)
+        sessions = root / "labels" / "sessions"
+
+        def count() -> int:
+            return sum(len(f.read_text().splitlines()) for f in sessions.glob("*.jsonl")) if sessions.is_dir() else 0
+
+        with DaemonProc(root):
+            for i in range(n):
+                stage = Path(d) / f"s{i}"
+                for j in range(2):
+                    write_png(stage / f"s{i}_{j}.png", textured(i * 2 + j, w=512, h=768))
+                shutil.move(str(stage), root / "inbox" / f"s{i}")
+                wait_for(lambda i=i: any(f"s{i}_0.png" in v for v in filed_sets(root).values()), timeout=60)
+                folder = root / "raw" / next(k for k, v in filed_sets(root).items() if f"s{i}_0.png" in v)
+                shutil.move(str(folder / f"s{i}_1.png"), root / "exports" / "rejected" / f"s{i}_1.png")
+                before = count()
+                t0 = time.perf_counter()
+                shutil.move(str(folder / f"s{i}_0.png"), root / "exports" / "approved" / f"s{i}_0.png")
+                wait_for(lambda b=before: count() > b, timeout=30, interval=0.005)
+                lat.append(time.perf_counter() - t0)
+    print(f"move-to-line latency (last move of a set of 2 -> its line in session.jsonl), live daemon: "
+          f"median {1000 * statistics.median(lat):.0f} ms, max {1000 * max(lat):.0f} ms, n={n} "
+          "(watch.stable_seconds=0.3 does not apply to moves outside the inbox)")
+
+
 if __name__ == "__main__":
     main()
+    move_to_line_latency(10)
