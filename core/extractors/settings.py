@@ -32,3 +32,23 @@ class ExtractorSettings(BaseModel):
     detector_max_side: int = Field(1024, ge=256, le=4096)
     saliency_mask_side: int = Field(320, ge=64, le=1024)
     images_per_pass: int = Field(16, ge=1, le=256)
+    # Only the "full" landmark model (1) ships in the mediapipe 0.10.21 wheel; 0 (lite) and 2 (heavy)
+    # need pose_landmark_{lite,heavy}.tflite placed in mediapipe/modules/pose_landmark/ by hand,
+    # because mediapipe would otherwise try to download them at run time.
+    pose_model_complexity: Literal[0, 1, 2] = 1
+    # "full" (5 m range) finds the small faces of whole-body shots that "short" (2 m, selfie) misses
+    # (COCO: 1/4 vs 0/4 faces; generated portraits: 6/6 both). "both" adds the short-range model and
+    # merges: it found no extra face on the shared images and added one false positive.
+    face_model: Literal["short", "full", "both"] = "full"
+    # Selfie segmentation model: 0 = general (256x256, suits portrait frames), 1 = landscape (144x256).
+    selfie_model: Literal[0, 1] = 0
+    # BRISQUE runs on the image shrunk to at most this long side. Its model was fitted on unresampled
+    # photos and shrinking hides noise (a 1024x1360 portrait with sigma-12 noise: 44 native, 16 at
+    # 1024 px), so typical generator sizes are scored natively; only larger images are shrunk, to cap
+    # the cost (~100 ms per 1.4 MP on the 2-core dev box).
+    brisque_max_side: int = Field(2048, ge=128, le=8192)
+    # Subject-mask value above which a pixel counts as subject (fractions, bbox, subject sharpness).
+    subject_threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    # Pixels at or below / at or above these grey levels count as clipped shadows / highlights.
+    clip_dark_level: int = Field(2, ge=0, le=254)
+    clip_bright_level: int = Field(253, ge=1, le=255)

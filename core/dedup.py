@@ -1,0 +1,116 @@
+"""Near-duplicate groups from perceptual hashes and embeddings.
+
+Two images are near-duplicates when their pHash Hamming distance is at most
+`phash_max_distance` AND their embedding cosine is at least `embedding_min_cosine`. The hash
+alone confuses a re-rolled seed with a retouch, and the embedding alone confuses two poses of
+the same prompt, so both must agree. When either image has no embedding (CLIP unavailable),
+the hash alone decides with the stricter `phash_only_max_distance`. Groups are the connected
+components of that relation (near-duplicate of a near-duplicate joins the group).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.config import DedupSettings
+
+
+@dataclass(frozen=True)
+class DedupItem:
+    sha256: str
+    phash: str  # 16 hex chars
+    embedding: np.ndarray | None  # L2-normalised float32, or None when unavailable
+
+
+def phash_int(hex_hash: str) -> int:
+    if len(hex_hash) != 16:
+        raise ValueError(f"pHash must be 16 hex characters, got {hex_hash!r}")
+    return int(hex_hash, 16)
+
+
+def hamming(a: str, b: str) -> int:
+    return (phash_int(a) ^ phash_int(b)).bit_count()
+
+
+def _popcount64(x: np.ndarray) -> np.ndarray:
+    """Bits set in each uint64 (SWAR; numpy 1.26 has no bitwise_count)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    out: np.ndarray = ((x * np.uint64(0x0101010101010101)) >> np.uint64(56)).astype(np.int64)
+    return out
+
+
+def is_near_duplicate(a: DedupItem, b: DedupItem, settings: DedupSettings) -> bool:
+    dist = hamming(a.phash, b.phash)
+    if a.embedding is None or b.embedding is None or a.embedding.shape != b.embedding.shape:
+        return dist <= settings.phash_only_max_distance
+    cos = float(np.dot(a.embedding.astype(np.float64), b.embedding.astype(np.float64)))
+    return dist <= settings.phash_max_distance and cos >= settings.embedding_min_cosine
+
+
+def _pairs(items: Sequence[DedupItem], settings: DedupSettings) -> np.ndarray:
+    """Boolean n x n matrix of the near-duplicate relation (vectorised; n is a set or a window)."""
+    hashes = np.array([phash_int(it.phash) for it in items], dtype=np.uint64)
+    dist = _popcount64(hashes[:, None] ^ hashes[None, :])
+    # Embeddings of another length (a different CLIP model) cannot be compared: those images
+    # fall back to the pHash-only rule, as is_near_duplicate does.
+    dims = Counter(it.embedding.shape for it in items if it.embedding is not None)
+    shape = dims.most_common(1)[0][0] if dims else None
+    has_emb = np.array([it.embedding is not None and it.embedding.shape == shape for it in items])
+    both = has_emb[:, None] & has_emb[None, :]
+    rel: np.ndarray = ~both & (dist <= settings.phash_only_max_distance)
+    if shape is not None:
+        emb = np.zeros((len(items), *shape), dtype=np.float64)
+        for i, it in enumerate(items):
+            if has_emb[i] and it.embedding is not None:
+                emb[i] = it.embedding
+        cos = emb @ emb.T
+        rel |= both & (dist <= settings.phash_max_distance) & (cos >= settings.embedding_min_cosine)
+    np.fill_diagonal(rel, False)
+    return rel
+
+
+def near_duplicate_groups(
+    items: Sequence[DedupItem | tuple[str, str, np.ndarray | None]], settings: DedupSettings
+) -> list[list[str]]:
+    """Groups (size >= 2) of near-duplicate shas, each sorted, largest group first."""
+    its = [it if isinstance(it, DedupItem) else DedupItem(*it) for it in items]
+    if len(its) < 2:
+        return []
+    rel = _pairs(its, settings)
+    parent = list(range(len(its)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(rel)), strict=True):
+        ri, rj = find(int(i)), find(int(j))
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    comps: dict[int, list[str]] = {}
+    for i, it in enumerate(its):
+        comps.setdefault(find(i), []).append(it.sha256)
+    groups = [sorted(g) for g in comps.values() if len(g) > 1]
+    return sorted(groups, key=lambda g: (-len(g), g[0]))
+
+
+def rule_description(settings: DedupSettings, embeddings_available: bool) -> str:
+    if embeddings_available:
+        return (
+            f"near-duplicates: pHash Hamming <= {settings.phash_max_distance} and embedding cosine >= "
+            f"{settings.embedding_min_cosine:g} (pHash alone <= {settings.phash_only_max_distance} "
+            "for images without an embedding)"
+        )
+    return (
+        f"near-duplicates: pHash Hamming <= {settings.phash_only_max_distance} (pHash only: embeddings are "
+        f"unavailable; with them the rule is Hamming <= {settings.phash_max_distance} and cosine >= "
+        f"{settings.embedding_min_cosine:g})"
+    )
