@@ -39,10 +39,17 @@ class RescanRequested:
 
 
 @dataclass(frozen=True)
+class RetrainRequested:
+    """The nightly (or manual) retrain of the ranking model."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class FileSettled:
     """Internal: the settle timer found the file unchanged for the stable period."""
 
     path: Path
 
 
-Event = FileChanged | FileMoved | FileDeleted | DirChanged | RescanRequested | FileSettled
+Event = FileChanged | FileMoved | FileDeleted | DirChanged | RescanRequested | RetrainRequested | FileSettled

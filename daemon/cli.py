@@ -26,6 +26,7 @@ COMMANDS = (
     "daemon.commands.models",
     "daemon.commands.export",
     "daemon.commands.log",
+    "daemon.commands.rank",
 )
 
 

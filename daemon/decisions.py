@@ -8,6 +8,7 @@ daemon.session_log so that a crash anywhere yields exactly one line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -45,6 +46,15 @@ class DecisionTracker:
         self.ctx = ctx
         self.dirty: set[str] = set()
         self.waiting: dict[str, float] = {}  # set id -> when it closes by timeout
+        self.batch_sets: dict[str, str] = {}
+        self.recorded = 0  # decisions recorded by this process: the rank loop watches it  # set id -> batch id, while batch mode moves its files
+
+    def expect_batch(self, set_id: str, batch_id: str) -> None:
+        """The next decision of this set is the daemon's own (batch mode), not the user's."""
+        self.batch_sets[set_id] = batch_id
+
+    def forget_batch(self, batch_id: str) -> None:
+        self.batch_sets = {k: v for k, v in self.batch_sets.items() if v != batch_id}
 
     # ---- observations ---------------------------------------------------------------------
     def location_of(self, rel: str | None) -> str:
@@ -165,7 +175,12 @@ class DecisionTracker:
         line = next_line(state, last, self.ctx.cfg.labels, _dt(now))
         if line is None:
             return
-        self.record(set_id, line, verdict if isinstance(verdict, Decision) else None, "observed",
+        source = "observed"
+        batch_id = self.batch_sets.pop(set_id, None) if isinstance(verdict, Decision) else None
+        if batch_id is not None:
+            source = "batch"
+            line = dataclasses.replace(line, bestshot={**line.bestshot, "source": "batch", "batch_id": batch_id})
+        self.record(set_id, line, verdict if isinstance(verdict, Decision) else None, source,
                     last_row.id if last_row else None)
 
     def record(self, set_id: str | None, line: SessionLine, decision: Decision | None, source: str,
@@ -192,6 +207,7 @@ class DecisionTracker:
                 conn.execute(update(sets).where(sets.c.id == set_id).values(
                     status="filed" if line.retracted else "decided"))
         write_logged(self.ctx, did, text)
+        self.recorded += 1
         log.info("decision for set %s: winner %s%s", line.set_id, line.winner,
                  " (retracted)" if line.retracted else "")
         return did

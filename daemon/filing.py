@@ -6,6 +6,7 @@ mid-filing resumes the same set on restart instead of regrouping what is left.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -131,6 +132,7 @@ def persist_set(ctx: Ctx, task: SetTask) -> None:
         conn.execute(insert(sets).values(
             id=task.set_id, created_at=time.time(), source=task.source, reason=task.reason,
             size=len(task.members), folder=ctx.rel(folder), status="filing",
+            source_folder=ctx.rel(task.folder) if task.folder is not None else None,
         ))
         for pos, sha in enumerate(task.members):
             conn.execute(insert(set_members).values(set_id=task.set_id, sha256=sha, position=pos))
@@ -182,14 +184,10 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
 def _remove_if_empty(d: Path) -> None:
     """Tidy the emptied drop folder; anything left in it (e.g. a failed image) keeps it."""
     for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        try:
+        with contextlib.suppress(OSError):
             sub.rmdir()
-        except OSError:
-            pass
-    try:
+    with contextlib.suppress(OSError):
         d.rmdir()
-    except OSError:
-        pass
 
 
 def unfinished_sets(ctx: Ctx) -> list[SetTask]:
@@ -199,7 +197,8 @@ def unfinished_sets(ctx: Ctx) -> list[SetTask]:
         for r in rows:
             members = [m.sha256 for m in conn.execute(
                 select(set_members.c.sha256).where(set_members.c.set_id == r.id).order_by(set_members.c.position))]
-            out.append(SetTask(r.id, members, r.source, r.reason))
+            out.append(SetTask(r.id, members, r.source, r.reason,
+                               folder=ctx.abs(r.source_folder) if r.source_folder else None))
     return out
 
 

@@ -16,15 +16,16 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from core.events import Event, RescanRequested
+from core.events import Event, RescanRequested, RetrainRequested
 from daemon import jobs
 from daemon.app import InstanceLock
 from daemon.context import Ctx
-from daemon.engine import Engine
 from daemon.decisions import DecisionTracker
 from daemon.duplicates import refresh_duplicates
+from daemon.engine import Engine
 from daemon.extract import run_extract_pass
 from daemon.parquet_export import export_parquet
+from daemon.rank_loop import RankLoop
 from daemon.session_log import flush_unlogged
 from daemon.settle import Settler
 from daemon.watcher import start_observer
@@ -41,6 +42,7 @@ class Daemon:
         self.tracker = DecisionTracker(ctx)
         self.engine.move_observers.append(self.tracker.on_move)
         self.engine.unknown_observers.append(self.tracker.on_unknown_file)
+        self.rank = RankLoop(ctx, self.tracker)
         self.stopping = threading.Event()
         self.after_pass: list[Callable[[], None]] = []  # e.g. proposals, once sidecars are in
 
@@ -71,6 +73,8 @@ class Daemon:
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(lambda: self.events.put(RescanRequested("timer")), "interval",
                           minutes=cfg.watch.reconcile_minutes, id="reconcile", coalesce=True, max_instances=1)
+        scheduler.add_job(lambda: self.events.put(RetrainRequested("nightly")), "cron",
+                          hour=cfg.rank.nightly_retrain_hour, id="retrain", coalesce=True, max_instances=1)
         scheduler.start()
         self.events.put(RescanRequested("start-up"))
         log.info("bestshot daemon running on %s (db %s)", cfg.root, cfg.db_url)
@@ -106,14 +110,14 @@ class Daemon:
                 if ev is None:
                     continue
             if ev is not None:
-                self.engine.handle(ev)
+                self._handle(ev)
                 while not self.stopping.is_set():  # drain whatever else is already waiting
                     try:
                         more = self.events.get_nowait()
                     except queue.Empty:
                         break
                     if more is not None:
-                        self.engine.handle(more)
+                        self._handle(more)
             deadlines = [t for t in (self.engine.file_ready_sets(), self.tracker.evaluate()) if t is not None]
             next_close = min(deadlines, default=None)
             if self.stopping.is_set():
@@ -124,8 +128,16 @@ class Daemon:
             if was_pending and not work_pending:  # the queue just drained
                 refresh_duplicates(self.ctx)
                 export_parquet(self.ctx)
+            if not work_pending:
+                self.rank.round()
             for hook in self.after_pass:
                 hook()
+
+    def _handle(self, ev: Event) -> None:
+        if isinstance(ev, RetrainRequested):
+            self.rank.retrain(ev.reason)
+        else:
+            self.engine.handle(ev)
 
 
 def run_daemon(ctx: Ctx) -> int:

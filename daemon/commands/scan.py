@@ -10,8 +10,8 @@ from tqdm import tqdm
 from daemon import jobs, logsetup
 from daemon.app import InstanceLock, build_ctx
 from daemon.cli import add_common, config_from_args
-from daemon.engine import Engine
 from daemon.duplicates import refresh_duplicates
+from daemon.engine import Engine
 from daemon.extract import run_extract_pass
 from daemon.parquet_export import export_parquet
 

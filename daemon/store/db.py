@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select
 from sqlalchemy.engine import make_url
 
 from daemon.store import schema
@@ -32,6 +32,12 @@ def _create(*names: str) -> Callable[[Connection], None]:
     return run
 
 
+def _m0005_sets_source_folder(conn: Connection) -> None:
+    # 0001 builds tables from today's definitions, so a fresh database already has the column.
+    if "source_folder" not in {c["name"] for c in inspect(conn).get_columns("sets")}:
+        conn.exec_driver_sql("ALTER TABLE sets ADD COLUMN source_folder TEXT")
+
+
 _V1_TABLES = {"schema_migrations", "images", "image_metadata", "files", "sets", "set_members", "jobs", "sidecars",
               "errors", "journal", "decisions", "pairs", "state"}
 
@@ -41,6 +47,8 @@ MIGRATIONS: list[Migration] = [
     ("0001_initial", _m0001_initial),
     ("0002_dup_groups", _create("dup_groups")),
     ("0003_observations_crops", _create("observations", "crops")),
+    ("0004_proposals", _create("proposals")),
+    ("0005_sets_source_folder", _m0005_sets_source_folder),
 ]
 
 

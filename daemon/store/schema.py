@@ -76,7 +76,8 @@ sets = Table(
     Column("reason", Text, nullable=False),
     Column("size", Integer, nullable=False),
     Column("folder", Text, nullable=False),  # raw/set_<id>, relative to root
-    Column("status", String(16), nullable=False, default="filed"),  # filed | decided
+    Column("status", String(16), nullable=False, default="filed"),  # filing | filed | decided
+    Column("source_folder", Text),  # 0005: the dropped inbox folder, so a resumed filing can tidy it
 )
 
 set_members = Table(
@@ -205,4 +206,23 @@ crops = Table(
     Column("source_sha256", String(64), nullable=False, index=True),
     Column("match", Text, nullable=False),  # JSON: box, quality, exact, scale, aspect_error, method
     Column("observed_at", Float, nullable=False),
+)
+
+# 0004: every proposal made (shadow ones in watch mode too), so agreement is measured against
+# what was proposed before the user's decision was known.
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("set_id", String(64), nullable=False, index=True),
+    Column("ts", Float, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("source", String(16), nullable=False),  # model | prior
+    Column("winner", String(64), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("margin", Float, nullable=False),
+    Column("uncertain", Boolean, nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("body", Text, nullable=False),  # proposal.json as written
+    Column("batch_id", String(64)),  # set when batch mode decided this set by itself
 )

@@ -1,0 +1,50 @@
+"""After each quiet moment of the worker: propose, decide in batch mode, follow decisions with
+mode changes and retraining. One object so the daemon and `scan` run the same loop."""
+
+from __future__ import annotations
+
+import logging
+
+from core.errors import BestshotError
+from core.rank.modes import ModeDecision
+from daemon import records
+from daemon.batch import run_batch
+from daemon.context import Ctx
+from daemon.decisions import DecisionTracker
+from daemon.ranking import make_proposals
+from daemon.training import retrain_due, run_training, update_mode
+
+log = logging.getLogger(__name__)
+
+
+class RankLoop:
+    def __init__(self, ctx: Ctx, tracker: DecisionTracker) -> None:
+        self.ctx = ctx
+        self.tracker = tracker
+        self._seen_decisions = -1
+        self.mode: ModeDecision | None = None
+
+    def round(self) -> None:
+        try:
+            if self.tracker.recorded != self._seen_decisions or self.mode is None:
+                self._seen_decisions = self.tracker.recorded
+                if retrain_due(self.ctx):
+                    run_training(self.ctx)
+                self.mode = update_mode(self.ctx)
+            made = make_proposals(self.ctx, self.mode.mode)
+            if made:
+                log.info("proposed winners for %d sets (%s mode)", len(made), self.mode.mode)
+            if self.mode.mode == "batch":
+                run_batch(self.ctx, self.mode, self.tracker)
+        except BestshotError as e:
+            with self.ctx.store.write() as conn:
+                records.record_error(conn, None, "rank", e)
+
+    def retrain(self, reason: str) -> None:
+        log.info("retraining (%s)", reason)
+        try:
+            run_training(self.ctx)
+            self.mode = update_mode(self.ctx)
+        except BestshotError as e:
+            with self.ctx.store.write() as conn:
+                records.record_error(conn, None, "train", e)

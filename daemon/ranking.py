@@ -1,0 +1,266 @@
+"""Ranking wiring: image signals from the store, proposals per set, and the decision history.
+
+Proposals are made for every filed, undecided set whose sidecars are complete, in every mode:
+in watch mode they are kept in the database only (shadow proposals), so that agreement can be
+measured honestly from the first decision on; from recommend on they are also written as
+raw/set_<id>/proposal.json with a Finder tag on the proposed winner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, func, insert, select
+
+from core.errors import BestshotError
+from core.layout import from_db_path
+from core.metadata import normalise_prompt
+from core.rank.evaluate import Decision as TrainDecision
+from core.rank.features import FeatureSpace, ImageSignals
+from core.rank.model import RankModel, RankModelError
+from core.rank.modes import HistoryEntry, box_iou
+from core.rank.prior import prior_model
+from core.rank.propose import Member, SetRanking, propose, review_order
+from core.sidecar_types import Box
+from daemon import records
+from daemon.context import Ctx
+from daemon.finder_tags import read_tags, write_tags
+from daemon.sidecar_store import atomic_write, latest_payload
+from daemon.store.schema import (
+    decisions,
+    image_metadata,
+    images,
+    jobs,
+    proposals,
+    set_members,
+    sets,
+    sidecars,
+)
+
+log = logging.getLogger(__name__)
+TAG_PREFIX = "bestshot:"
+
+
+_SIGNAL_EXTRACTORS = ("quality", "face", "hands", "pose", "anomalies")
+
+
+def signals_for(conn: Connection, shas: Iterable[str]) -> dict[str, ImageSignals]:
+    shas = list(shas)
+    out: dict[str, ImageSignals] = {}
+    wanted = set(shas)
+    dup = {r.sha256 for r in conn.execute(select(set_members.c.sha256).where(
+        set_members.c.near_duplicate_of.is_not(None))) if r.sha256 in wanted}
+    emb = {r.sha256: np.frombuffer(r.blob, dtype="<f4") for r in conn.execute(
+        select(sidecars.c.sha256, sidecars.c.blob).where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None)))
+        if r.sha256 in wanted}
+    payloads: dict[tuple[str, str], dict[str, Any]] = {}
+    # One query for all payloads; ascending version so the newest version of each wins.
+    for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
+        for r in conn.execute(select(sidecars.c.sha256, sidecars.c.extractor, sidecars.c.payload)
+                              .where(sidecars.c.sha256.in_(chunk), sidecars.c.extractor.in_(_SIGNAL_EXTRACTORS))
+                              .order_by(sidecars.c.version)):
+            payloads[(r.sha256, r.extractor)] = json.loads(r.payload)
+    for sha in shas:
+        out[sha] = ImageSignals(
+            quality=payloads.get((sha, "quality")), face=payloads.get((sha, "face")),
+            hands=payloads.get((sha, "hands")), pose=payloads.get((sha, "pose")),
+            anomaly=payloads.get((sha, "anomalies")), near_duplicate=sha in dup, embedding=emb.get(sha),
+        )
+    return out
+
+
+def library(conn: Connection) -> dict[str, ImageSignals]:
+    shas = [r.sha256 for r in conn.execute(select(images.c.sha256).where(images.c.state == "present"))]
+    return signals_for(conn, shas)
+
+
+# ---- the model in force ---------------------------------------------------------------------
+def rank_dir(ctx: Ctx) -> Path:
+    return ctx.cfg.path("models") / "rank"
+
+
+def current_model(ctx: Ctx, conn: Connection, lib: dict[str, ImageSignals]) -> RankModel:
+    """The trained model in force, or the documented prior when none has been switched in yet."""
+    version = records.get_state(conn, "rank_model")
+    if version:
+        try:
+            return RankModel.load(rank_dir(ctx) / f"{version}.json")
+        except RankModelError as e:
+            log.error("cannot load rank model %s (%s); using the prior", version, e.reason)
+    space = FeatureSpace.fit(list(lib.values()), ctx.cfg.rank.pca_components, ctx.cfg.rank.pca_min_images)
+    return prior_model(space, ctx.cfg.rank.prior)
+
+
+# ---- proposals ------------------------------------------------------------------------------
+def ready_sets(conn: Connection) -> list[str]:
+    """Filed, undecided sets with no pending sidecar work and no proposal yet."""
+    busy = select(set_members.c.set_id).join(jobs, jobs.c.sha256 == set_members.c.sha256).where(
+        jobs.c.state.in_(("pending", "running")))
+    proposed = select(proposals.c.set_id)
+    rows = conn.execute(select(sets.c.id).where(sets.c.status == "filed", sets.c.id.not_in(busy),
+                                                sets.c.id.not_in(proposed)).order_by(sets.c.created_at))
+    return [r.id for r in rows]
+
+
+def members_of(conn: Connection, set_id: str) -> list[tuple[str, str, str]]:
+    """(sha256, file name, current relative path) in position order."""
+    rows = conn.execute(select(images.c.sha256, images.c.original_name, images.c.path)
+                        .join(set_members, set_members.c.sha256 == images.c.sha256)
+                        .where(set_members.c.set_id == set_id).order_by(set_members.c.position)).all()
+    return [(r.sha256, Path(from_db_path(r.original_name)).name, r.path) for r in rows]
+
+
+def proposal_body(conn: Connection, ranking: SetRanking, mode: str) -> dict[str, Any]:
+    body = ranking.to_dict()
+    crop = latest_payload(conn, ranking.winner, "crop")
+    body["crop"] = crop  # best + 2 fallbacks, residual anomalies per candidate, verdict
+    body["mode"] = mode
+    body["created"] = time.time()
+    return body
+
+
+def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
+    with ctx.store.read() as conn:
+        todo = ready_sets(conn)
+        if not todo:
+            return []
+        lib = library(conn)
+        model = current_model(ctx, conn, lib)
+        made = []
+        for set_id in todo:
+            mem = members_of(conn, set_id)
+            ranking = propose(f"set_{set_id}", [Member(sha, name, lib.get(sha, ImageSignals())) for sha, name, _ in mem],
+                              model, ctx.cfg.rank)
+            made.append((set_id, ranking, proposal_body(conn, ranking, mode), mem))
+    out = []
+    for set_id, ranking, body, mem in made:
+        with ctx.store.write() as conn:
+            conn.execute(insert(proposals).values(
+                set_id=set_id, ts=time.time(), model_version=ranking.model_version, source=ranking.source,
+                winner=ranking.winner, confidence=ranking.confidence, margin=ranking.margin,
+                uncertain=ranking.uncertain, mode=mode, body=json.dumps(body)))
+        if mode != "watch":
+            publish(ctx, set_id, ranking, body, mem)
+        out.append(ranking)
+    return out
+
+
+def publish(ctx: Ctx, set_id: str, ranking: SetRanking, body: dict[str, Any], mem: list[tuple[str, str, str]]) -> None:
+    """proposal.json in the set folder and a Finder tag on the proposed winner, where the user looks."""
+    with ctx.store.read() as conn:
+        folder = ctx.abs(conn.execute(select(sets.c.folder).where(sets.c.id == set_id)).scalar_one())
+    atomic_write(folder / "proposal.json", json.dumps(body, indent=2).encode())
+    crop = body.get("crop") or {}
+    needs_crop = crop.get("verdict") == "crop"
+    for sha, _name, rel in mem:
+        path = ctx.abs(rel)
+        if not path.exists():
+            continue
+        wanted = []
+        if sha == ranking.winner:
+            wanted.append(TAG_PREFIX + ("crop" if needs_crop else "winner"))
+            if ranking.uncertain:
+                wanted.append(TAG_PREFIX + "check")
+        try:
+            kept = [t for t in read_tags(path) if not t.startswith(TAG_PREFIX)]
+            write_tags(path, kept + wanted)
+        except BestshotError as e:  # a volume without xattrs: proposal.json still says it all
+            log.info("cannot tag %s: %s", path, e.reason)
+
+
+def review_queue(ctx: Ctx) -> list[dict[str, Any]]:
+    """Open proposals (undecided sets), uncertain and least confident first."""
+    with ctx.store.read() as conn:
+        rows = conn.execute(
+            select(proposals.c.set_id, proposals.c.body, sets.c.folder)
+            .join(sets, sets.c.id == proposals.c.set_id)
+            .where(sets.c.status == "filed", proposals.c.id.in_(
+                select(func.max(proposals.c.id)).group_by(proposals.c.set_id)))
+        ).all()
+    bodies = {r.set_id: (json.loads(r.body), r.folder) for r in rows}
+    rankings = [_ranking_from_body(b) for b, _ in bodies.values()]
+    ordered = review_order(rankings)
+    return [dict(bodies[r.set_id[4:]][0], folder=from_db_path(bodies[r.set_id[4:]][1])) for r in ordered]
+
+
+def _ranking_from_body(b: dict[str, Any]) -> SetRanking:
+    from core.rank.propose import ImageScore
+
+    return SetRanking(
+        set_id=b["set_id"], winner=b["winner_id"], winner_name=b["winner"],
+        images=tuple(ImageScore(i["image_id"], i["name"], i["score"], i["probability"]) for i in b["images"]),
+        margin=b["margin"], confidence=b["confidence"], source=b["source"], model_version=b["model_version"],
+        reasons=tuple(b["reasons"]), residual_anomalies=tuple(b["residual_anomalies"]), uncertain=b["uncertain"],
+        uncertain_reasons=tuple(b["uncertain_reasons"]),
+    )
+
+
+# ---- decisions as training data and as history ------------------------------------------------
+def _latest_user_decisions(conn: Connection) -> list[Any]:
+    """The newest line per set, for lines the user made (observed moves or `bestshot log`)."""
+    newest = select(func.max(decisions.c.id)).group_by(decisions.c.set_id)
+    return conn.execute(select(decisions).where(decisions.c.id.in_(newest)).order_by(decisions.c.ts)).all()
+
+
+def training_decisions(conn: Connection) -> list[TrainDecision]:
+    out = []
+    for d in _latest_user_decisions(conn):
+        if d.source == "batch" or d.winner is None or d.closed_reason == "retracted":
+            continue
+        members = tuple(r.sha256 for r in conn.execute(
+            select(set_members.c.sha256).where(set_members.c.set_id == d.set_id).order_by(set_members.c.position)))
+        if d.winner not in members:
+            continue
+        prompt = conn.execute(select(image_metadata.c.prompt).where(image_metadata.c.sha256 == d.winner)).scalar()
+        group = "prompt:" + normalise_prompt(prompt) if prompt else f"set:{d.set_id}"
+        out.append(TrainDecision(d.set_id, group, d.ts, members, d.winner))
+    return out
+
+
+def residual_anomalies(conn: Connection, winner: str, crop: Box | None) -> int | None:
+    """Anomalies left on the final image: all of the winner's, or those the user's crop kept."""
+    report = latest_payload(conn, winner, "anomalies")
+    if report is None:
+        return None
+    boxes = [Box.from_dict(a["box"]) for a in report.get("anomalies", [])]
+    if crop is not None:
+        boxes = [b for b in boxes if box_iou(b, crop) > 0 or _inside(b, crop)]
+    return len(boxes)
+
+
+def _inside(a: Box, b: Box) -> bool:
+    return a.x >= b.x and a.y >= b.y and a.x2 <= b.x2 and a.y2 <= b.y2
+
+
+def history(conn: Connection) -> list[HistoryEntry]:
+    """Every decided set, oldest first, against the proposal made before the decision was known."""
+    out = []
+    for d in _latest_user_decisions(conn):
+        if d.winner is None or d.closed_reason == "retracted":
+            continue
+        p = conn.execute(select(proposals).where(proposals.c.set_id == d.set_id, proposals.c.ts <= d.ts)
+                         .order_by(proposals.c.id.desc()).limit(1)).first()
+        if d.source == "batch":
+            p = conn.execute(select(proposals).where(proposals.c.set_id == d.set_id,
+                                                     proposals.c.batch_id.is_not(None))
+                             .order_by(proposals.c.id.desc()).limit(1)).first() or p
+        crop_iou = None
+        user_box = Box.from_dict(json.loads(d.crop_box)) if d.crop_box else None
+        if p is not None and user_box is not None:
+            best = ((json.loads(p.body).get("crop") or {}).get("best") or {}).get("box")
+            crop_iou = box_iou(user_box, Box.from_dict(best)) if best else None
+        out.append(HistoryEntry(
+            set_id=d.set_id, ts=d.ts, user_winner=d.winner,
+            proposed_winner=p.winner if p is not None else None,
+            confidence=p.confidence if p is not None else None,
+            source="prior" if p is not None and p.source == "prior" else "model",
+            auto_decided=d.source == "batch", crop_iou=crop_iou,
+            residual_anomalies=residual_anomalies(conn, d.winner, user_box),
+        ))
+    return out

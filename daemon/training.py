@@ -1,0 +1,81 @@
+"""Training job and mode bookkeeping, scheduled by the daemon and run by `bestshot train`.
+
+Each trained version is kept under models/rank/ with its model card; the daemon switches to a
+new version only when its held-out top-1 agreement is not worse than the version in force.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from core.rank.model import RankModel, RankModelError
+from core.rank.modes import ModeDecision, decide_mode
+from core.rank.train import train
+from daemon import records
+from daemon.context import Ctx
+from daemon.ranking import history, library, rank_dir, training_decisions
+from daemon.sidecar_store import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    version: str | None
+    switched: bool
+    reason: str
+    decisions: int
+
+
+def run_training(ctx: Ctx) -> TrainOutcome:
+    with ctx.store.read() as conn:
+        decided = training_decisions(conn)
+        lib = library(conn)
+        current = records.get_state(conn, "rank_model")
+    previous = None
+    if current:
+        try:
+            previous = RankModel.load(rank_dir(ctx) / f"{current}.json")
+        except RankModelError as e:
+            log.warning("previous model unreadable (%s); training from scratch", e.reason)
+    try:
+        result = train(decided, lib, ctx.cfg.rank, previous=previous)
+    except RankModelError as e:
+        with ctx.store.write() as conn:
+            records.put_state(conn, "rank_trained_at_decisions", len(decided))
+        return TrainOutcome(None, False, e.reason, len(decided))
+    d = rank_dir(ctx)
+    result.model.save(d / f"{result.model.version}.json")
+    atomic_write(d / f"{result.model.version}.card.json", json.dumps(result.card, indent=2, default=str).encode())
+    with ctx.store.write() as conn:
+        records.put_state(conn, "rank_trained_at_decisions", len(decided))
+        if result.switch:
+            records.put_state(conn, "rank_model", result.model.version)
+    log.info("trained %s on %d decisions: %s (%s)", result.model.version, len(decided),
+             "switched" if result.switch else "kept the current model", result.switch_reason)
+    return TrainOutcome(result.model.version, result.switch, result.switch_reason, len(decided))
+
+
+def retrain_due(ctx: Ctx) -> bool:
+    with ctx.store.read() as conn:
+        n = len(training_decisions(conn))
+        last = records.get_state(conn, "rank_trained_at_decisions")
+    if n < ctx.cfg.rank.min_train_decisions:
+        return False
+    return last is None or n - int(last) >= ctx.cfg.rank.retrain_every_decisions
+
+
+def update_mode(ctx: Ctx) -> ModeDecision:
+    with ctx.store.read() as conn:
+        hist = history(conn)
+        current = records.get_state(conn, "mode", "watch")
+    decision = decide_mode(ctx.cfg.mode, current, hist, ctx.cfg.rank)
+    if decision.mode != current:
+        log.info("mode %s -> %s: %s", current, decision.mode, decision.reason)
+    with ctx.store.write() as conn:
+        records.put_state(conn, "mode", decision.mode)
+        records.put_state(conn, "mode_reason", decision.reason)
+        records.put_state(conn, "batch_threshold", decision.threshold)
+    return decision
