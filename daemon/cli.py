@@ -27,6 +27,7 @@ COMMANDS = (
     "daemon.commands.export",
     "daemon.commands.log",
     "daemon.commands.rank",
+    "daemon.commands.crop",
 )
 
 

@@ -1,9 +1,113 @@
-"""Anomaly cue thresholds (section `anomaly`). Filled in by the anomaly issue."""
+"""Anomaly cue thresholds (section `anomaly`).
+
+Every threshold is a ratio or an angle, so it holds at any image size. Defaults come from adult
+anatomy with a margin for 2D projection: a cue fires only where perspective alone cannot
+explain the measurement. The user's own tags will later calibrate them.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class AnomalySettings(BaseModel):
+class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class HandCueSettings(_Section):
+    # A finger counts as straight when no joint bends more than this (2D); only straight fingers
+    # show their true segment proportions, a curled one foreshortens arbitrarily.
+    straight_max_bend_deg: float = Field(default=25.0, gt=0, le=90)
+    # Straight finger phalanges run about 1 : 0.65 : 0.5 (proximal : middle : distal); a middle or
+    # distal phalanx longer than the proximal one is drawn wrong, not foreshortened.
+    middle_over_proximal_max: float = Field(default=1.15, gt=0)
+    distal_over_proximal_max: float = Field(default=1.05, gt=0)
+    # Thumb phalanges against its metacarpal (landmarks 1-2); normal about 0.6-0.95.
+    thumb_phalanx_over_metacarpal_max: float = Field(default=1.35, gt=0)
+    # Finger (MCP to tip) over palm length; real middle fingers are about 0.85 of the palm.
+    finger_over_palm_max: float = Field(default=1.55, gt=0)
+    # 3D flexion limits (MediaPipe z scaled like x). Anatomical maxima are about MCP 90,
+    # PIP 110, DIP 90 degrees; past these the finger folds back on itself. A real photo's
+    # clenched fingers (GAIC 342407) measure PIP 107-109.
+    mcp_flex_max_deg: float = Field(default=115.0, gt=0, le=180)
+    pip_flex_max_deg: float = Field(default=125.0, gt=0, le=180)
+    dip_flex_max_deg: float = Field(default=105.0, gt=0, le=180)
+    # Two adjacent extended fingers whose tips and DIPs coincide (distance / finger length)
+    # are one drawn finger matched twice: the hand shows fewer (or fused) fingers.
+    fused_finger_max_gap: float = Field(default=0.12, gt=0, le=1)
+    # Palm scale (see hands.palm_scale) against the person's face box width. A real palm is
+    # about 0.65 face widths; a hand held towards the camera may look twice that.
+    palm_over_face_max: float = Field(default=1.45, gt=0)
+    # Palm scale against the pose body scale (shoulder width); real about 0.27.
+    palm_over_shoulder_max: float = Field(default=0.62, gt=0)
+    # Hand wrist to matched pose wrist, in palm scales, beyond which the hand is not on the arm.
+    wrist_offset_max_palms: float = Field(default=1.2, gt=0)
+    # Angle between forearm (pose elbow->wrist) and hand (wrist->middle MCP) in 2D; a wrist
+    # bends about 80 degrees at most, and projection rarely adds more than 40.
+    wrist_bend_max_deg: float = Field(default=125.0, gt=0, le=180)
+    # A hand whose landmarks fall outside the frame by more than this fraction is cut by the
+    # frame; its geometry is extrapolated, so only size/placement cues run on it.
+    max_outside_fraction: float = Field(default=0.2, ge=0, le=1)
+
+
+class LimbCueSettings(_Section):
+    """Limb cues work in 2D: BlazePose z is too noisy to measure lengths with (shoulders 4x too
+    wide in depth on test images). Foreshortening only shortens, so "too long" cues are safe in
+    2D and "too short" cues require the comparison segment to be in the image plane."""
+
+    # Landmarks below this pose visibility are not measured.
+    min_visibility: float = Field(default=0.7, ge=0, le=1)
+    # People whose body scale is under this fraction of the image's longer side are not measured:
+    # their landmarks are a few pixels apart and mix with neighbours.
+    min_body_scale_frac: float = Field(default=0.1, ge=0, le=1)
+    # Left/right segment length ratio (2D) beyond which one limb is wrong, counted only when the
+    # longer one also exceeds its anatomical length by `overlong_min` (so foreshortening of the
+    # shorter one cannot explain it).
+    asymmetry_max: float = Field(default=1.7, gt=1)
+    overlong_min: float = Field(default=1.2, gt=0)
+    # Upper arm / forearm (2D) below this while the forearm is not foreshortened; real about 1.2.
+    upper_over_forearm_min: float = Field(default=0.4, gt=0)
+    # The forearm counts as unforeshortened at this fraction of its anatomical length.
+    in_plane_min: float = Field(default=0.8, gt=0)
+    # Interior elbow angle (2D) below this with both segments at full anatomical length (in the
+    # image plane): soft tissue stops a real elbow at about 30 degrees. Oblique arms project to
+    # much smaller 2D angles, hence the full-length condition and the low default.
+    elbow_min_deg: float = Field(default=10.0, ge=0, le=180)
+    # Knee bent against the direction of the toes (hyperextension) by more than this.
+    knee_hyperextension_max_deg: float = Field(default=20.0, ge=0, le=90)
+    # Foot (heel->toe, 2D) over shin (knee->ankle, 2D); real about 0.62.
+    foot_over_shin_max: float = Field(default=0.95, gt=0)
+    # Segments shorter than this many body scales are too foreshortened to judge.
+    min_segment_over_scale: float = Field(default=0.25, ge=0)
+
+
+class UncertainSettings(_Section):
+    # A pose wrist at least this visible and inside the frame is a hand that should be detected.
+    wrist_min_visibility: float = Field(default=0.75, ge=0, le=1)
+    # A detected hand belongs to the nearest pose wrist within this many forearm lengths.
+    match_max_forearms: float = Field(default=1.0, gt=0)
+    # Hands below this detector score are low confidence where a hand should be.
+    hand_min_score: float = Field(default=0.6, ge=0, le=1)
+    # The pose model places its own hand points (wrist, pinky, index, thumb). When their centre
+    # and the hand model's palm centre disagree by more than this many palm scales, the two
+    # models read the drawn hand differently and its landmarks cannot be trusted.
+    pose_hand_disagreement_max: float = Field(default=0.6, gt=0)
+    # A region whose subject-mask mean is below this is background: a pose wrist there is the
+    # pose model extrapolating, not a hand.
+    background_mask_max: float = Field(default=0.15, ge=0, le=1)
+    # Faces without a pose mean people whose hands and limbs nobody checked.
+    unposed_faces_are_uncertain: bool = True
+
+
+class AnomalySettings(_Section):
+    hand: HandCueSettings = Field(default_factory=HandCueSettings)
+    limb: LimbCueSettings = Field(default_factory=LimbCueSettings)
+    uncertain: UncertainSettings = Field(default_factory=UncertainSettings)
+    # Cues scored below this (after the region scorer) are dropped.
+    min_score: float = Field(default=0.5, ge=0, le=1)
+    # Padding of hand boxes (fraction of the landmark extent) so a crop clears the whole hand.
+    hand_box_pad: float = Field(default=0.2, ge=0, le=1)
+    # Padding of limb boxes, in shoulder widths (limbs are thick; the landmarks are on the bone).
+    limb_box_pad: float = Field(default=0.12, ge=0, le=1)
+    # More hands than this attached to one pose are extra hands.
+    max_hands_per_person: int = Field(default=2, ge=1, le=4)

@@ -23,6 +23,7 @@ from core.errors import BestshotError
 from core.extractors.base import Outcome, SidecarResult
 from core.extractors.registry import build_extractors, run_pass
 from core.imaging import load
+from daemon import logsetup
 from daemon.cli import add_common, config_from_args
 from daemon.sidecar_store import atomic_write
 
@@ -74,7 +75,7 @@ def _stored_results(cfg: Config, sha: str) -> dict[str, Outcome]:
 
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     img = load(args.img, max_pixels=cfg.ingest.max_pixels, accept_formats=tuple(cfg.ingest.accept_formats))
     results: dict[str, Outcome] = _stored_results(cfg, img.sha256) if args.root is not None else {}
     todo = [n for n in NEEDED if n not in results]

@@ -1,0 +1,255 @@
+"""Run every cue over one image's sidecars and decide what is anomalous or uncertain.
+
+Hands are attached to the nearest visible pose wrist within reach; the person's face and
+shoulders give the hand its expected size. A pose wrist that is clearly visible but has no hand
+on it is a hand the detector could not read (typical of malformed hands): the image is
+`uncertain`, never clean, and the region is reported so a crop can avoid it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.anomaly.geometry import clip_box, dist, points_box
+from core.anomaly.hands import HandContext, hand_cues, palm_scale
+from core.anomaly.limbs import PoseView, limb_cues
+from core.anomaly.model import Anomaly, AnomalyReport, evidence, excess_score
+from core.anomaly.scorer import GeometricScorer, RegionScorer
+from core.anomaly.settings import AnomalySettings
+from core.sidecar_types import POSE, Box, Face, Hand, Pose, SubjectMask
+
+SIDES = ("left", "right")
+
+
+@dataclass
+class _Wrist:
+    pose: int
+    side: str
+    xy: np.ndarray
+    visibility: float
+    in_frame: bool
+    elbow: np.ndarray | None
+    forearm: float  # 2D length, or an estimate from the shoulders when the elbow is hidden
+    hand_points: np.ndarray  # wrist + pose pinky/index/thumb points
+    min_visibility: float  # lowest visibility among those points
+
+
+def detect_anomalies(
+    hands: Sequence[Hand],
+    poses: Sequence[Pose],
+    faces: Sequence[Face],
+    width: int,
+    height: int,
+    settings: AnomalySettings,
+    *,
+    subject: SubjectMask | None = None,
+    scorer: RegionScorer | None = None,
+    rgb: np.ndarray | None = None,
+) -> AnomalyReport:
+    scorer = scorer or GeometricScorer()
+    us = settings.uncertain
+    reasons: list[str] = []
+    found: list[Anomaly] = []
+    uncertain_regions: list[Anomaly] = []
+
+    views = [PoseView(p, width, height, settings.limb.min_visibility) for p in poses]
+    face_of_pose = _faces_for_poses(views, faces)
+    scales = [v.body_scale(f.box.w if f is not None else None) for v, f in zip(views, face_of_pose, strict=True)]
+    wrists = _wrists(views, scales, width, height)
+    owner = _assign_hands(hands, wrists, us.match_max_forearms)
+
+    for i, hand in enumerate(hands):
+        w = owner.get(i)
+        pose_face = face_of_pose[w.pose] if w is not None else None
+        face = pose_face if pose_face is not None else (faces[0] if len(faces) == 1 else None)
+        ctx = HandContext(
+            face_width=face.box.w if face is not None and face.box.w > 1 else None,
+            shoulder_width=scales[w.pose] if w is not None else None,
+            pose_wrist=w.xy if w is not None else None,
+            pose_elbow=w.elbow if w is not None else None,
+            side=w.side if w is not None else None,
+        )
+        box = clip_box(hand.box(settings.hand_box_pad), width, height)
+        if box is None:
+            reasons.append(f"hand:{i}: entirely outside the frame, ignored")
+            continue
+        cues, notes = hand_cues(hand, i, ctx, width, height, settings, box)
+        found += cues
+        reasons += notes
+        unsure = _unreliable_hand(hand, i, w, box, settings)
+        uncertain_regions += unsure
+        reasons += [f"hand:{i}: {u.evidence['measurement']} {u.evidence['value']} vs {u.evidence['threshold']}: "
+                    "its landmarks cannot be trusted" for u in unsure]
+
+    found += _extra_hands(hands, owner, settings, width, height)
+
+    for w in wrists:
+        if any(o is w for o in owner.values()):
+            continue
+        if not w.in_frame or w.visibility < us.wrist_min_visibility:
+            continue
+        region = _hand_region(w, width, height)
+        if region is None:
+            continue
+        if subject is not None and _mask_mean(subject, region) < us.background_mask_max:
+            reasons.append(f"pose:{w.pose}:{w.side}_wrist lies on background per the subject mask; not a hand")
+            continue
+        uncertain_regions.append(Anomaly(
+            "hand_undetected", region, w.visibility,
+            evidence("pose_wrist_visibility", w.visibility, us.wrist_min_visibility, side=w.side),
+            f"pose:{w.pose}:{w.side}_hand"))
+        reasons.append(f"pose:{w.pose}: {w.side} wrist visible ({w.visibility:.2f}) but no hand detected there")
+
+    for j, pose in enumerate(poses):
+        f = face_of_pose[j]
+        cues, notes = limb_cues(pose, j, width, height, settings, f.box.w if f is not None else None)
+        found += cues
+        reasons += notes
+
+    uncertain = bool(uncertain_regions)
+    unposed = len(faces) - sum(1 for f in face_of_pose if f is not None)
+    if unposed > 0:
+        reasons.append(f"{unposed} face(s) without a pose: those people's hands and limbs are unchecked")
+        uncertain |= us.unposed_faces_are_uncertain
+    if not poses and not faces and not hands:
+        reasons.append("no person detected (no pose, face or hand)")
+
+    merged = _merge(found)
+    scores = scorer.score(merged, rgb)
+    kept = [dataclasses.replace(a, score=float(sc)) for a, sc in zip(merged, scores, strict=True)
+            if sc >= settings.min_score]
+    for a in kept:
+        ev = a.evidence
+        reasons.append(f"{a.source}: {a.tag} ({ev['measurement']} {ev['value']} vs {ev['threshold']})")
+    return AnomalyReport(width, height, kept, uncertain_regions, uncertain, reasons, scorer.name)
+
+
+def _faces_for_poses(views: list[PoseView], faces: Sequence[Face]) -> list[Face | None]:
+    """The face whose box holds the pose's nose (or lies within a face width of it)."""
+    out: list[Face | None] = []
+    for v in views:
+        nose = v.xy("nose")
+        best, best_d = None, float("inf")
+        for f in faces:
+            c = np.array([f.box.x + f.box.w / 2, f.box.y + f.box.h / 2])
+            d = dist(c, nose)
+            if d < max(f.box.w, f.box.h) and d < best_d:
+                best, best_d = f, d
+        out.append(best)
+    return out
+
+
+def _wrists(views: list[PoseView], scales: list[float | None], width: int, height: int) -> list[_Wrist]:
+    out: list[_Wrist] = []
+    for j, v in enumerate(views):
+        for side in SIDES:
+            wr = v.xy(f"{side}_wrist")
+            vis = float(v.p[POSE[f"{side}_wrist"], 3])
+            el_vis = float(v.p[POSE[f"{side}_elbow"], 3])
+            elbow = v.xy(f"{side}_elbow") if el_vis >= 0.5 else None
+            scale = scales[j] or 0.0
+            fore = dist(elbow, wr) if elbow is not None else 0.0
+            # Forearms foreshortened towards the camera would shrink the search; a real forearm
+            # is about 0.7 shoulder widths.
+            fore = max(fore, 0.7 * scale)
+            if fore <= 1.0:
+                continue
+            names = [f"{side}_{k}" for k in ("wrist", "pinky", "index", "thumb")]
+            pts = np.stack([v.xy(n) for n in names])
+            in_frame = 0 <= wr[0] < width and 0 <= wr[1] < height
+            out.append(_Wrist(j, side, wr, vis, in_frame, elbow, fore, pts, min(v.visibility(n) for n in names)))
+    return out
+
+
+def _assign_hands(hands: Sequence[Hand], wrists: list[_Wrist], reach: float) -> dict[int, _Wrist]:
+    """Hand index -> nearest pose wrist within `reach` forearms (several hands may share one)."""
+    out: dict[int, _Wrist] = {}
+    for i, h in enumerate(hands):
+        hw = h.landmarks[0, :2]
+        best, best_d = None, float("inf")
+        for w in wrists:
+            d = dist(hw, w.xy) / w.forearm
+            if d <= reach and d < best_d:
+                best, best_d = w, d
+        if best is not None:
+            out[i] = best
+    return out
+
+
+def _unreliable_hand(hand: Hand, i: int, w: _Wrist | None, box: Box, s: AnomalySettings) -> list[Anomaly]:
+    """Low landmark confidence where a hand is: a low detector score, or the pose model's own hand
+    points (wrist, pinky, index, thumb) centred elsewhere than the hand model's palm."""
+    us = s.uncertain
+    out: list[Anomaly] = []
+    if w is not None and w.min_visibility >= us.wrist_min_visibility:
+        palm = hand.landmarks[[0, 5, 9, 13, 17], :2].mean(axis=0)
+        off = dist(w.hand_points.mean(axis=0), palm) / palm_scale(hand.landmarks)
+        if off > us.pose_hand_disagreement_max:
+            out.append(Anomaly(
+                "hand_low_confidence", box, excess_score(off, us.pose_hand_disagreement_max,
+                                                         2 * us.pose_hand_disagreement_max),
+                evidence("pose_vs_hand_palm_centre_palms", off, us.pose_hand_disagreement_max), f"hand:{i}"))
+    if hand.score < us.hand_min_score:
+        out.append(Anomaly("hand_low_confidence", box, 1.0 - hand.score,
+                           evidence("hand_detector_score", hand.score, us.hand_min_score), f"hand:{i}"))
+    return out
+
+
+def _extra_hands(
+    hands: Sequence[Hand], owner: dict[int, _Wrist], s: AnomalySettings, width: int, height: int
+) -> list[Anomaly]:
+    """Hands beyond `max_hands_per_person` on one pose: the ones farthest from a wrist."""
+    out: list[Anomaly] = []
+    by_pose: dict[int, list[tuple[float, int]]] = {}
+    for i, w in owner.items():
+        by_pose.setdefault(w.pose, []).append((dist(hands[i].landmarks[0, :2], w.xy) / w.forearm, i))
+    for pose, items in by_pose.items():
+        n = len(items)
+        if n <= s.max_hands_per_person:
+            continue
+        for _, i in sorted(items)[s.max_hands_per_person:]:
+            box = clip_box(hands[i].box(s.hand_box_pad), width, height)
+            if box is not None:
+                out.append(Anomaly(
+                    "limb_misaligned", box, excess_score(n, s.max_hands_per_person, s.max_hands_per_person + 2),
+                    evidence("hands_per_person", n, s.max_hands_per_person, pose=pose), f"hand:{i}"))
+    return out
+
+
+def _hand_region(w: _Wrist, width: int, height: int) -> Box | None:
+    """Where the undetected hand is: the pose hand points grown to about a hand's size."""
+    pts = w.hand_points
+    centre = pts.mean(axis=0)
+    # A hand is about 0.75 forearm long; the box spans 0.9 forearm around the points' centre.
+    half = 0.45 * w.forearm
+    return points_box(np.vstack([pts, centre - half, centre + half]), 0.0, width, height)
+
+
+def _mask_mean(subject: SubjectMask, box: Box) -> float:
+    m = subject.mask
+    x0, y0 = int(box.x * subject.scale), int(box.y * subject.scale)
+    x1, y1 = int(np.ceil(box.x2 * subject.scale)), int(np.ceil(box.y2 * subject.scale))
+    patch = m[max(0, y0):max(y0 + 1, y1), max(0, x0):max(x0 + 1, x1)]
+    return float(patch.mean()) if patch.size else 0.0
+
+
+def _merge(found: list[Anomaly]) -> list[Anomaly]:
+    """One anomaly per (region, tag): the strongest cue, the others listed in its evidence."""
+    groups: dict[tuple[str, str], list[Anomaly]] = {}
+    for a in found:
+        groups.setdefault((a.source, a.tag), []).append(a)
+    out: list[Anomaly] = []
+    for items in groups.values():
+        items.sort(key=lambda a: -a.score)
+        best = items[0]
+        if len(items) > 1:
+            ev = dict(best.evidence)
+            ev["also"] = [a.evidence for a in items[1:]]
+            best = dataclasses.replace(best, evidence=ev)
+        out.append(best)
+    return out
+

@@ -1,0 +1,130 @@
+"""Anomaly records and the per-image report stored as `sidecar/anomalies/<image>.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from core.sidecar_types import Box
+
+REPORT_VERSION: Final = 1
+
+# The user's tag vocabulary. Cues map onto it; the two below have no geometric cue.
+TAGS: Final = (
+    "extra_fingers",
+    "warped_wrist",
+    "limb_misaligned",
+    "long_hand",
+    "long_foot",
+    "wrong_toes_count",
+    "foreshortened_upper_arm",
+    "malformed_phone_grip",
+)
+UNDETECTABLE_TAGS: Final = {
+    "wrong_toes_count": "pose landmarks have one toe point per foot (foot_index) and no hand-like "
+    "foot model exists in the sidecars, so toes cannot be counted",
+    "malformed_phone_grip": "needs the phone itself (an object detector or a learned region score); "
+    "landmarks alone cannot tell a phone grip from any other grip",
+}
+# Regions where a hand should be but could not be checked; not anomalies, never "clean".
+UNCERTAIN_TAGS: Final = ("hand_undetected", "hand_low_confidence")
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """One flagged region. `evidence` holds at least measurement, value and threshold."""
+
+    tag: str
+    box: Box
+    score: float
+    evidence: dict[str, Any]
+    # Which detection it concerns ("hand:1", "pose:0:left_leg"), so cues on one region group.
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "box": {k: round(v, 1) for k, v in self.box.to_dict().items()},
+            "score": round(self.score, 4),
+            "evidence": self.evidence,
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Anomaly:
+        return cls(
+            tag=str(d["tag"]),
+            box=Box.from_dict(d["box"]),
+            score=float(d["score"]),
+            evidence=dict(d.get("evidence", {})),
+            source=str(d.get("source", "")),
+        )
+
+
+@dataclass(frozen=True)
+class AnomalyReport:
+    width: int
+    height: int
+    anomalies: list[Anomaly] = field(default_factory=list)
+    # Hands that should be there but are undetected or low confidence; boxes where to look.
+    uncertain_regions: list[Anomaly] = field(default_factory=list)
+    uncertain: bool = False
+    reasons: list[str] = field(default_factory=list)
+    scorer: str = "geometric"
+
+    @property
+    def clean(self) -> bool:
+        return not self.anomalies and not self.uncertain
+
+    def tags(self) -> list[str]:
+        return sorted({a.tag for a in self.anomalies})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": REPORT_VERSION,
+            "image_size": [self.width, self.height],
+            "anomalies": [a.to_dict() for a in self.anomalies],
+            "uncertain_regions": [a.to_dict() for a in self.uncertain_regions],
+            "uncertain": self.uncertain,
+            "reasons": list(self.reasons),
+            "scorer": self.scorer,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AnomalyReport:
+        w, h = d["image_size"]
+        return cls(
+            width=int(w),
+            height=int(h),
+            anomalies=[Anomaly.from_dict(a) for a in d.get("anomalies", [])],
+            uncertain_regions=[Anomaly.from_dict(a) for a in d.get("uncertain_regions", [])],
+            uncertain=bool(d.get("uncertain", False)),
+            reasons=[str(r) for r in d.get("reasons", [])],
+            scorer=str(d.get("scorer", "geometric")),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> AnomalyReport:
+        return cls.from_dict(json.loads(text))
+
+
+def evidence(measurement: str, value: float, threshold: float, **extra: Any) -> dict[str, Any]:
+    """The evidence dict every cue attaches; extra keys add context (finger, side, ...)."""
+    out: dict[str, Any] = {"measurement": measurement, "value": round(float(value), 4),
+                           "threshold": round(float(threshold), 4)}
+    for k, v in extra.items():
+        out[k] = round(float(v), 4) if isinstance(v, float) else v
+    return out
+
+
+def excess_score(value: float, threshold: float, saturate: float) -> float:
+    """0.5 exactly at the threshold rising linearly to 1.0 at `saturate` (either side of it)."""
+    span = saturate - threshold
+    if span == 0:
+        return 1.0
+    frac = (value - threshold) / span
+    return float(min(1.0, max(0.0, 0.5 + 0.5 * frac)))
