@@ -28,7 +28,7 @@ def ensure_layout(cfg: Config) -> None:
 def build_ctx(cfg: Config, *, with_extractors: bool = True) -> Ctx:
     ensure_layout(cfg)
     store = open_store(cfg.db_url)
-    extractors = build_extractors(cfg.extractors, cfg.path("models")) if with_extractors else []
+    extractors = build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop) if with_extractors else []
     return Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root), extractors=extractors)
 
 

@@ -293,5 +293,4 @@ class Engine:
             if rel not in seen and not self.ctx.abs(rel).exists():
                 self._deleted(self.ctx.abs(rel))
         with self.ctx.store.write() as conn:
-            ensure_jobs(conn, [JobSpec(e.name, e.version) for e in self.ctx.extractors
-                               if e.name != "phash" and e.availability().available])
+            ensure_jobs(conn, [JobSpec(e.name, e.version) for e in self.ctx.extractors if e.availability().available])

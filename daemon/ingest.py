@@ -16,14 +16,16 @@ from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
-from core.errors import DuplicateError, NotReadyError, TooLargeError, UnreadableError, VanishedError
+from core.errors import BestshotError, DuplicateError, NotReadyError, TooLargeError, UnreadableError, VanishedError
+from core.extractors.base import SidecarResult
 from core.imaging import DecodedImage, decode, read_bytes, sha256_bytes
 from core.layout import Place, locate, to_db_path
 from core.metadata import FOLDER_META_NAMES, ImageMeta, parse_metadata, sidecar_candidates
 from daemon import records
 from daemon.context import Ctx
-from daemon.jobs import JobSpec, enqueue
-from daemon.store.schema import image_metadata, images, sidecars
+from daemon.jobs import JobSpec, enqueue, mark
+from daemon.sidecar_store import save_result
+from daemon.store.schema import image_metadata, images
 
 
 @dataclass
@@ -118,11 +120,10 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
     assert t.image is not None and t.meta is not None and t.st is not None and t.sha256
     img, meta, now = t.image, t.meta, time.time()
     rel = ctx.rel(t.path)
-    phash_result = None
+    # pHash now, not in the queue: grouping loose files needs it before the set closes.
     phash = ctx.extractor("phash")
-    if phash is not None:
-        out = phash.run([img], [{}])[0]
-        phash_result = None if isinstance(out, Exception) else out
+    phash_out = phash.run([img], [{}])[0] if phash is not None else None
+    phash_result = phash_out if isinstance(phash_out, SidecarResult) else None
     with ctx.store.write() as conn:
         values = {
             "path": rel, "original_name": to_db_path(t.path.name), "size_bytes": t.st.st_size,
@@ -142,11 +143,12 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
         }, ["sha256"])
         records.upsert_file(conn, rel, t.sha256, t.st.st_size, t.st.st_mtime_ns)
         records.resolve_errors(conn, rel)
-        specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.name != "phash" and e.availability().available]
+        specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.availability().available]
         enqueue(conn, t.sha256, specs)
         if phash is not None and phash_result is not None:
-            records.upsert(conn, sidecars, {
-                "sha256": t.sha256, "extractor": phash.name, "version": phash.version,
-                "payload": json.dumps(phash_result.payload), "blob": None, "files": None, "created_at": now,
-            }, ["sha256", "extractor", "version"])
+            save_result(ctx, conn, t.sha256, phash, phash_result)
+            mark(conn, t.sha256, JobSpec(phash.name, phash.version), "done")
+        elif phash is not None and isinstance(phash_out, BestshotError):
+            # The queued phash job retries it; grouping meanwhile relies on metadata alone.
+            records.record_error(conn, rel, "extract:phash", phash_out, t.sha256)
     t.outcome = "registered"

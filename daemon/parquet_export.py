@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,18 +24,27 @@ def _write(table: pa.Table, target: Path) -> None:
     os.replace(tmp, target)  # readers never see a half-written file
 
 
+def _latest(rows: list[Any]) -> list[Any]:
+    """One row per image: its newest extractor version (older versions stay in the DB)."""
+    best: dict[str, Any] = {}
+    for r in rows:
+        if r.sha256 not in best or r.version > best[r.sha256].version:
+            best[r.sha256] = r
+    return [best[k] for k in sorted(best)]
+
+
 def export_parquet(ctx: Ctx) -> dict[str, int]:
     side = ctx.cfg.path("sidecar")
     with ctx.store.read() as conn:
         paths = {r.sha256: from_db_path(r.path) for r in conn.execute(select(images.c.sha256, images.c.path))}
-        emb_rows = conn.execute(
+        emb_rows = _latest(conn.execute(
             select(sidecars.c.sha256, sidecars.c.version, sidecars.c.payload, sidecars.c.blob)
             .where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None)).order_by(sidecars.c.sha256)
-        ).all()
-        hash_rows = conn.execute(
+        ).all())
+        hash_rows = _latest(conn.execute(
             select(sidecars.c.sha256, sidecars.c.version, sidecars.c.payload)
             .where(sidecars.c.extractor == "phash").order_by(sidecars.c.sha256)
-        ).all()
+        ).all())
     emb_payloads = [json.loads(r.payload) for r in emb_rows]
     vectors = [np.frombuffer(r.blob, dtype="<f4") for r in emb_rows]
     emb = pa.table({

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from core.extractors.base import Extractor, SidecarResult
 from core.sidecar_types import POSE
 from daemon import records
 from daemon.context import Ctx
-from daemon.store.schema import sidecars
+from daemon.store.schema import images, sidecars
 
 FOOT_POINTS = ("left_ankle", "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index")
 
@@ -55,20 +55,30 @@ def save_result(ctx: Ctx, conn: Connection, sha: str, ext: Extractor, result: Si
     for key, arr in result.arrays.items():
         if key == "embedding":
             blob = np.asarray(arr, dtype="<f4").tobytes()
+        elif key == "preview_jpeg":
+            target = ctx.cfg.path("labels") / "crops" / f"{sha}.crop.jpg"
+            atomic_write(target, np.asarray(arr, dtype=np.uint8).tobytes())
+            written.append(ctx.rel(target))
         else:
             target = side / ext.name / f"{sha}.npy"
             atomic_write(target, _npy_bytes(arr))
             written.append(ctx.rel(target))
-    if ext.name == "hands":
-        target = side / "hands" / f"{sha}.keypoints.json"
-        atomic_write(target, json.dumps(result.payload).encode())
-        written.append(ctx.rel(target))
+    json_file = {
+        "hands": side / "hands" / f"{sha}.keypoints.json",
+        "anomalies": side / "anomalies" / f"{sha}.json",
+        "crop": ctx.cfg.path("labels") / "crops" / f"{sha}.crop.json",
+    }.get(ext.name)
+    if json_file is not None:
+        atomic_write(json_file, json.dumps(result.payload, indent=1).encode())
+        written.append(ctx.rel(json_file))
     records.upsert(conn, sidecars, {
         "sha256": sha, "extractor": ext.name, "version": ext.version, "payload": json.dumps(result.payload),
         "blob": blob, "files": json.dumps(written), "created_at": time.time(),
     }, ["sha256", "extractor", "version"])
     if ext.name in ("face", "pose"):
         _write_facefoot(ctx, conn, sha)
+    if ext.name == "phash":  # grouping and near-duplicates read it from the image row
+        conn.execute(update(images).where(images.c.sha256 == sha).values(phash=result.payload["phash"]))
 
 
 def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any] | None:

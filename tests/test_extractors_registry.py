@@ -18,7 +18,7 @@ from core.extractors.registry import EXTRACTOR_CLASSES, build_extractors, run_pa
 from core.extractors.settings import ExtractorSettings
 from core.imaging import DecodedImage, decode
 
-ALL = ["phash", "clip", "hands", "pose", "face", "saliency", "quality"]
+ALL = ["phash", "clip", "hands", "pose", "face", "saliency", "quality", "anomalies", "crop"]
 
 
 def decoded(arr: np.ndarray, name: str) -> DecodedImage:

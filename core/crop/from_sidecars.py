@@ -72,6 +72,29 @@ def inputs_from_results(results: Mapping[str, Outcome | None]) -> CropInputs:
     return out
 
 
+def anomaly_report(
+    inputs: CropInputs,
+    width: int,
+    height: int,
+    anomaly_settings: AnomalySettings,
+    rgb: np.ndarray | None = None,
+) -> AnomalyReport:
+    report = detect_anomalies(inputs.hands, inputs.poses, inputs.faces, width, height, anomaly_settings,
+                              subject=inputs.subject, rgb=rgb)
+    if inputs.missing:
+        reasons = [f"{name} sidecar missing: {why}" for name, why in inputs.missing.items()] + report.reasons
+        # Without hands or pose nobody checked the anatomy: that is not a clean image.
+        unchecked = any(n in inputs.missing for n in ("hands", "pose"))
+        report = dataclasses.replace(report, reasons=reasons, uncertain=report.uncertain or unchecked)
+    return report
+
+
+def crop_for(inputs: CropInputs, report: AnomalyReport, width: int, height: int,
+             crop_settings: CropSettings) -> CropProposal:
+    return propose_crop(width, height, report, faces=inputs.faces, poses=inputs.poses,
+                        subject=inputs.subject, settings=crop_settings)
+
+
 def analyse(
     inputs: CropInputs,
     width: int,
@@ -80,13 +103,5 @@ def analyse(
     crop_settings: CropSettings,
     rgb: np.ndarray | None = None,
 ) -> tuple[AnomalyReport, CropProposal]:
-    report = detect_anomalies(inputs.hands, inputs.poses, inputs.faces, width, height, anomaly_settings,
-                              subject=inputs.subject, rgb=rgb)
-    if inputs.missing:
-        reasons = [f"{name} sidecar missing: {why}" for name, why in inputs.missing.items()] + report.reasons
-        # Without hands or pose nobody checked the anatomy: that is not a clean image.
-        unchecked = any(n in inputs.missing for n in ("hands", "pose"))
-        report = dataclasses.replace(report, reasons=reasons, uncertain=report.uncertain or unchecked)
-    proposal = propose_crop(width, height, report, faces=inputs.faces, poses=inputs.poses,
-                            subject=inputs.subject, settings=crop_settings)
-    return report, proposal
+    report = anomaly_report(inputs, width, height, anomaly_settings, rgb)
+    return report, crop_for(inputs, report, width, height, crop_settings)

@@ -10,7 +10,10 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from core.anomaly.settings import AnomalySettings
+from core.crop.settings import CropSettings
 from core.errors import BestshotError, ConfigError, ExtractorError, ModelUnavailableError
+from core.extractors.analysis import AnomaliesExtractor, CropExtractor
 from core.extractors.base import Extractor, Outcome, SidecarResult
 from core.extractors.clip import ClipExtractor
 from core.extractors.face import FaceExtractor
@@ -33,6 +36,8 @@ EXTRACTOR_CLASSES: dict[str, type[Extractor]] = {
     "face": FaceExtractor,
     "saliency": SaliencyExtractor,
     "quality": QualityExtractor,
+    "anomalies": AnomaliesExtractor,
+    "crop": CropExtractor,
 }
 
 _FACTORIES: dict[str, Callable[[ExtractorSettings, Path], Extractor]] = {
@@ -46,7 +51,12 @@ _FACTORIES: dict[str, Callable[[ExtractorSettings, Path], Extractor]] = {
 }
 
 
-def build_extractors(settings: ExtractorSettings, models_dir: Path) -> list[Extractor]:
+def build_extractors(
+    settings: ExtractorSettings,
+    models_dir: Path,
+    anomaly: AnomalySettings | None = None,
+    crop: CropSettings | None = None,
+) -> list[Extractor]:
     """The enabled extractors, dependencies first. Nothing loads a model here."""
     unknown = [n for n in settings.enabled if n not in EXTRACTOR_CLASSES]
     if unknown:
@@ -58,7 +68,12 @@ def build_extractors(settings: ExtractorSettings, models_dir: Path) -> list[Extr
         missing = [d for d in EXTRACTOR_CLASSES[name].requires if d not in enabled]
         if missing:
             raise ConfigError(None, f"extractor {name!r} needs {missing}; add them to extractors.enabled")
-    return [_FACTORIES[name](settings, models_dir) for name in EXTRACTOR_CLASSES if name in enabled]
+    factories: dict[str, Callable[[ExtractorSettings, Path], Extractor]] = {
+        **_FACTORIES,
+        "anomalies": lambda _s, _m: AnomaliesExtractor(anomaly or AnomalySettings()),
+        "crop": lambda _s, _m: CropExtractor(crop or CropSettings()),
+    }
+    return [factories[name](settings, models_dir) for name in EXTRACTOR_CLASSES if name in enabled]
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:

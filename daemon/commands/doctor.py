@@ -43,7 +43,7 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
         store.close()
     except Exception as e:  # report any driver failure as a finding, not a crash
         out.append((False, f"database {cfg.db_url}: {e}", "check the path/URL and permissions"))
-    for e in build_extractors(cfg.extractors, cfg.path("models")):
+    for e in build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop):
         a = e.availability()
         out.append((a.available, f"extractor {e.name} v{e.version}" + ("" if a.available else f": {a.reason}"), a.fix))
     try:

@@ -10,10 +10,13 @@ from tqdm import tqdm
 from daemon import jobs, logsetup
 from daemon.app import InstanceLock, build_ctx
 from daemon.cli import add_common, config_from_args
+from daemon.decisions import DecisionTracker
 from daemon.duplicates import refresh_duplicates
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
 from daemon.parquet_export import export_parquet
+from daemon.rank_loop import RankLoop
+from daemon.session_log import flush_unlogged
 
 
 def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,7 +37,12 @@ def handle(args: argparse.Namespace) -> int:
         ctx.fileops.recover()
         with ctx.store.write() as conn:
             jobs.reset_interrupted(conn)
+        flush_unlogged(ctx)
         engine = Engine(ctx, settler=None)
+        tracker = DecisionTracker(ctx)
+        engine.move_observers.append(tracker.on_move)
+        engine.unknown_observers.append(tracker.on_unknown_file)
+        tracker.mark_active_sets()
         engine.reconcile(direct=True)
         engine.file_ready_sets(force_close=True)
         with ctx.store.read() as conn:
@@ -44,6 +52,8 @@ def handle(args: argparse.Namespace) -> int:
                 bar.update(n)
         refresh_duplicates(ctx)
         export_parquet(ctx)
+        tracker.evaluate()
+        RankLoop(ctx, tracker).round()
         s = engine.stats
         print(f"scan: {s['registered']} images registered, {s['sets_filed']} sets filed, {s['errors']} errors")
         return 0

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 GROUPS = {
     "embed": ["clip"],
     "phash": ["phash"],
-    "detect": ["hands", "pose", "face", "saliency", "quality"],
+    "detect": ["hands", "pose", "face", "saliency", "quality", "anomalies", "crop"],
 }
 
 
@@ -52,7 +52,7 @@ def expand(paths: list[Path]) -> list[Path]:
 def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[int, int]:
     """Run the named extractors over files; returns (ok, failed) image counts."""
     settings = ctx.cfg.extractors.model_copy(update={"enabled": names})
-    wanted = build_extractors(settings, ctx.cfg.path("models"))
+    wanted = build_extractors(settings, ctx.cfg.path("models"), ctx.cfg.anomaly, ctx.cfg.crop)
     for e in wanted:
         a = e.availability()
         if not a.available:

@@ -52,7 +52,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
         store.close()
     out["extractors"] = {}
     embeddings_on = False
-    for e in build_extractors(cfg.extractors, cfg.path("models")):
+    for e in build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop):
         a = e.availability()
         embeddings_on |= e.name == "clip" and a.available
         out["extractors"][e.name] = {"version": e.version, "available": a.available, "reason": a.reason, "fix": a.fix}
