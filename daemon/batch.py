@@ -65,7 +65,7 @@ def run_batch(ctx: Ctx, mode: ModeDecision, tracker: DecisionTracker) -> str | N
                     area = "rejected"
                 dst = unique_destination(ctx.cfg.path(area) / src.name)
                 ctx.fileops.move(src, dst, sha256=sha, batch_id=batch_id, note=f"batch decision for set {p.set_id}")
-                tracker.on_move(sha, rel, ctx.rel(dst))
+                _relocated(ctx, tracker, sha, src, dst)
                 moved.append({"name": name, "to": ctx.rel(dst), "winner": sha == p.winner})
         except BestshotError as e:
             with ctx.store.write() as conn:
@@ -88,6 +88,13 @@ def run_batch(ctx: Ctx, mode: ModeDecision, tracker: DecisionTracker) -> str | N
     return batch_id if listing else None
 
 
+def _relocated(ctx: Ctx, tracker: DecisionTracker, sha: str, src: Path, dst: Path) -> None:
+    st = dst.stat()
+    with ctx.store.write() as conn:
+        records.relocate(conn, ctx.rel(src), ctx.rel(dst), sha, st.st_size, st.st_mtime_ns)
+    tracker.on_move(sha, ctx.rel(src), ctx.rel(dst))
+
+
 def undo_batch(ctx: Ctx, batch_id: str, tracker: DecisionTracker) -> int:
     """Restore every file of the batch and retract its decisions; returns the number of files moved back."""
     with ctx.store.read() as conn:
@@ -96,7 +103,7 @@ def undo_batch(ctx: Ctx, batch_id: str, tracker: DecisionTracker) -> int:
     results = ctx.fileops.undo_batch(batch_id)
     for r in rows:
         if r.sha256:
-            tracker.on_move(r.sha256, r.dst, r.src)
+            _relocated(ctx, tracker, r.sha256, ctx.abs(r.dst), ctx.abs(r.src))
     review = ctx.cfg.path("review_queue") / batch_id
     if review.is_dir():
         for item in review.iterdir():  # only our own links and listing live here

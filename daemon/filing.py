@@ -161,9 +161,7 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         ctx.fileops.move(src, dst, sha256=r.sha256, note=f"file into set {task.set_id}")
         st = dst.stat()
         with ctx.store.write() as conn:
-            records.forget_file(conn, ctx.rel(src))
-            records.upsert_file(conn, ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
-            records.set_image_path(conn, r.sha256, ctx.rel(dst))
+            records.relocate(conn, ctx.rel(src), ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
         for c in companions:
             # Keep the companion's name paired with the (possibly renamed) image.
             cdst = unique_destination(folder / (dst.name + c.name[len(src.name):] if c.name.startswith(src.name)

@@ -104,3 +104,13 @@ def rel_to(root: Path, p: Path) -> str:
         return str(p.relative_to(root))
     except ValueError:
         return str(p)
+
+
+def relocate(conn: Connection, old_rel: str, new_rel: str, sha256: str, size: int, mtime_ns: int) -> None:
+    """After the daemon itself moved a file: the path index and the image row follow at once,
+    without waiting for the watcher's event (which may be coalesced or dropped)."""
+    forget_file(conn, old_rel)
+    upsert_file(conn, new_rel, sha256, size, mtime_ns)
+    row = image_row(conn, sha256)
+    if row is not None and row.path == old_rel:
+        set_image_path(conn, sha256, new_rel)

@@ -47,6 +47,7 @@ def run_training(ctx: Ctx) -> TrainOutcome:
             records.put_state(conn, "rank_trained_at_decisions", len(decided))
         return TrainOutcome(None, False, e.reason, len(decided))
     d = rank_dir(ctx)
+    d.mkdir(parents=True, exist_ok=True)
     result.model.save(d / f"{result.model.version}.json")
     atomic_write(d / f"{result.model.version}.card.json", json.dumps(result.card, indent=2, default=str).encode())
     with ctx.store.write() as conn:
