@@ -61,7 +61,8 @@ def bench_latency_and_idle(tmp: Path, sets: int, idle: float) -> None:
             t0 = time.perf_counter()
             for p in sorted(folder.iterdir()):  # loose files, moved in as a group
                 shutil.move(str(p), root / "inbox" / p.name)
-            wait_for(lambda: names in filed_sets(root).values(), timeout=60, interval=0.01, what="set filed")
+            wait_for(lambda names=names: names in filed_sets(root).values(), timeout=60, interval=0.01,
+                     what="set filed")
             lat.append(time.perf_counter() - t0)
         time.sleep(3)
         assert d.proc is not None

@@ -57,8 +57,12 @@ class WatchSettings(_Section):
     max_pending_files: int = Field(10_000, ge=1)
 
 
+ImageFormat = Literal["PNG", "JPEG", "WEBP"]
+_ALL_FORMATS: tuple[ImageFormat, ...] = ("PNG", "JPEG", "WEBP")
+
+
 class IngestSettings(_Section):
-    accept_formats: list[Literal["PNG", "JPEG", "WEBP"]] = Field(default_factory=lambda: ["PNG", "JPEG", "WEBP"])
+    accept_formats: list[ImageFormat] = Field(default_factory=lambda: list(_ALL_FORMATS))
     max_pixels: int = Field(80_000_000, ge=1)
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
     caption_suffixes: list[str] = Field(default_factory=lambda: [".txt", ".caption"])

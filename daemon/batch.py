@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from daemon.store.schema import decisions, journal, proposals, sets
 log = logging.getLogger(__name__)
 
 
-def _open_proposals(ctx: Ctx) -> list[Any]:
+def _open_proposals(ctx: Ctx) -> Sequence[Any]:
     with ctx.store.read() as conn:
         newest = select(func.max(proposals.c.id)).group_by(proposals.c.set_id)
         return conn.execute(select(proposals).join(sets, sets.c.id == proposals.c.set_id)

@@ -14,6 +14,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
@@ -190,14 +191,14 @@ class DecisionTracker:
         with self.ctx.store.write() as conn:
             shas = self._shas_by_name(conn, set_id)
             winner = decision.winner.sha256 if decision and decision.winner else shas.get(line.winner or "")
-            did = int(conn.execute(insert(decisions).values(
+            did = _inserted_id(conn.execute(insert(decisions).values(
                 ts=line.ts.timestamp(), set_id=set_id or line.set_id, winner=winner, needs_crop=line.needs_crop,
                 deleted=json.dumps([shas.get(n, n) for n in line.delete]),
                 crop_box=json.dumps(line.crop_box.to_dict()) if line.crop_box else None,
                 anomaly_tags=json.dumps(list(line.anomaly_tags)), source=source, supersedes=supersedes,
                 closed_reason=decision.closed if decision else ("retracted" if line.retracted else None),
                 line=text, logged=False,
-            )).inserted_primary_key[0])
+            )))
             pair_list = decision.pairs() if decision else (
                 [(winner, shas[n]) for n in line.images if winner and n in shas and shas[n] != winner]
                 if not line.retracted else [])
@@ -219,6 +220,12 @@ class DecisionTracker:
                             .join(set_members, set_members.c.sha256 == images.c.sha256)
                             .where(set_members.c.set_id == set_id)).all()
         return {Path(r.original_name).name: r.sha256 for r in rows}
+
+
+def _inserted_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def _match_dict(m: CropMatch) -> dict[str, object]:

@@ -48,9 +48,10 @@ def refresh_duplicates(ctx: Ctx) -> int:
         for set_id, mem in by_set.items():
             first_of_group: dict[str, str] = {}
             for _pos, sha in sorted(mem):
-                gid = merged.get(sha)
-                if gid is None:
+                found = merged.get(sha)
+                if found is None:
                     continue
+                gid = found
                 if gid in first_of_group:
                     conn.execute(update(set_members).where(set_members.c.set_id == set_id, set_members.c.sha256 == sha)
                                  .values(near_duplicate_of=first_of_group[gid]))

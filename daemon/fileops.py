@@ -90,12 +90,14 @@ class FileOps:
             raise VanishedError(src, "file disappeared before it could be moved")
         dst.parent.mkdir(parents=True, exist_ok=True)
         with self.store.write() as conn:
-            jid = conn.execute(
+            key = conn.execute(
                 insert(journal).values(
                     batch_id=batch_id, op="move", src=self._rel(src), dst=self._rel(dst), sha256=sha256,
                     state="planned", created_at=time.time(), note=note,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+        assert key is not None
+        jid = int(key[0])
         try:
             _atomic_move_no_replace(src, dst)
         except Exception as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def _write(table: pa.Table, target: Path) -> None:
     os.replace(tmp, target)  # readers never see a half-written file
 
 
-def _latest(rows: list[Any]) -> list[Any]:
+def _latest(rows: Sequence[Any]) -> list[Any]:
     """One row per image: its newest extractor version (older versions stay in the DB)."""
     best: dict[str, Any] = {}
     for r in rows:

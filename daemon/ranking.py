@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +211,7 @@ def _ranking_from_body(b: dict[str, Any]) -> SetRanking:
 
 
 # ---- decisions as training data and as history ------------------------------------------------
-def _latest_user_decisions(conn: Connection) -> list[Any]:
+def _latest_user_decisions(conn: Connection) -> Sequence[Any]:
     """The newest line per set, for lines the user made (observed moves or `bestshot log`)."""
     newest = select(func.max(decisions.c.id)).group_by(decisions.c.set_id)
     return conn.execute(select(decisions).where(decisions.c.id.in_(newest)).order_by(decisions.c.ts)).all()

@@ -46,7 +46,7 @@ def test_env_overrides_file_and_root_flag_wins(tmp_path: Path) -> None:
 
 
 def test_unknown_env_key_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="grouping.nope"):
+    with pytest.raises(ConfigError, match=r"grouping\.nope"):
         load_config(env={"BESTSHOT_GROUPING__NOPE": "1"})
 
 

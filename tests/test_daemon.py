@@ -96,7 +96,7 @@ def test_bad_inputs_are_reported_and_left_in_place(tmp_path: Path) -> None:
         write_png(inbox / long_name, textured(4))
         write_png(inbox / "ünïcødé 画像.png", textured(6))
         raw_name = b"latin1-\xe9t\xe9.png"
-        with open(os.path.join(os.fsencode(inbox), raw_name), "wb") as f:  # noqa: PTH123 - bytes path
+        with open(os.path.join(os.fsencode(inbox), raw_name), "wb") as f:
             f.write(write_png(tmp_path / "l1.png", textured(7)).read_bytes())
         vanishing = write_png(inbox / "vanish.png", textured(8))
         vanishing.unlink()

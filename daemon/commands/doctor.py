@@ -17,7 +17,7 @@ from daemon.cli import add_common, config_from_args
 from daemon.store.db import open_store
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("doctor", help="check folders, permissions, models, device; print fixes")
     add_common(p)
     p.set_defaults(handler=handle)
@@ -43,9 +43,10 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
         store.close()
     except Exception as e:  # report any driver failure as a finding, not a crash
         out.append((False, f"database {cfg.db_url}: {e}", "check the path/URL and permissions"))
-    for e in build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop):
-        a = e.availability()
-        out.append((a.available, f"extractor {e.name} v{e.version}" + ("" if a.available else f": {a.reason}"), a.fix))
+    for ext in build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop):
+        a = ext.availability()
+        out.append((a.available, f"extractor {ext.name} v{ext.version}" + ("" if a.available else f": {a.reason}"),
+                    a.fix))
     try:
         out.append((True, f"torch device: {pick_device(cfg.extractors.device)}", ""))
     except Exception as e:

@@ -9,7 +9,7 @@ from daemon.cli import add_common, config_from_args
 from daemon.parquet_export import export_parquet
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("export", help="export sidecars (parquet)")
     p.add_argument("what", choices=["parquet"])
     add_common(p)

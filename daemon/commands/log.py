@@ -16,7 +16,7 @@ from daemon.decisions import DecisionTracker
 from daemon.store.schema import decisions, sets
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("log", help="record decision lines (session.jsonl schema) from stdin or a file")
     p.add_argument("file", nargs="?", type=Path, help="JSON lines file (default: stdin)")
     add_common(p)

@@ -9,7 +9,7 @@ from daemon import logsetup
 from daemon.cli import add_common, config_from_args
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("models", help="list model files, or fetch the CLIP weights (needs a network)")
     p.add_argument("action", choices=["list", "fetch"])
     add_common(p)

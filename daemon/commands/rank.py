@@ -11,7 +11,7 @@ from daemon.app import InstanceLock, build_ctx
 from daemon.cli import add_common, config_from_args
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("train", help="train the ranking model on the decisions so far")
     add_common(p)
     p.add_argument("--device", choices=["auto", "mps", "cuda", "cpu"], default="auto",

@@ -9,7 +9,7 @@ from daemon.app import build_ctx
 from daemon.cli import add_common, config_from_args
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("run", help="run the daemon in the foreground (logs to stderr and <root>/logs)")
     add_common(p)
     p.add_argument("--mode", choices=["auto", "watch", "recommend", "batch"], help="pin the mode")

@@ -19,7 +19,7 @@ from daemon.rank_loop import RankLoop
 from daemon.session_log import flush_unlogged
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("scan", help="one-shot: ingest everything present, finish queued work, exit")
     add_common(p)
     p.add_argument("--mode", choices=["auto", "watch", "recommend", "batch"], help="pin the mode")

@@ -9,7 +9,7 @@ from daemon import service
 from daemon.cli import add_common, config_from_args
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("service", help="install, uninstall or inspect the background service")
     p.add_argument("action", choices=["install", "uninstall", "status", "print"])
     add_common(p)

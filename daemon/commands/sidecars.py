@@ -30,7 +30,7 @@ GROUPS = {
 }
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     for cmd, names in GROUPS.items():
         p = subs.add_parser(cmd, help=f"compute {', '.join(names)} sidecars for images or folders")
         p.add_argument("paths", nargs="+", type=Path, help="image files or folders (searched recursively)")
@@ -53,10 +53,10 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
     """Run the named extractors over files; returns (ok, failed) image counts."""
     settings = ctx.cfg.extractors.model_copy(update={"enabled": names})
     wanted = build_extractors(settings, ctx.cfg.path("models"), ctx.cfg.anomaly, ctx.cfg.crop)
-    for e in wanted:
-        a = e.availability()
+    for ext in wanted:
+        a = ext.availability()
         if not a.available:
-            raise BestshotError(None, f"extractor {e.name} is unavailable: {a.reason}. Fix: {a.fix}")
+            raise BestshotError(None, f"extractor {ext.name} is unavailable: {a.reason}. Fix: {a.fix}")
     ok = failed = 0
     with tqdm(total=len(files), unit="img", disable=not sys.stderr.isatty()) as bar:
         for start in range(0, len(files), batch):
@@ -72,19 +72,19 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
             for img in decoded:
                 bad = False
                 with ctx.store.write() as conn:
-                    for e in wanted:
-                        out = outcomes[img.sha256].get(e.name)
+                    for ext in wanted:
+                        out = outcomes[img.sha256].get(ext.name)
                         if isinstance(out, BestshotError):
                             bad = True
-                            print(f"{img.path}: {e.name}: {out.reason}", file=sys.stderr)
-                            records.record_error(conn, str(img.path), f"extract:{e.name}", out, img.sha256)
+                            print(f"{img.path}: {ext.name}: {out.reason}", file=sys.stderr)
+                            records.record_error(conn, str(img.path), f"extract:{ext.name}", out, img.sha256)
                         elif out is not None:
-                            save_result(ctx, conn, img.sha256, e, out)
+                            save_result(ctx, conn, img.sha256, ext, out)
                 failed += bad
                 ok += not bad
             bar.update(len(files[start : start + batch]))
-    for e in wanted:
-        e.close()
+    for ext in wanted:
+        ext.close()
     return ok, failed
 
 

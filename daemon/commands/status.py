@@ -17,7 +17,7 @@ from daemon.store.db import open_store
 from daemon.store.schema import dup_groups, images, sets
 
 
-def register(subs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("status", help="counts, pending work, mode, recent errors, extractor availability")
     add_common(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -29,8 +29,8 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
     store = open_store(cfg.db_url)
     try:
         with store.read() as conn:
-            by_state = dict(conn.execute(select(images.c.state, func.count()).group_by(images.c.state)).all())
-            set_by_status = dict(conn.execute(select(sets.c.status, func.count()).group_by(sets.c.status)).all())
+            by_state: dict[str, int] = dict(conn.execute(select(images.c.state, func.count()).group_by(images.c.state)).all())
+            set_by_status: dict[str, int] = dict(conn.execute(select(sets.c.status, func.count()).group_by(sets.c.status)).all())
             out: dict[str, Any] = {
                 "root": str(cfg.root),
                 "images": int(sum(by_state.values())),
