@@ -137,7 +137,8 @@ def move_to_line_latency(n: int) -> None:
                 for j in range(2):
                     write_png(stage / f"s{i}_{j}.png", textured(i * 2 + j, w=512, h=768))
                 shutil.move(str(stage), root / "inbox" / f"s{i}")
-                wait_for(lambda i=i: any(f"s{i}_0.png" in v for v in filed_sets(root).values()), timeout=60)
+                want = [f"s{i}_0.png", f"s{i}_1.png"]
+                wait_for(lambda want=want: want in filed_sets(root).values(), timeout=60)
                 folder = root / "raw" / next(k for k, v in filed_sets(root).items() if f"s{i}_0.png" in v)
                 shutil.move(str(folder / f"s{i}_1.png"), root / "exports" / "rejected" / f"s{i}_1.png")
                 before = count()

@@ -37,7 +37,8 @@ def drop_set(root: Path, tmp: Path, name: str, n: int = 3, seed: int = 0, size: 
     for i in range(n):
         write_png(staging / f"{name}_{i}.png", textured(seed + i, w=size[0], h=size[1]))
     shutil.move(str(staging), root / "inbox" / name)
-    wait_for(lambda: any(f"{name}_0.png" in v for v in filed_sets(root).values()), timeout=30, what=f"{name} filed")
+    want = sorted(f"{name}_{i}.png" for i in range(n))
+    wait_for(lambda: want in filed_sets(root).values(), timeout=30, what=f"{name} filed")
     folder = next(k for k, v in filed_sets(root).items() if f"{name}_0.png" in v)
     return root / "raw" / folder
 

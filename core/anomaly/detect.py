@@ -3,7 +3,8 @@
 Hands are attached to the nearest visible pose wrist within reach; the person's face and
 shoulders give the hand its expected size. A pose wrist that is clearly visible but has no hand
 on it is a hand the detector could not read (typical of malformed hands): the image is
-`uncertain`, never clean, and the region is reported so a crop can avoid it.
+`uncertain`, never clean, and the region is reported so a crop can avoid it. So is a detected
+hand whose image and world landmarks contradict each other (`core.anomaly.world`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.anomaly.geometry import clip_box, dist, points_box
-from core.anomaly.hands import HandContext, hand_cues, palm_scale
+from core.anomaly.geometry import clip_box, dist, inside_fraction, points_box
+from core.anomaly.hands import HandContext, hand_cues, palm_scale, points_3d
 from core.anomaly.limbs import PoseView, limb_cues
 from core.anomaly.model import Anomaly, AnomalyReport, evidence, excess_score
 from core.anomaly.scorer import GeometricScorer, RegionScorer
 from core.anomaly.settings import AnomalySettings
+from core.anomaly.world import world_cues
 from core.sidecar_types import POSE, Box, Face, Hand, Pose, SubjectMask
 
 SIDES = ("left", "right")
@@ -49,10 +51,20 @@ def detect_anomalies(
     subject: SubjectMask | None = None,
     scorer: RegionScorer | None = None,
     rgb: np.ndarray | None = None,
+    hand_world: Sequence[np.ndarray | None] | None = None,
 ) -> AnomalyReport:
+    """`hand_world`: each hand's world landmarks (`core.anomaly.world.hand_world_from_payload`),
+    parallel to `hands`; without them the image/world consistency check does not run and the
+    reasons say so."""
+    if hand_world is not None and len(hand_world) != len(hands):
+        raise ValueError(f"hand_world has {len(hand_world)} entries for {len(hands)} hands")
     scorer = scorer or GeometricScorer()
     us = settings.uncertain
     reasons: list[str] = []
+    unread = sum(1 for i in range(len(hands)) if hand_world is None or hand_world[i] is None)
+    if unread:
+        reasons.append(f"{unread} hand(s) without world landmarks (hands sidecar before version 2, or not "
+                       "passed in): image/world consistency not checked")
     found: list[Anomaly] = []
     uncertain_regions: list[Anomaly] = []
 
@@ -80,7 +92,8 @@ def detect_anomalies(
         cues, notes = hand_cues(hand, i, ctx, width, height, settings, box)
         found += cues
         reasons += notes
-        unsure = _unreliable_hand(hand, i, w, box, settings)
+        unsure = _unreliable_hand(hand, i, w, box, settings, width, height,
+                                  hand_world[i] if hand_world is not None else None)
         uncertain_regions += unsure
         reasons += [f"hand:{i}: {u.evidence['measurement']} {u.evidence['value']} vs {u.evidence['threshold']}: "
                     "its landmarks cannot be trusted" for u in unsure]
@@ -180,11 +193,16 @@ def _assign_hands(hands: Sequence[Hand], wrists: list[_Wrist], reach: float) -> 
     return out
 
 
-def _unreliable_hand(hand: Hand, i: int, w: _Wrist | None, box: Box, s: AnomalySettings) -> list[Anomaly]:
-    """Low landmark confidence where a hand is: a low detector score, or the pose model's own hand
-    points (wrist, pinky, index, thumb) centred elsewhere than the hand model's palm."""
+def _unreliable_hand(hand: Hand, i: int, w: _Wrist | None, box: Box, s: AnomalySettings, width: int,
+                     height: int, world: np.ndarray | None) -> list[Anomaly]:
+    """Low landmark confidence where a hand is: a low detector score, the pose model's own hand
+    points (wrist, pinky, index, thumb) centred elsewhere than the hand model's palm, or the hand
+    model's image and world readings contradicting each other."""
     us = s.uncertain
     out: list[Anomaly] = []
+    # A hand cut by the frame is extrapolated by both heads alike; only visible hands are checked.
+    if world is not None and 1.0 - inside_fraction(hand.landmarks, width, height) <= s.hand.max_outside_fraction:
+        out += world_cues(points_3d(hand, width), world, box, f"hand:{i}", us)
     if w is not None and w.min_visibility >= us.wrist_min_visibility:
         palm = hand.landmarks[[0, 5, 9, 13, 17], :2].mean(axis=0)
         off = dist(w.hand_points.mean(axis=0), palm) / palm_scale(hand.landmarks)

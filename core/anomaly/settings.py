@@ -92,6 +92,19 @@ class UncertainSettings(_Section):
     # and the hand model's palm centre disagree by more than this many palm scales, the two
     # models read the drawn hand differently and its landmarks cannot be trusted.
     pose_hand_disagreement_max: float = Field(default=0.6, gt=0)
+    # The hand network's 3D (world) reading: mean proximal phalanx (MCP->PIP) of the four long
+    # fingers over the palm length (wrist->middle MCP). Anatomically 0.35-0.5; the model reads
+    # 0.16-0.40 on every other hand in the shared images (the real one included, also flipped,
+    # rotated 30 degrees and rescaled 0.6-1.5x), 0.05-0.10 (once 0.13) where its 3D reading
+    # collapsed into fingers springing from the knuckles. Below this, the 3D reading contradicts
+    # the 2D one.
+    world_proximal_over_palm_min: float = Field(default=0.12, gt=0, lt=1)
+    # Angle between the palm normals of the image reading and the world reading. Both share the
+    # camera's axes, so they agree within 2-60 degrees on the shared images' hands (also flipped,
+    # rotated and rescaled), the real one included; the exceptions are generated: the two
+    # collapsed readings (92-127) and a rugby-crowd hand once rotated or enlarged (106-130). Past
+    # 90 they disagree on whether the palm or the back faces the camera: no tuning, the sign flips.
+    heads_palm_normal_max_deg: float = Field(default=90.0, gt=0, le=180)
     # A region whose subject-mask mean is below this is background: a pose wrist there is the
     # pose model extrapolating, not a hand.
     background_mask_max: float = Field(default=0.15, ge=0, le=1)

@@ -14,6 +14,7 @@ import numpy as np
 
 from core.anomaly.detect import detect_anomalies
 from core.anomaly.model import AnomalyReport
+from core.anomaly.world import hand_world_from_payload
 from core.anomaly.settings import AnomalySettings
 from core.crop.proposal import CropProposal, propose_crop
 from core.crop.settings import CropSettings
@@ -39,6 +40,8 @@ class CropInputs:
     faces: list[Face] = field(default_factory=list)
     subject: SubjectMask | None = None
     missing: dict[str, str] = field(default_factory=dict)  # extractor -> why it has no result
+    # Per hand, the hand model's world landmarks (None for sidecars before hands version 2).
+    hand_world: list[np.ndarray | None] | None = None
 
 
 def subject_from_result(result: SidecarResult) -> SubjectMask | None:
@@ -61,6 +64,7 @@ def inputs_from_results(results: Mapping[str, Outcome | None]) -> CropInputs:
             continue
         if name == "hands":
             out.hands = hands_from_payload(got.payload)
+            out.hand_world = hand_world_from_payload(got.payload)
         elif name == "pose":
             out.poses = poses_from_payload(got.payload)
         elif name == "face":
@@ -80,7 +84,7 @@ def anomaly_report(
     rgb: np.ndarray | None = None,
 ) -> AnomalyReport:
     report = detect_anomalies(inputs.hands, inputs.poses, inputs.faces, width, height, anomaly_settings,
-                              subject=inputs.subject, rgb=rgb)
+                              subject=inputs.subject, rgb=rgb, hand_world=inputs.hand_world)
     if inputs.missing:
         reasons = [f"{name} sidecar missing: {why}" for name, why in inputs.missing.items()] + report.reasons
         # Without hands or pose nobody checked the anatomy: that is not a clean image.
