@@ -14,8 +14,8 @@ import numpy as np
 
 from core.anomaly.detect import detect_anomalies
 from core.anomaly.model import AnomalyReport
-from core.anomaly.world import hand_world_from_payload
 from core.anomaly.settings import AnomalySettings
+from core.anomaly.world import hand_world_from_payload
 from core.crop.proposal import CropProposal, propose_crop
 from core.crop.settings import CropSettings
 from core.errors import BestshotError
