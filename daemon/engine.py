@@ -69,11 +69,24 @@ class Engine:
         except Exception:  # one bad event must not stop the daemon
             log.exception("failed handling %s", ev)
 
+    def _through_symlink(self, p: Path) -> bool:
+        """A path that reaches its file through a symlinked folder (e.g. a link loop) is an alias."""
+        try:
+            parts = p.relative_to(self.ctx.root).parts[:-1]
+        except ValueError:
+            return False
+        cur = self.ctx.root
+        for part in parts:
+            cur = cur / part
+            if cur.is_symlink():
+                return True
+        return False
+
     def _in_inbox(self, p: Path) -> bool:
         return locate(self.ctx.cfg, p).area == "inbox"
 
     def _changed(self, p: Path) -> None:
-        if is_ignored_name(p.name):
+        if is_ignored_name(p.name) or self._through_symlink(p):
             return
         place = locate(self.ctx.cfg, p)
         if place.area is None:
@@ -195,7 +208,7 @@ class Engine:
 
     def _dir(self, d: Path) -> None:
         # FSEvents may report only the folder for a whole folder drop or move: look inside.
-        if locate(self.ctx.cfg, d).area is None:
+        if locate(self.ctx.cfg, d).area is None or d.is_symlink() or self._through_symlink(d):
             return
         for dp, dn, fn in os.walk(d, followlinks=False):
             dn[:] = [x for x in dn if not x.startswith(".")]

@@ -11,7 +11,7 @@ from daemon import records
 from daemon.batch import run_batch
 from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
-from daemon.ranking import make_proposals
+from daemon.ranking import make_proposals, refresh_review_links, review_queue
 from daemon.training import retrain_due, run_training, update_mode
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ class RankLoop:
             made = make_proposals(self.ctx, self.mode.mode)
             if made:
                 log.info("proposed winners for %d sets (%s mode)", len(made), self.mode.mode)
+                if self.mode.mode != "watch":
+                    refresh_review_links(self.ctx, review_queue(self.ctx))
             if self.mode.mode == "batch":
                 run_batch(self.ctx, self.mode, self.tracker)
         except BestshotError as e:

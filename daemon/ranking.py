@@ -9,6 +9,7 @@ raw/set_<id>/proposal.json with a Finder tag on the proposed winner.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -167,6 +168,10 @@ def publish(ctx: Ctx, set_id: str, ranking: SetRanking, body: dict[str, Any], me
     atomic_write(folder / "proposal.json", json.dumps(body, indent=2).encode())
     crop = body.get("crop") or {}
     needs_crop = crop.get("verdict") == "crop"
+    preview = ctx.cfg.path("labels") / "crops" / f"{ranking.winner}.crop.jpg"
+    if crop.get("verdict") in ("crop", "review", "reject") and preview.exists():
+        # Next to the images, so Finder's preview shows the proposed box where the user decides.
+        atomic_write(folder / f"{Path(ranking.winner_name).stem}.crop-preview.jpg", preview.read_bytes())
     for sha, _name, rel in mem:
         path = ctx.abs(rel)
         if not path.exists():
@@ -181,6 +186,24 @@ def publish(ctx: Ctx, set_id: str, ranking: SetRanking, body: dict[str, Any], me
             write_tags(path, kept + wanted)
         except BestshotError as e:  # a volume without xattrs: proposal.json still says it all
             log.info("cannot tag %s: %s", path, e.reason)
+
+
+def refresh_review_links(ctx: Ctx, items: list[dict[str, Any]]) -> None:
+    """exports/review_queue/next/: one link per uncertain set folder, numbered in review order.
+
+    Only symlinks this function made are ever removed; anything else the user put there stays.
+    """
+    target = ctx.cfg.path("review_queue") / "next"
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.iterdir():
+        if old.is_symlink():
+            old.unlink()
+    uncertain = [it for it in items if it["uncertain"]]
+    for i, it in enumerate(uncertain, 1):
+        folder = ctx.abs(it["folder"])
+        link = target / f"{i:03}__{folder.name}"
+        if not link.exists():
+            link.symlink_to(os.path.relpath(folder, target))
 
 
 def review_queue(ctx: Ctx) -> list[dict[str, Any]]:

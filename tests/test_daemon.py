@@ -92,6 +92,8 @@ def test_bad_inputs_are_reported_and_left_in_place(tmp_path: Path) -> None:
         (inbox / "badyaml.yaml").write_text("prompt: [unclosed\n")
         os.mkfifo(inbox / "fifo.png")
         os.symlink(good, inbox / "link.png")
+        (inbox / "loop").mkdir()
+        os.symlink(inbox, inbox / "loop" / "back")  # a symlink loop must not be followed
         long_name = "L" * 200 + ".png"
         write_png(inbox / long_name, textured(4))
         write_png(inbox / "ünïcødé 画像.png", textured(6))

@@ -27,6 +27,7 @@ from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
+from daemon.finder_tags import read_tags
 from daemon.rank_loop import RankLoop
 from daemon.ranking import history, members_of
 from daemon.store.schema import proposals, sets
@@ -122,8 +123,13 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
         rank.round()  # retrain when due, switch modes, propose; in batch mode also decide
         modes.append(rank.mode.mode)
         if rank.mode.mode == "recommend":
-            # Recommend mode publishes proposals where the user looks.
-            published |= any((ctx.abs(f"raw/set_{s}") / "proposal.json").exists() for s in open_sets(ctx))
+            # Recommend mode publishes proposals where the user looks, with the winner tagged.
+            for s in open_sets(ctx):
+                folder = ctx.abs(f"raw/set_{s}")
+                if (folder / "proposal.json").exists():
+                    body = json.loads((folder / "proposal.json").read_text())
+                    tags = read_tags(folder / body["winner"])
+                    published |= any(t.startswith("bestshot:") for t in tags)
     # watch until 4 decisions, then recommend, then batch once 6 agreeing sets are in a row.
     assert modes[:3] == ["watch"] * 3 and modes[3] == "recommend"
     assert modes[-1] == "batch", modes
@@ -163,6 +169,14 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
     lines = [json.loads(ln) for f in (ctx.cfg.path("labels") / "sessions").glob("*.jsonl")
              for ln in f.read_text().splitlines()]
     assert any(ln.get("bestshot", {}).get("source") == "batch" for ln in lines)
+
+    from daemon.metrics import compute_metrics, write_chart
+
+    m = compute_metrics(ctx)
+    assert m["mode"] == "batch" and m["top1_agreement"] is not None and m["decided_sets"] >= 10
+    chart = ctx.cfg.path("labels") / "metrics.png"
+    write_chart(ctx, chart, 300)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     undo_batch(ctx, batch_id, tracker)
     restored = tree(ctx.root)
