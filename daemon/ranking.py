@@ -9,8 +9,8 @@ raw/set_<id>/proposal.json with a Finder tag on the proposed winner.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
