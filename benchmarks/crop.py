@@ -79,9 +79,11 @@ def bench_time(data: dict[Path, tuple[int, int, CropInputs]], repeats: int) -> N
     crop, forced = [], []
     for p, (w, h, inp) in data.items():
         def anomalies(w: int = w, h: int = h, inp: CropInputs = inp) -> object:
-            return detect_anomalies(inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject)
+            return detect_anomalies(inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject,
+                                    hand_world=inp.hand_world)
 
-        report = detect_anomalies(inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject)
+        report = detect_anomalies(inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject,
+                                    hand_world=inp.hand_world)
 
         def proposal(force: bool, w: int = w, h: int = h, inp: CropInputs = inp, report: AnomalyReport = report) -> object:
             return propose_crop(w, h, report, faces=inp.faces, poses=inp.poses, subject=inp.subject,

@@ -24,7 +24,7 @@ from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
 from daemon import records
 from daemon.context import Ctx
 from daemon.fileops import unique_destination
-from daemon.store.schema import errors, files, image_metadata, images, set_members, sets, sidecars
+from daemon.store.schema import errors, files, image_metadata, images, journal, set_members, sets, sidecars
 
 log = logging.getLogger(__name__)
 
@@ -148,25 +148,23 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         ).all()
     folder = ctx.abs(srow.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ing = ctx.cfg.ingest
     for r in rows:
         src = ctx.abs(r.path)
         if src.parent == folder:
+            # Filed before a crash; its metadata files may not have followed yet.
+            origin = _filed_from(ctx, r.sha256, src)
+            if origin is not None:
+                _move_companions(ctx, origin, src)
             continue
         if not src.exists():
             log.warning("set %s: member %s vanished before filing", task.set_id, r.path)
             continue
         dst = unique_destination(folder / src.name)
-        companions = [c for c in sidecar_candidates(src, ing.yaml_suffixes, ing.caption_suffixes) if c.is_file()]
         ctx.fileops.move(src, dst, sha256=r.sha256, note=f"file into set {task.set_id}")
         st = dst.stat()
         with ctx.store.write() as conn:
             records.relocate(conn, ctx.rel(src), ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
-        for c in companions:
-            # Keep the companion's name paired with the (possibly renamed) image.
-            cdst = unique_destination(folder / (dst.name + c.name[len(src.name):] if c.name.startswith(src.name)
-                                               else dst.stem + c.name[len(src.stem):]))
-            ctx.fileops.move(c, cdst, note=f"metadata of {dst.name}")
+        _move_companions(ctx, src, dst)
         task.moved.append(r.sha256)
     if task.folder is not None:
         for name in FOLDER_META_NAMES:
@@ -177,6 +175,26 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
     with ctx.store.write() as conn:
         conn.execute(update(sets).where(sets.c.id == task.set_id).values(status="filed"))
     log.info("filed set %s: %d images (%s)", task.set_id, len(rows), task.reason)
+
+
+def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:
+    """Move the image's YAML/caption files from where it was to beside it, names kept paired."""
+    ing = ctx.cfg.ingest
+    for c in sidecar_candidates(origin, ing.yaml_suffixes, ing.caption_suffixes):
+        if not c.is_file() or c.is_symlink():
+            continue
+        name = (dst.name + c.name[len(origin.name):] if c.name.startswith(origin.name)
+                else dst.stem + c.name[len(origin.stem):])
+        ctx.fileops.move(c, unique_destination(dst.parent / name), note=f"metadata of {dst.name}")
+
+
+def _filed_from(ctx: Ctx, sha: str, now_at: Path) -> Path | None:
+    """Where the journal says this image was moved from into its set folder."""
+    with ctx.store.read() as conn:
+        src = conn.execute(select(journal.c.src).where(
+            journal.c.sha256 == sha, journal.c.dst == ctx.rel(now_at), journal.c.state == "done",
+        ).order_by(journal.c.id.desc()).limit(1)).scalar()
+    return ctx.abs(src) if src else None
 
 
 def _remove_if_empty(d: Path) -> None:

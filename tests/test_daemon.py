@@ -188,12 +188,18 @@ def test_kill9_mid_ingest_then_restart_matches_uninterrupted(tmp_path: Path) -> 
         _populate(r / "inbox")
     with DaemonProc(ref):
         wait_for(lambda: len(filed_sets(ref)) == 11, timeout=60, what="reference run filed all sets")
-    d = DaemonProc(crash).start()
-    wait_for(lambda: 1 <= len(filed_sets(crash)) < 11 or len(filed_sets(crash)) == 11, timeout=60,
-             what="crash run started filing", interval=0.02)
-    d.kill9()
-    killed_at = len(filed_sets(crash))
+    # Kill -9 several times at different points of ingest and filing, then let it finish.
+    killed_at = []
+    for at_least in (1, 4, 8):
+        d = DaemonProc(crash).start()
+        wait_for(lambda n=at_least: len(filed_sets(crash)) >= n, timeout=60, interval=0.005,
+                 what=f"{at_least} sets filed")
+        d.kill9()
+        killed_at.append(len(filed_sets(crash)))
     with DaemonProc(crash):
         wait_for(lambda: len(filed_sets(crash)) == 11 and not db_rows(crash, "select 1 from sets where status='filing'"),
                  timeout=60, what="restart finished filing")
+    print("sets filed when killed:", killed_at)
     assert _snapshot(crash) == _snapshot(ref), f"killed after {killed_at} sets"
+    # Every journaled move finished or was resolved; none is left half-done.
+    assert not db_rows(crash, "select id from journal where state = 'planned'")
