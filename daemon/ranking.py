@@ -99,19 +99,21 @@ def current_model(ctx: Ctx, conn: Connection, lib: dict[str, ImageSignals]) -> R
 
 
 # ---- proposals ------------------------------------------------------------------------------
-def ready_sets(conn: Connection, model_version: str) -> list[str]:
-    """Filed, undecided sets with no pending sidecar work and no proposal from this model yet."""
+def ready_sets(conn: Connection, model_version: str, published: bool) -> list[str]:
+    """Filed, undecided sets with no pending sidecar work and no proposal from this model yet.
+
+    With `published`, a shadow proposal (made in watch mode) does not count: once the mode
+    allows it, the set is proposed again so the user sees it.
+    """
     busy = select(set_members.c.set_id).join(jobs, jobs.c.sha256 == set_members.c.sha256).where(
         jobs.c.state.in_(("pending", "running")))
-    proposed = select(proposals.c.set_id).where(proposals.c.model_version == model_version)
+    proposed = select(proposals.c.set_id).where(
+        proposals.c.model_version == model_version if model_version else proposals.c.source == "prior")
+    if published:
+        proposed = proposed.where(proposals.c.mode != "watch")
     rows = conn.execute(select(sets.c.id).where(sets.c.status == "filed", sets.c.id.not_in(busy),
                                                 sets.c.id.not_in(proposed)).order_by(sets.c.created_at))
     return [r.id for r in rows]
-
-
-def _has_prior_proposal(conn: Connection, set_id: str) -> bool:
-    return conn.execute(select(proposals.c.id).where(proposals.c.set_id == set_id, proposals.c.source == "prior")
-                        .limit(1)).first() is not None
 
 
 def members_of(conn: Connection, set_id: str) -> list[tuple[str, str, str]]:
@@ -133,11 +135,9 @@ def proposal_body(conn: Connection, ranking: SetRanking, mode: str) -> dict[str,
 
 def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
     with ctx.store.read() as conn:
-        version = records.get_state(conn, "rank_model") or "prior"
-        if version == "prior":  # the prior's version depends on the library; any prior proposal will do
-            todo = [s for s in ready_sets(conn, "") if not _has_prior_proposal(conn, s)]
-        else:
-            todo = ready_sets(conn, version)
+        # The prior's version changes with the library, so any prior proposal counts for it.
+        version = records.get_state(conn, "rank_model") or ""
+        todo = ready_sets(conn, version, published=mode != "watch")
         if not todo:
             return []
         lib = library(conn)
