@@ -14,7 +14,6 @@ The melted-fingers image is caught by the image/world consistency cue (core.anom
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -34,19 +33,12 @@ FOLDERS = ("ai_malformed_hands", "ai_portraits_hands/image", "ai_people_flux")
 LANDMARKS_MISS = {
     "1.jpg": "oversized thumb on the back of the hand; landmarks place a normal thumb "
     "(world 0.22, normals 37 deg, flip 0.03)",
-    "4c82eec2d38678dd5c379b9e09876d69.png": "hand on crossed arms; landmarks within range "
-    "(world 0.26/0.21, normals 25/27 deg, flip 0.03/0.06)",
     "db22477b49250ffbc428ad03236fed8d.png": "soft fused fingers; gaps and angles within range "
     "(world 0.35/0.21, normals 19/36 deg, flip 0.05/0.05)",
-    "test1.png": "hands gripping a burger; no landmark measurement out of range "
-    "(world 0.30/0.23, normals 4/8 deg, flip 0.05/0.04)",
 }
-# Caught by core.anomaly.world (world 0.05, normals 123 deg) once analyse() passes world landmarks.
-WORLD_WIRED = "hand_world" in {f.name for f in dataclasses.fields(CropInputs)}
-if not WORLD_WIRED:
-    LANDMARKS_MISS["9cb940e48d21acc3272b25a5a57fe1c5.png"] = (
-        "melted curled fingers read as straight ones; its world landmarks collapse, but "
-        "core.crop.from_sidecars does not pass them to detect_anomalies yet")
+# Caught without a landmark anomaly: 9cb940e4 by core.anomaly.world (world 0.05, normals 123 deg);
+# 4c82eec2 (hand on the crossed arms) and test1 (hands in front of the face, eating) as interacting
+# hands, whose landmarks prove little (UncertainSettings.hand_on_other_forearm_max / hand_on_face_min).
 
 Result = tuple[CropInputs, AnomalyReport, CropProposal]
 

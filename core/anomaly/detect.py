@@ -94,6 +94,8 @@ def detect_anomalies(
         reasons += notes
         unsure = _unreliable_hand(hand, i, w, box, settings, width, height,
                                   hand_world[i] if hand_world is not None else None)
+        if not unsure:
+            unsure = _interacting_hand(hand, i, w, wrists, faces, box, settings)
         uncertain_regions += unsure
         reasons += [f"hand:{i}: {u.evidence['measurement']} {u.evidence['value']} vs {u.evidence['threshold']}: "
                     "its landmarks cannot be trusted" for u in unsure]
@@ -139,6 +141,47 @@ def detect_anomalies(
         ev = a.evidence
         reasons.append(f"{a.source}: {a.tag} ({ev['measurement']} {ev['value']} vs {ev['threshold']})")
     return AnomalyReport(width, height, kept, uncertain_regions, uncertain, reasons, scorer.name)
+
+
+def _interacting_hand(hand: Hand, i: int, own: _Wrist | None, wrists: list[_Wrist], faces: Sequence[Face],
+                      box: Box, settings: AnomalySettings) -> list[Anomaly]:
+    """A hand in front of a face or on the other arm: occluded or interlocked, so plausible
+    landmarks prove little (the model fits a whole hand to what it sees), and this is where
+    generators fail most. Uncertain, so the user checks it; never an anomaly by itself."""
+    us = settings.uncertain
+    lm = hand.landmarks[:, :2]
+    palm = float(np.linalg.norm(lm[0] - lm[9]))
+    if palm <= 1.0:
+        return []
+    tight = hand.box(0.0)
+    area = max(tight.w * tight.h, 1e-6)
+    for f in faces:
+        iw = max(0.0, min(tight.x2, f.box.x2) - max(tight.x, f.box.x))
+        ih = max(0.0, min(tight.y2, f.box.y2) - max(tight.y, f.box.y))
+        share = iw * ih / area
+        if share >= us.hand_on_face_min:
+            return [Anomaly("hand_low_confidence", box, round(share, 3),
+                            evidence("hand_box_share_on_face", round(share, 3), us.hand_on_face_min),
+                            f"hand:{i}")]
+    centre = lm.mean(axis=0)
+    for w in wrists:
+        if w is own or w.elbow is None or w.visibility < settings.limb.min_visibility:
+            continue
+        if float(np.linalg.norm(w.xy - lm[0])) < palm:  # the pose's reading of this very hand
+            continue
+        d = _segment_distance(centre, w.elbow, w.xy) / palm
+        if d <= us.hand_on_other_forearm_max:
+            return [Anomaly("hand_low_confidence", box, round(1.0 - d / (2 * us.hand_on_other_forearm_max), 3),
+                            evidence("distance_to_other_forearm_palms", round(d, 3), us.hand_on_other_forearm_max,
+                                     arm=f"pose:{w.pose}:{w.side}"),
+                            f"hand:{i}")]
+    return []
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    ab = b - a
+    t = float(np.clip(np.dot(p - a, ab) / max(float(np.dot(ab, ab)), 1e-9), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + t * ab)))
 
 
 def _faces_for_poses(views: list[PoseView], faces: Sequence[Face]) -> list[Face | None]:

@@ -105,6 +105,14 @@ class UncertainSettings(_Section):
     # collapsed readings (92-127) and a rugby-crowd hand once rotated or enlarged (106-130). Past
     # 90 they disagree on whether the palm or the back faces the camera: no tuning, the sign flips.
     heads_palm_normal_max_deg: float = Field(default=90.0, gt=0, le=180)
+    # A hand whose (unpadded) box lies this much on a face box is in front of the face (eating,
+    # touching the chin): occluded, so its plausible landmarks prove little. Measured on the
+    # shared images: 0.15-0.33 for the hands of the burger scene, 0 for every other hand.
+    hand_on_face_min: float = Field(default=0.1, ge=0, le=1)
+    # A hand centre within this many palm lengths of the OTHER arm's forearm rests on or grips it
+    # (crossed arms, folded hands). Measured: 1.33 for the crossed-arms portrait, 0.96 for a hand
+    # on a forearm, 2.3-3.0 for the burger hands, 4.4 and more (or no other arm) elsewhere.
+    hand_on_other_forearm_max: float = Field(default=1.5, gt=0)
     # A region whose subject-mask mean is below this is background: a pose wrist there is the
     # pose model extrapolating, not a hand.
     background_mask_max: float = Field(default=0.15, ge=0, le=1)
