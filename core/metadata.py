@@ -64,16 +64,39 @@ def _first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
+_INT64 = 2**63
+
+
 def _as_int(v: Any) -> int | None:
+    """An integer that fits a 64-bit column; anything else (inf, 2**64 seeds, text) is None.
+    The value itself is kept in `raw`."""
     try:
-        return int(v) if v is not None else None
-    except (TypeError, ValueError):
+        n = int(v) if v is not None and not isinstance(v, bool) else None
+    except (TypeError, ValueError, OverflowError):
         return None
+    return n if n is not None and -_INT64 <= n < _INT64 else None
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without anchors/aliases: metadata never needs them, and nested aliases can
+    expand exponentially (a "billion laughs" file would hang the daemon)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in metadata",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+MAX_METADATA_BYTES = 1 << 20
 
 
 def _load_yaml(text: str, where: Path) -> dict[str, Any]:
+    if len(text) > MAX_METADATA_BYTES:
+        raise MetadataError(where, f"metadata file is over {MAX_METADATA_BYTES} bytes")
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -122,7 +145,8 @@ def parse_comfy(prompt_json: str) -> dict[str, Any]:
         for key in _SEED_KEYS:
             if key in inputs and _as_int(inputs[key]) is not None:
                 out.setdefault("seed", _as_int(inputs[key]))
-        if node.get("class_type", "").startswith("CLIPTextEncode") and isinstance(inputs.get("text"), str):
+        cls = node.get("class_type")
+        if isinstance(cls, str) and cls.startswith("CLIPTextEncode") and isinstance(inputs.get("text"), str):
             texts.append(inputs["text"])
     if texts:
         out["prompt"] = texts[0]

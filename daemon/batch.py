@@ -29,21 +29,37 @@ from daemon.decisions import DecisionTracker
 from daemon.fileops import unique_destination
 from daemon.ranking import members_of
 from daemon.sidecar_store import atomic_write
-from daemon.store.schema import decisions, journal, proposals, sets
+from daemon.store.schema import decisions, journal, observations, proposals, set_members, sets
 
 log = logging.getLogger(__name__)
 
 
 def _open_proposals(ctx: Ctx) -> Sequence[Any]:
+    """Latest proposals of sets nobody has touched: still filed, every member still in its set
+    folder, no observed move, and never undone from an earlier batch."""
     with ctx.store.read() as conn:
         newest = select(func.max(proposals.c.id)).group_by(proposals.c.set_id)
-        return conn.execute(select(proposals).join(sets, sets.c.id == proposals.c.set_id)
-                            .where(proposals.c.id.in_(newest), sets.c.status == "filed")
+        undone = select(proposals.c.set_id).where(proposals.c.batch_id.like("undone:%"))
+        touched = select(set_members.c.set_id).join(observations, observations.c.sha256 == set_members.c.sha256)
+        rows = conn.execute(select(proposals, sets.c.folder).join(sets, sets.c.id == proposals.c.set_id)
+                            .where(proposals.c.id.in_(newest), sets.c.status == "filed",
+                                   proposals.c.set_id.not_in(undone), proposals.c.set_id.not_in(touched))
                             .order_by(proposals.c.id)).all()
+        out = []
+        for r in rows:
+            mem = members_of(conn, r.set_id)
+            if mem and all(ctx.abs(rel).parent == ctx.abs(r.folder) and ctx.abs(rel).exists() for _s, _n, rel in mem):
+                out.append(r)
+    return out
 
 
 def run_batch(ctx: Ctx, mode: ModeDecision, tracker: DecisionTracker) -> str | None:
-    """Decide every open set whose confidence meets the threshold; returns the batch id, if any."""
+    """Decide every untouched set whose confidence meets the threshold; returns the batch id, if any.
+
+    Each set moves as a whole or not at all: a failed move rolls the set's earlier moves back.
+    The batch id is on the proposal before the first move, so after a crash the decision is still
+    recognised as the daemon's own and `undo` finds it.
+    """
     chosen = [p for p in _open_proposals(ctx) if auto_decides(p.confidence, mode)]
     if not chosen:
         return None
@@ -55,38 +71,45 @@ def run_batch(ctx: Ctx, mode: ModeDecision, tracker: DecisionTracker) -> str | N
         with ctx.store.read() as conn:
             mem = members_of(conn, p.set_id)
         needs_crop = (body.get("crop") or {}).get("verdict") == "crop"
-        tracker.expect_batch(p.set_id, batch_id)
-        moved = []
+        with ctx.store.write() as conn:
+            conn.execute(update(proposals).where(proposals.c.id == p.id).values(batch_id=batch_id))
+        moved: list[dict[str, Any]] = []
         try:
             for sha, name, rel in mem:
                 src = ctx.abs(rel)
-                if sha == p.winner:
-                    area = "to_crop" if needs_crop else "approved"
-                else:
-                    area = "rejected"
+                area = ("to_crop" if needs_crop else "approved") if sha == p.winner else "rejected"
                 dst = unique_destination(ctx.cfg.path(area) / src.name)
                 ctx.fileops.move(src, dst, sha256=sha, batch_id=batch_id, note=f"batch decision for set {p.set_id}")
                 _relocated(ctx, tracker, sha, src, dst)
-                moved.append({"name": name, "to": ctx.rel(dst), "winner": sha == p.winner})
+                moved.append({"name": name, "sha256": sha, "from": rel, "to": ctx.rel(dst), "winner": sha == p.winner})
         except BestshotError as e:
+            _roll_back(ctx, tracker, p.id, batch_id, moved)
             with ctx.store.write() as conn:
                 records.record_error(conn, f"set_{p.set_id}", "batch", e)
             continue
-        with ctx.store.write() as conn:
-            conn.execute(update(proposals).where(proposals.c.id == p.id).values(batch_id=batch_id))
         listing.append({"set_id": f"set_{p.set_id}", "moves": moved, "proposal": body})
         winner_file = next((ctx.abs(m["to"]) for m in moved if m["winner"]), None)
         if winner_file is not None:
             review.mkdir(parents=True, exist_ok=True)
             link = review / f"set_{p.set_id}__{winner_file.name}"
-            if not link.exists():
-                os.symlink(os.path.relpath(winner_file, review), link)
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(os.path.relpath(winner_file, review))
     if listing:
         atomic_write(review / "batch.json", json.dumps({"batch_id": batch_id, "ts": time.time(), "sets": listing},
                                                        indent=2).encode())
         tracker.evaluate()
         log.info("%s: decided %d sets by itself", batch_id, len(listing))
     return batch_id if listing else None
+
+
+def _roll_back(ctx: Ctx, tracker: DecisionTracker, proposal_id: int, batch_id: str,
+               moved: list[dict[str, Any]]) -> None:
+    for m in reversed(moved):
+        src, dst = ctx.abs(m["to"]), ctx.abs(m["from"])
+        ctx.fileops.move(src, dst, sha256=m["sha256"], batch_id=f"rollback:{batch_id}", note="batch set failed")
+        _relocated(ctx, tracker, m["sha256"], src, dst)
+    with ctx.store.write() as conn:
+        conn.execute(update(proposals).where(proposals.c.id == proposal_id).values(batch_id=None))
 
 
 def _relocated(ctx: Ctx, tracker: DecisionTracker, sha: str, src: Path, dst: Path) -> None:
@@ -102,9 +125,11 @@ def undo_batch(ctx: Ctx, batch_id: str, tracker: DecisionTracker) -> int:
         set_ids = [r[0] for r in conn.execute(select(proposals.c.set_id).where(proposals.c.batch_id == batch_id))]
         rows = conn.execute(select(journal).where(journal.c.batch_id == batch_id, journal.c.state == "done")).all()
     results = ctx.fileops.undo_batch(batch_id)
+    restored = {(str(m.dst), str(m.src)) for m in results}
     for r in rows:
-        if r.sha256:
-            _relocated(ctx, tracker, r.sha256, ctx.abs(r.dst), ctx.abs(r.src))
+        src, dst = ctx.abs(r.src), ctx.abs(r.dst)
+        if r.sha256 and (str(dst), str(src)) in restored:
+            _relocated(ctx, tracker, r.sha256, dst, src)
     review = ctx.cfg.path("review_queue") / batch_id
     if review.is_dir():
         for item in review.iterdir():  # only our own links and listing live here
@@ -121,9 +146,9 @@ def undo_batch(ctx: Ctx, batch_id: str, tracker: DecisionTracker) -> int:
             line = retraction(state, parse_line(last.line, 1), now)
             tracker.record(set_id, line, None, "batch", last.id)
         with ctx.store.write() as conn:
+            # Never decided by batch again: the user undid it, so the user decides it.
             conn.execute(update(proposals).where(proposals.c.set_id == set_id, proposals.c.batch_id == batch_id)
-                         .values(batch_id=None))
-    tracker.forget_batch(batch_id)
+                         .values(batch_id=f"undone:{batch_id}"))
     return len(results)
 
 

@@ -30,10 +30,11 @@ from daemon import records
 from daemon.context import Ctx
 from daemon.finder_tags import read_tags
 from daemon.session_log import write_logged
-from daemon.store.schema import crops, decisions, images, observations, pairs, set_members, sets
+from daemon.store.schema import crops, decisions, images, observations, pairs, proposals, set_members, sets
 
 log = logging.getLogger(__name__)
 
+OWN_TAG_PREFIX = "bestshot:"
 _AREA_TO_LOCATION = {"raw": "raw", "inbox": "raw", "review_queue": "review_queue", "approved": "approved",
                      "to_crop": "to_crop", "cropped": "cropped", "rejected": "rejected"}
 
@@ -50,12 +51,18 @@ class DecisionTracker:
         self.batch_sets: dict[str, str] = {}
         self.recorded = 0  # decisions recorded by this process: the rank loop watches it  # set id -> batch id, while batch mode moves its files
 
-    def expect_batch(self, set_id: str, batch_id: str) -> None:
-        """The next decision of this set is the daemon's own (batch mode), not the user's."""
-        self.batch_sets[set_id] = batch_id
-
-    def forget_batch(self, batch_id: str) -> None:
-        self.batch_sets = {k: v for k, v in self.batch_sets.items() if v != batch_id}
+    @staticmethod
+    def _pending_batch(conn: Connection, set_id: str) -> str | None:
+        """The batch that moved this set, while its decision is not yet recorded: that decision is
+        the daemon's own. Stored on the proposal before the first move, so it survives a crash."""
+        p = conn.execute(select(proposals.c.batch_id, proposals.c.ts).where(
+            proposals.c.set_id == set_id, proposals.c.batch_id.like("batch-%"))
+            .order_by(proposals.c.id.desc()).limit(1)).first()
+        if p is None:
+            return None
+        done = conn.execute(select(decisions.c.id).where(
+            decisions.c.set_id == set_id, decisions.c.source == "batch", decisions.c.ts >= p.ts).limit(1)).first()
+        return None if done else str(p.batch_id)
 
     # ---- observations ---------------------------------------------------------------------
     def location_of(self, rel: str | None) -> str:
@@ -155,6 +162,8 @@ class DecisionTracker:
                     tags = (*read_tags(p), *(subfolder_tags(p, self.ctx.cfg.path(area)) if area else ()))
                 except BestshotError:
                     tags = ()
+                # Our own proposal tags (bestshot:winner...) are not the user's labels.
+                tags = tuple(t for t in tags if not t.startswith(OWN_TAG_PREFIX))
             moved = _dt(r.moved_at) if r.moved_at is not None else None
             members.append(MemberState(r.sha256, Path(r.original_name).name, location, moved, tags))  # type: ignore[arg-type]
         crop_rows = conn.execute(select(crops).where(crops.c.source_sha256.in_([m.sha256 for m in members]))).all()
@@ -168,6 +177,7 @@ class DecisionTracker:
             state = self.state_of(conn, set_id, last_actions)
             last_row = conn.execute(select(decisions).where(decisions.c.set_id == set_id)
                                     .order_by(decisions.c.id.desc()).limit(1)).first()
+            pending_batch = self._pending_batch(conn, set_id)
         last = parse_line(last_row.line, 1) if last_row else None
         verdict = decide(state, self.ctx.cfg.labels, _dt(now))
         self.waiting.pop(set_id, None)
@@ -177,7 +187,7 @@ class DecisionTracker:
         if line is None:
             return
         source = "observed"
-        batch_id = self.batch_sets.pop(set_id, None) if isinstance(verdict, Decision) else None
+        batch_id = pending_batch if isinstance(verdict, Decision) else None
         if batch_id is not None:
             source = "batch"
             line = dataclasses.replace(line, bestshot={**line.bestshot, "source": "batch", "batch_id": batch_id})

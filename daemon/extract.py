@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from core.errors import BestshotError, DecodeError
+from core.errors import BestshotError, DecodeError, VanishedError
 from core.extractors.registry import run_pass
 from core.imaging import DecodedImage, load
 from daemon import records
 from daemon.context import Ctx
-from daemon.jobs import JobSpec, mark, next_images
+from daemon.jobs import JobSpec, mark, next_images, start
 from daemon.sidecar_store import save_result
 from daemon.store.schema import images
 
@@ -45,12 +45,19 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
                        accept_formats=tuple(ctx.cfg.ingest.accept_formats))
             if img.sha256 != sha:
                 raise DecodeError(ctx.abs(rel), "file content changed since it was registered")
+        except VanishedError:
+            # Moved or deleted under us: the watcher or the next reconcile finds it again by
+            # content; until then the image is not present and its jobs wait.
+            with ctx.store.write() as conn:
+                conn.execute(update(images).where(images.c.sha256 == sha).values(state="missing"))
+            continue
         except BestshotError as e:
             _fail_all(ctx, sha, rel, specs, e)
             continue
         with ctx.store.write() as conn:
             for s in stale:  # version no longer current or extractor disabled
                 mark(conn, sha, s, "done", "superseded")
+            start(conn, sha, known)
         decoded.append(img)
         # run_pass recomputes any dependency of a pending extractor itself.
         done_names[sha] = {e.name for e in ctx.extractors} - {s.kind for s in known}

@@ -59,13 +59,20 @@ def _atomic_move_no_replace(src: Path, dst: Path) -> None:
             raise FileOpError(dst, "destination exists; refusing to overwrite") from e
         os.rename(src, dst)
         return
-    os.unlink(src)
+    try:
+        os.unlink(src)
+    except OSError as e:
+        # The source folder refuses deletions (read-only, immutable): take the new name back
+        # so the file is exactly where it was, not in two places.
+        os.unlink(dst)
+        raise FileOpError(src, f"cannot remove it from its folder ({e.strerror}); left in place") from e
 
 
 class FileOps:
     def __init__(self, store: Store, root: Path) -> None:
         self.store = store
         self.root = root
+        self.last_problems: list[str] = []
 
     def _rel(self, p: Path) -> str:
         try:
@@ -142,7 +149,12 @@ class FileOps:
         return out
 
     def undo_batch(self, batch_id: str) -> list[MoveResult]:
-        """Move every file of a batch back, newest first; each undo move is journaled too."""
+        """Move every file of a batch back, newest first; each undo move is journaled too.
+
+        Resumable: a file already back where it was (an undo interrupted by a crash) is only
+        marked undone. A file the user has moved or deleted since is skipped and reported, and
+        the rest of the batch is still restored.
+        """
         with self.store.read() as conn:
             rows = conn.execute(
                 select(journal)
@@ -151,11 +163,27 @@ class FileOps:
             ).all()
         if not rows:
             raise FileOpError(None, f"no completed moves recorded for batch {batch_id!r}")
-        results = []
+        results, problems = [], []
         for r in rows:
             src, dst = self._abs(r.src), self._abs(r.dst)
-            res = self.move(dst, src, sha256=r.sha256, batch_id=f"undo:{batch_id}", note=f"undo of #{r.id}")
-            with self.store.write() as conn:
-                conn.execute(update(journal).where(journal.c.id == r.id).values(state="undone"))
+            if not dst.exists():
+                if src.exists():
+                    self._mark(r.id, "undone", "already back in place")
+                else:
+                    problems.append(f"{r.dst}: gone (moved or deleted since the batch); not restored")
+                continue
+            try:
+                res = self.move(dst, src, sha256=r.sha256, batch_id=f"undo:{batch_id}", note=f"undo of #{r.id}")
+            except FileOpError as e:
+                problems.append(f"{r.dst}: {e.reason}")
+                continue
+            self._mark(r.id, "undone", None)
             results.append(res)
+        for p in problems:
+            log.warning("undo %s: %s", batch_id, p)
+        self.last_problems = problems
         return results
+
+    def _mark(self, jid: int, state: str, note: str | None) -> None:
+        with self.store.write() as conn:
+            conn.execute(update(journal).where(journal.c.id == jid).values(state=state, note=note))

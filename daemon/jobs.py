@@ -49,15 +49,29 @@ def ensure_jobs(conn: Connection, specs: list[JobSpec]) -> int:
 
 
 def reset_interrupted(conn: Connection) -> int:
-    res = conn.execute(update(jobs).where(jobs.c.state == "running").values(state="pending", updated_at=time.time()))
+    """Jobs a crash interrupted go back to pending, unless they were running when the process died
+    MAX_ATTEMPTS times: such an image takes the process down (a native crash, memory), so it fails
+    for good instead of crashing every restart."""
+    now = time.time()
+    conn.execute(update(jobs).where(jobs.c.state == "running", jobs.c.attempts >= MAX_ATTEMPTS).values(
+        state="failed", error=f"the process died {MAX_ATTEMPTS} times while running this job", updated_at=now))
+    res = conn.execute(update(jobs).where(jobs.c.state == "running").values(state="pending", updated_at=now))
     return int(res.rowcount or 0)
+
+
+def start(conn: Connection, sha256: str, specs: Iterable[JobSpec]) -> None:
+    """Mark jobs running (and count the attempt) before the work starts; see reset_interrupted."""
+    for s in specs:
+        conn.execute(update(jobs).where(jobs.c.sha256 == sha256, jobs.c.kind == s.kind, jobs.c.version == s.version)
+                     .values(state="running", attempts=jobs.c.attempts + 1, updated_at=time.time()))
 
 
 def next_images(conn: Connection, limit: int) -> dict[str, list[JobSpec]]:
     """Up to `limit` images with pending work, oldest first, with all their pending jobs."""
+    present = select(images.c.sha256).where(images.c.state == "present")
     rows = conn.execute(
         select(jobs.c.sha256, func.min(jobs.c.id).label("first"))
-        .where(jobs.c.state == "pending")
+        .where(jobs.c.state == "pending", jobs.c.sha256.in_(present))
         .group_by(jobs.c.sha256)
         .order_by("first")
         .limit(limit)
@@ -76,8 +90,6 @@ def next_images(conn: Connection, limit: int) -> dict[str, list[JobSpec]]:
 def mark(conn: Connection, sha256: str, spec: JobSpec, state: str, error: str | None = None) -> None:
     where = and_(jobs.c.sha256 == sha256, jobs.c.kind == spec.kind, jobs.c.version == spec.version)
     values: dict[str, object] = {"state": state, "error": error, "updated_at": time.time()}
-    if state == "failed":
-        values["attempts"] = jobs.c.attempts + 1
     conn.execute(update(jobs).where(where).values(**values))
 
 

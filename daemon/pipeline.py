@@ -56,6 +56,12 @@ def run_image(ctx: Ctx, task: ingest.ImageTask) -> ingest.ImageTask:
             _record(ctx, rel, stage.name, BestshotError(task.path, f"I/O error: {e.strerror or e}"), task.sha256)
             task.outcome = "error:io"
             return task
+        except Exception as e:  # a bug or an input nobody foresaw: this file fails, the daemon goes on
+            log.exception("internal error on %s at %s", rel, stage.name)
+            _record(ctx, rel, stage.name, BestshotError(task.path, f"internal error: {type(e).__name__}: {e}"),
+                    task.sha256)
+            task.outcome = "error:internal"
+            return task
         if task.done:
             break
     return task
@@ -65,8 +71,8 @@ def run_set(ctx: Ctx, task: filing.SetTask) -> bool:
     for stage in SET_STAGES:
         try:
             stage.run(ctx, task)
-        except (BestshotError, OSError) as e:
-            err = e if isinstance(e, BestshotError) else BestshotError(None, f"I/O error: {e}")
+        except Exception as e:  # recorded against the set; it is retried at the next reconcile
+            err = e if isinstance(e, BestshotError) else BestshotError(None, f"{type(e).__name__}: {e}")
             _record(ctx, f"set_{task.set_id}", stage.name, err)
             return False
     return True

@@ -31,6 +31,7 @@ from core.rank.propose import Member, SetRanking, propose, review_order
 from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
+from daemon.decisions import OWN_TAG_PREFIX
 from daemon.finder_tags import read_tags, write_tags
 from daemon.sidecar_store import atomic_write, latest_payload
 from daemon.store.schema import (
@@ -45,7 +46,7 @@ from daemon.store.schema import (
 )
 
 log = logging.getLogger(__name__)
-TAG_PREFIX = "bestshot:"
+TAG_PREFIX = OWN_TAG_PREFIX
 
 
 _SIGNAL_EXTRACTORS = ("quality", "face", "hands", "pose", "anomalies")

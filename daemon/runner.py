@@ -16,8 +16,9 @@ from types import FrameType
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from core.errors import BestshotError
 from core.events import Event, RescanRequested, RetrainRequested
-from daemon import jobs
+from daemon import jobs, records
 from daemon.app import InstanceLock
 from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
@@ -47,10 +48,10 @@ class Daemon:
         self.after_pass: list[Callable[[], None]] = []  # e.g. proposals, once sidecars are in
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
-        if not self.stopping.is_set():
-            log.info("stopping (signal %s)", signum)
         self.stopping.set()
-        self.events.put(None)
+        # Wake the worker from another thread: a signal handler runs on the main thread, which
+        # may be inside the queue's own lock, so putting from here could deadlock.
+        threading.Thread(target=self.events.put, args=(None,), daemon=True).start()
 
     def run(self) -> int:
         cfg = self.ctx.cfg
@@ -64,10 +65,8 @@ class Daemon:
             n = jobs.reset_interrupted(conn)
         if n:
             log.info("re-queued %d jobs interrupted by a crash", n)
-        flushed = flush_unlogged(self.ctx)
-        if flushed:
-            log.info("completed %d session lines interrupted by a crash", flushed)
-        self.tracker.mark_active_sets()
+        self._guard("session log recovery", lambda: flush_unlogged(self.ctx))
+        self._guard("decision recovery", self.tracker.mark_active_sets)
         observer = start_observer(cfg.root, self.events)  # type: ignore[arg-type]
         self.settler.start()
         scheduler = BackgroundScheduler(daemon=True)
@@ -80,6 +79,7 @@ class Daemon:
         log.info("bestshot daemon running on %s (db %s)", cfg.root, cfg.db_url)
         try:
             self._loop()
+            log.info("stopping")
         finally:
             scheduler.shutdown(wait=False)
             observer.stop()
@@ -118,24 +118,41 @@ class Daemon:
                         break
                     if more is not None:
                         self._handle(more)
-            deadlines = [t for t in (self.engine.file_ready_sets(), self.tracker.evaluate()) if t is not None]
-            next_close = min(deadlines, default=None)
+            deadlines = [self._guard("filing", self.engine.file_ready_sets),
+                         self._guard("decisions", self.tracker.evaluate)]
+            next_close = min((t for t in deadlines if isinstance(t, float)), default=None)
             if self.stopping.is_set():
                 break
             # One batch at a time, then back to the queue, so new files are never starved by a backlog.
             was_pending = work_pending
-            work_pending = run_extract_pass(self.ctx) > 0
+            work_pending = bool(self._guard("extraction", lambda: run_extract_pass(self.ctx)))
             if was_pending and not work_pending:  # the queue just drained
-                refresh_duplicates(self.ctx)
-                export_parquet(self.ctx)
+                self._guard("duplicates", lambda: refresh_duplicates(self.ctx))
+                self._guard("parquet export", lambda: export_parquet(self.ctx))
             if not work_pending:
-                self.rank.round()
+                self._guard("ranking", self.rank.round)
             for hook in self.after_pass:
-                hook()
+                self._guard("hook", hook)
+
+    def _guard(self, what: str, step: Callable[[], object]) -> object:
+        """Run one step of the loop; an unexpected failure is logged and recorded, never fatal.
+
+        Failing steps are retried on the next wake-up (an event, a timer), not in a tight loop.
+        """
+        try:
+            return step()
+        except Exception as e:
+            log.exception("%s failed", what)
+            try:
+                with self.ctx.store.write() as conn:
+                    records.record_error(conn, None, what, BestshotError(None, f"{type(e).__name__}: {e}"))
+            except Exception:
+                log.exception("cannot record the failure of %s", what)
+            return None
 
     def _handle(self, ev: Event) -> None:
         if isinstance(ev, RetrainRequested):
-            self.rank.retrain(ev.reason)
+            self._guard("retrain", lambda: self.rank.retrain(ev.reason))
         else:
             self.engine.handle(ev)
 

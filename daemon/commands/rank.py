@@ -107,4 +107,6 @@ def handle_undo(args: argparse.Namespace) -> int:
     finally:
         lock.release()
     print(f"undo {args.batch_id}: {n} files moved back")
-    return 0
+    for problem in ctx.fileops.last_problems:
+        print(f"  not restored: {problem}")
+    return 0 if not ctx.fileops.last_problems else 1
