@@ -53,8 +53,6 @@ class WatchSettings(_Section):
     # An incomplete file (no PNG IEND, truncated) is retried until this age, then reported.
     incomplete_timeout_seconds: float = Field(30.0, gt=0, le=3600)
     reconcile_minutes: float = Field(10.0, gt=0)
-    # Cap on threads waiting for files to settle; further files queue.
-    max_pending_files: int = Field(10_000, ge=1)
 
 
 ImageFormat = Literal["PNG", "JPEG", "WEBP"]

@@ -96,7 +96,7 @@ def _load_yaml(text: str, where: Path) -> dict[str, Any]:
     if len(text) > MAX_METADATA_BYTES:
         raise MetadataError(where, f"metadata file is over {MAX_METADATA_BYTES} bytes")
     try:
-        doc = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_NoAliasLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

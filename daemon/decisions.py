@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from core.errors import BestshotError
+from core.errors import BestshotError, NotReadyError
 from core.imaging import load
-from core.labels.crop_recovery import CropMatch, match_crop
+from core.labels.crop_recovery import CropMatch, CropNotMatchedError, match_crop
 from core.labels.decide import CropState, Decision, MemberState, SetState, decide, next_line
 from core.labels.session import SessionLine, parse_line
 from core.labels.tags import subfolder_tags
@@ -35,6 +35,8 @@ from daemon.store.schema import crops, decisions, images, observations, pairs, p
 log = logging.getLogger(__name__)
 
 OWN_TAG_PREFIX = "bestshot:"
+MAX_CROP_CANDIDATES = 32
+EXCELLENT_MATCH = 0.99  # stop looking once a source explains the crop this well
 _AREA_TO_LOCATION = {"raw": "raw", "inbox": "raw", "review_queue": "review_queue", "approved": "approved",
                      "to_crop": "to_crop", "cropped": "cropped", "rejected": "rejected"}
 
@@ -92,18 +94,39 @@ class DecisionTracker:
                 .join(set_members, set_members.c.sha256 == images.c.sha256)
                 .where(images.c.state == "present")
             ).all()
-        # Most likely sources first: images the user put in to_crop/, then approved/.
-        ranked = sorted(candidates, key=lambda r: {"to_crop": 0, "approved": 1}.get(self.location_of(r.path), 2))
-        ranked = [r for r in ranked if self.location_of(r.path) in ("to_crop", "approved")] or ranked[:64]
+        # Most likely sources: images the user put in to_crop/, then recently approved ones, newest
+        # first and bounded, decoded one at a time (never every winner ever).
+        with self.ctx.store.read() as conn:
+            moved = dict(conn.execute(select(observations.c.sha256, observations.c.moved_at)).all())
+        ranked = sorted((r for r in candidates if self.location_of(r.path) in ("to_crop", "approved")),
+                        key=lambda r: (self.location_of(r.path) != "to_crop", -moved.get(r.sha256, 0.0)))
+        ranked = ranked[:MAX_CROP_CANDIDATES]
         rel = self.ctx.rel(path)
         try:
             crop = load(path, max_pixels=self.ctx.cfg.ingest.max_pixels)
-            sources = [load(self.ctx.abs(r.path), max_pixels=self.ctx.cfg.ingest.max_pixels) for r in ranked]
-            idx, match = match_crop(crop.rgb, [s.rgb for s in sources], self.ctx.cfg.labels)
+        except NotReadyError:
+            return  # still being written: its next event (or the reconcile) comes back here
         except BestshotError as e:
             with self.ctx.store.write() as conn:
                 records.record_error(conn, rel, "crop_match", e, sha)
             return
+        best: tuple[int, CropMatch] | None = None
+        for i, r in enumerate(ranked):
+            try:
+                source = load(self.ctx.abs(r.path), max_pixels=self.ctx.cfg.ingest.max_pixels)
+                _, match = match_crop(crop.rgb, [source.rgb], self.ctx.cfg.labels)
+            except BestshotError:
+                continue
+            if best is None or match.quality > best[1].quality:
+                best = (i, match)
+            if match.quality >= EXCELLENT_MATCH:
+                break
+        if best is None:
+            with self.ctx.store.write() as conn:
+                records.record_error(conn, rel, "crop_match", CropNotMatchedError(
+                    path, f"no image in to_crop/ or approved/ (of {len(ranked)} tried) contains this crop"), sha)
+            return
+        idx, match = best
         src = ranked[idx]
         with self.ctx.store.write() as conn:
             conn.execute(insert(crops).values(crop_sha256=sha, file=rel, source_sha256=src.sha256,
@@ -119,6 +142,12 @@ class DecisionTracker:
             ids = {r[0] for r in conn.execute(select(set_members.c.set_id).join(
                 observations, observations.c.sha256 == set_members.c.sha256))}
             ids |= {r[0] for r in conn.execute(select(decisions.c.set_id))}
+            # A kill between a path update and its observation leaves a moved member unobserved.
+            raw = self.ctx.rel(self.ctx.cfg.path("raw")) + "/"
+            ids |= {r[0] for r in conn.execute(
+                select(set_members.c.set_id).join(images, images.c.sha256 == set_members.c.sha256)
+                .join(sets, sets.c.id == set_members.c.set_id)
+                .where(sets.c.status == "filed", ~images.c.path.startswith(raw)))}
         self.dirty |= ids
 
     def evaluate(self, now: float | None = None) -> float | None:

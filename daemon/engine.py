@@ -50,6 +50,7 @@ class Engine:
         # Called with (path, sha256) for a file outside the inbox whose content is no known image.
         self.unknown_observers: list[Callable[[Path, str], None]] = []
         self.stats = {"registered": 0, "errors": 0, "sets_filed": 0}
+        self.should_stop: Callable[[], bool] = lambda: False
 
     # ---- events -------------------------------------------------------------------------
     def handle(self, ev: Event) -> None:
@@ -287,6 +288,8 @@ class Engine:
             if not base.is_dir():
                 continue
             for dp, dn, fn in os.walk(base, followlinks=False):
+                if self.should_stop():
+                    return  # a shutdown was requested; the next start reconciles again
                 dn[:] = sorted(x for x in dn if not x.startswith("."))
                 for n in sorted(fn):
                     p = Path(dp) / n
@@ -302,8 +305,14 @@ class Engine:
                         self.track(p)
         with self.ctx.store.read() as conn:
             known_paths = [r.path for r in conn.execute(select(files.c.path))]
+        missing_areas = [cfg.path(a) for a in AREAS if not cfg.path(a).is_dir()]
         for rel in known_paths:
-            if rel not in seen and not self.ctx.abs(rel).exists():
-                self._deleted(self.ctx.abs(rel))
+            p = self.ctx.abs(rel)
+            if rel in seen or p.exists():
+                continue
+            # A whole area folder gone (renamed, unmounted) is not the user deleting every file in it.
+            if any(base in p.parents for base in missing_areas):
+                continue
+            self._deleted(p)
         with self.ctx.store.write() as conn:
             ensure_jobs(conn, [JobSpec(e.name, e.version) for e in self.ctx.extractors if e.availability().available])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, or_, select, update
 
 from core.errors import BestshotError
 from core.grouping import LooseImage, group_loose, set_id_for
@@ -41,15 +41,19 @@ class SetTask:
 
 def _loose_images(ctx: Ctx) -> list[LooseImage]:
     inbox = ctx.cfg.path("inbox")
+    inbox_rel = ctx.rel(inbox)
     with ctx.store.read() as conn:
         rows = conn.execute(
             select(images, image_metadata.c.prompt, image_metadata.c.batch_id, image_metadata.c.seed)
             .join(image_metadata, image_metadata.c.sha256 == images.c.sha256, isouter=True)
-            .where(images.c.state == "present", images.c.sha256.not_in(select(set_members.c.sha256)))
+            .where(images.c.state == "present", images.c.sha256.not_in(select(set_members.c.sha256)),
+                   or_(images.c.path.startswith(inbox_rel + "/"), images.c.path.startswith("%b:")))
         ).all()
         emb_rows = conn.execute(
-            select(sidecars.c.sha256, sidecars.c.blob).where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None))
-        ).all()
+            select(sidecars.c.sha256, sidecars.c.blob).where(
+                sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None),
+                sidecars.c.sha256.in_([r.sha256 for r in rows]))
+        ).all() if rows else []
     embeddings = {r.sha256: np.frombuffer(r.blob, dtype="<f4") for r in emb_rows}
     out = []
     for r in rows:
@@ -157,6 +161,18 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
                 _move_companions(ctx, origin, src)
             continue
         if not src.exists():
+            # A crash between the move and the path update: the journal knows where it went.
+            with ctx.store.read() as conn:
+                last = conn.execute(select(journal.c.dst).where(journal.c.sha256 == r.sha256,
+                                                                journal.c.state == "done")
+                                    .order_by(journal.c.id.desc()).limit(1)).scalar()
+            moved_to = ctx.abs(last) if last else None
+            if moved_to is not None and moved_to.exists():
+                st = moved_to.stat()
+                with ctx.store.write() as conn:
+                    records.relocate(conn, r.path, ctx.rel(moved_to), r.sha256, st.st_size, st.st_mtime_ns)
+                _move_companions(ctx, src, moved_to)
+                continue
             log.warning("set %s: member %s vanished before filing", task.set_id, r.path)
             continue
         dst = unique_destination(folder / src.name)

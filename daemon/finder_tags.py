@@ -189,3 +189,15 @@ def write_tags(path: Path, tags: Iterable[str]) -> None:
         write_finder_tags(path, tags)
     else:
         write_xdg_tags(path, tags)
+
+
+def replace_prefixed_tags(path: Path, prefix: str, wanted: Iterable[str], platform: str = sys.platform) -> None:
+    """Set this program's own tags (those starting with `prefix`) and leave the user's exactly as
+    they are, Finder colours included."""
+    new = list(wanted)
+    if platform == "darwin":
+        kept_f = [t for t in read_finder_tags(path) if not t.name.startswith(prefix)]
+        write_finder_tags(path, [*kept_f, *new])
+    else:
+        kept_x = [t for t in read_xdg_tags(path) if not t.startswith(prefix)]
+        write_xdg_tags(path, [*kept_x, *new])

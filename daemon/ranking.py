@@ -32,7 +32,7 @@ from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
 from daemon.decisions import OWN_TAG_PREFIX
-from daemon.finder_tags import read_tags, write_tags
+from daemon.finder_tags import replace_prefixed_tags
 from daemon.sidecar_store import atomic_write, latest_payload
 from daemon.store.schema import (
     decisions,
@@ -183,8 +183,7 @@ def publish(ctx: Ctx, set_id: str, ranking: SetRanking, body: dict[str, Any], me
             if ranking.uncertain:
                 wanted.append(TAG_PREFIX + "check")
         try:
-            kept = [t for t in read_tags(path) if not t.startswith(TAG_PREFIX)]
-            write_tags(path, kept + wanted)
+            replace_prefixed_tags(path, TAG_PREFIX, wanted)
         except BestshotError as e:  # a volume without xattrs: proposal.json still says it all
             log.info("cannot tag %s: %s", path, e.reason)
 

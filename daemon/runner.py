@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.errors import BestshotError
 from core.events import Event, RescanRequested, RetrainRequested
+from core.layout import locate
 from daemon import jobs, records
 from daemon.app import InstanceLock
 from daemon.context import Ctx
@@ -40,6 +41,7 @@ class Daemon:
         self.events: queue.Queue[Event | None] = queue.Queue()
         self.settler = Settler(self.events)  # type: ignore[arg-type]
         self.engine = Engine(ctx, self.settler)
+        self.engine.should_stop = lambda: self.stopping.is_set()
         self.tracker = DecisionTracker(ctx)
         self.engine.move_observers.append(self.tracker.on_move)
         self.engine.unknown_observers.append(self.tracker.on_unknown_file)
@@ -67,7 +69,8 @@ class Daemon:
             log.info("re-queued %d jobs interrupted by a crash", n)
         self._guard("session log recovery", lambda: flush_unlogged(self.ctx))
         self._guard("decision recovery", self.tracker.mark_active_sets)
-        observer = start_observer(cfg.root, self.events)  # type: ignore[arg-type]
+        observer = start_observer(cfg.root, self.events,  # type: ignore[arg-type]
+                                  lambda p: locate(cfg, p).area is not None)
         self.settler.start()
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(lambda: self.events.put(RescanRequested("timer")), "interval",

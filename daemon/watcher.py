@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
@@ -26,12 +27,17 @@ def _p(raw: str | bytes) -> Path:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, out: queue.Queue[Event]) -> None:
+    def __init__(self, out: queue.Queue[Event], relevant: Callable[[Path], bool]) -> None:
         self.out = out
+        self.relevant = relevant
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
         src = _p(event.src_path)
+        dst = _p(event.dest_path) if kind == "moved" else None
+        # The database, logs and sidecars live under the root too; their churn must not wake the worker.
+        if not self.relevant(src) and (dst is None or not self.relevant(dst)):
+            return
         if isinstance(event, (DirCreatedEvent, DirMovedEvent)):
             self.out.put(DirChanged(_p(event.dest_path) if kind == "moved" else src))
             return
@@ -47,9 +53,10 @@ class _Handler(FileSystemEventHandler):
             self.out.put(FileDeleted(src))
 
 
-def start_observer(root: Path, out: queue.Queue[Event]) -> BaseObserver:
+def start_observer(root: Path, out: queue.Queue[Event], relevant: Callable[[Path], bool]) -> BaseObserver:
+    """Watch `root` recursively; only events for which `relevant(path)` holds are queued."""
     observer = Observer()
-    observer.schedule(_Handler(out), str(root), recursive=True)
+    observer.schedule(_Handler(out, relevant), str(root), recursive=True)
     observer.daemon = True
     observer.start()
     log.info("watching %s with %s", root, type(observer).__name__)

@@ -164,3 +164,18 @@ def test_filesystem_refusal_is_a_clear_error(image: Path) -> None:
 def test_vanished_file(tmp_path: Path) -> None:
     with pytest.raises(VanishedError):
         read_tags(tmp_path / "gone.png")
+
+
+def test_replacing_own_tags_keeps_the_users_with_colours(tmp_path: Path) -> None:
+    from core.labels.tags import FinderTag
+    from daemon.finder_tags import read_finder_tags, read_xdg_tags, replace_prefixed_tags, write_finder_tags, write_xdg_tags
+
+    f = tmp_path / "img.png"
+    f.write_bytes(b"pixels")
+    write_xdg_tags(f, ["keep", "bestshot:winner"])
+    replace_prefixed_tags(f, "bestshot:", ["bestshot:check"], platform="linux")
+    assert read_xdg_tags(f) == ["keep", "bestshot:check"]
+    write_finder_tags(f, [FinderTag("Red", 6), "bestshot:winner"])
+    replace_prefixed_tags(f, "bestshot:", ["bestshot:crop"], platform="darwin")
+    assert read_finder_tags(f) == [FinderTag("Red", 6), FinderTag("bestshot:crop", None)]
+    assert f.read_bytes() == b"pixels"

@@ -66,3 +66,19 @@ def test_yaml_that_is_not_a_mapping() -> None:
 def test_sidecar_candidates_cover_both_conventions() -> None:
     names = [p.name for p in sidecar_candidates(Path("/x/img.png"), [".yaml", ".yml"], [".txt", ".caption"])]
     assert {"img.png.yaml", "img.yaml", "img.yml", "img.txt", "img.caption"} <= set(names)
+
+
+def test_seed_too_big_for_a_64_bit_column_is_kept_raw_only() -> None:
+    meta = parse_metadata({}, [(Path("a.yaml"), f"prompt: x\nseed: {2**64 + 5}\n")])
+    assert meta.seed is None and meta.raw["seed"] == 2**64 + 5
+    assert parse_metadata({}, [(Path("a.yaml"), "seed: .inf\n")]).seed is None
+
+
+def test_yaml_aliases_are_refused() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n"
+    with pytest.raises(MetadataError, match="aliases"):
+        parse_metadata({}, [(Path("bomb.yaml"), bomb)])
+
+
+def test_comfy_graph_with_odd_node_types() -> None:
+    assert parse_comfy(json.dumps({"1": {"class_type": 5, "inputs": {"text": "t", "seed": "12"}}})) == {"seed": 12}
