@@ -14,7 +14,7 @@ from core.extractors.registry import build_extractors
 from daemon import jobs, records
 from daemon.cli import add_common, config_from_args
 from daemon.store.db import open_store
-from daemon.store.schema import dup_groups, images, sets
+from daemon.store.schema import decisions, dup_groups, images, sets
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -40,6 +40,9 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "pending_jobs": jobs.pending_count(conn),
                 "jobs": jobs.counts_by_state(conn),
                 "mode": records.get_state(conn, "mode", cfg.mode if cfg.mode != "auto" else "watch"),
+                "mode_reason": records.get_state(conn, "mode_reason", ""),
+                "rank_model": records.get_state(conn, "rank_model") or "prior",
+                "decisions": int(conn.execute(select(func.count(func.distinct(decisions.c.set_id)))).scalar_one()),
                 "open_errors": records.count_open_errors(conn),
                 "errors": records.open_errors(conn, n_errors),
             }
@@ -67,7 +70,8 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=None, sort_keys=True))
         return 0
     print(f"root     {info['root']}")
-    print(f"mode     {info['mode']}")
+    print(f"mode     {info['mode']}" + (f"  ({info['mode_reason']})" if info["mode_reason"] else ""))
+    print(f"ranking  {info['rank_model']}, {info['decisions']} decided sets")
     print(f"images   {info['images']}  {info['images_by_state']}")
     print(f"sets     {info['sets']}  {info['sets_by_status']}")
     print(f"pending  {info['pending_jobs']} jobs")
