@@ -82,6 +82,16 @@ class DecisionTracker:
                                                 "moved_at": time.time()}, ["sha256"])
         self.dirty.add(set_id)
 
+    def on_touch(self, sha: str, rel: str) -> None:
+        """Tags changed on a placed member: re-decide its set (the tags are part of the line).
+        Not an observation: our own tags on raw/ files must not count as the user acting."""
+        if self.location_of(rel) not in ("approved", "to_crop", "cropped", "rejected"):
+            return
+        with self.ctx.store.read() as conn:
+            set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar()
+        if set_id is not None:
+            self.dirty.add(set_id)
+
     def on_unknown_file(self, path: Path, sha: str) -> None:
         """A file whose content is not a known image: in cropped/ it is the user's crop."""
         if locate(self.ctx.cfg, path).area != "cropped":

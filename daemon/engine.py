@@ -49,6 +49,8 @@ class Engine:
         self.move_observers: list[MoveObserver] = []
         # Called with (path, sha256) for a file outside the inbox whose content is no known image.
         self.unknown_observers: list[Callable[[Path, str], None]] = []
+        # Called with (sha256, relative path) when a known file changed only in its attributes.
+        self.touch_observers: list[Callable[[str, str], None]] = []
         self.stats = {"registered": 0, "errors": 0, "sets_filed": 0}
         self.should_stop: Callable[[], bool] = lambda: False
 
@@ -236,6 +238,9 @@ class Engine:
         with self.ctx.store.read() as conn:
             sha = records.known_file(conn, rel, st.st_size, st.st_mtime_ns)
         if sha is not None:
+            # Same bytes, same place: only its attributes changed (e.g. a Finder tag was added).
+            for touch in self.touch_observers:
+                touch(sha, rel)
             return
         try:
             sha = sha256_file(p)

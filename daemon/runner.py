@@ -45,6 +45,7 @@ class Daemon:
         self.tracker = DecisionTracker(ctx)
         self.engine.move_observers.append(self.tracker.on_move)
         self.engine.unknown_observers.append(self.tracker.on_unknown_file)
+        self.engine.touch_observers.append(self.tracker.on_touch)
         self.rank = RankLoop(ctx, self.tracker)
         self.stopping = threading.Event()
         self.after_pass: list[Callable[[], None]] = []  # e.g. proposals, once sidecars are in

@@ -45,7 +45,7 @@ class _Handler(FileSystemEventHandler):
             if kind == "deleted":
                 self.out.put(FileDeleted(src))
             return
-        if kind in ("created", "modified", "closed"):
+        if kind in ("created", "modified", "closed", "attrib"):  # attrib: tags (xattrs) changed
             self.out.put(FileChanged(src))
         elif kind == "moved":
             self.out.put(FileMoved(src, _p(event.dest_path)))

@@ -168,7 +168,13 @@ def test_vanished_file(tmp_path: Path) -> None:
 
 def test_replacing_own_tags_keeps_the_users_with_colours(tmp_path: Path) -> None:
     from core.labels.tags import FinderTag
-    from daemon.finder_tags import read_finder_tags, read_xdg_tags, replace_prefixed_tags, write_finder_tags, write_xdg_tags
+    from daemon.finder_tags import (
+        read_finder_tags,
+        read_xdg_tags,
+        replace_prefixed_tags,
+        write_finder_tags,
+        write_xdg_tags,
+    )
 
     f = tmp_path / "img.png"
     f.write_bytes(b"pixels")

@@ -124,6 +124,10 @@ def test_finder_tags_and_tag_subfolders(tmp_path: Path) -> None:
         shutil.move(str(folder / "t_1.png"), root / "exports" / "approved" / "t_1.png")
         wait_for(lambda: session_lines(root), timeout=20, what="line")
         line = session_lines(root)[-1]
+        # A tag added in Finder after the move is picked up too (an attribute-only change).
+        os.setxattr(root / "exports" / "approved" / "t_1.png", "user.com.apple.metadata:_kMDItemUserTags",
+                    plistlib.dumps(["warped_wrist"], fmt=plistlib.FMT_BINARY))
+        wait_for(lambda: "warped_wrist" in session_lines(root)[-1]["anomaly_tags"], timeout=20, what="late tag")
     assert {"extra_fingers", "long_hand", "Red"} <= set(line["anomaly_tags"])  # type: ignore[arg-type]
 
 
