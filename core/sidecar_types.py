@@ -47,6 +47,15 @@ class Box:
     def from_dict(cls, d: dict[str, Any]) -> Box:
         return cls(float(d["x"]), float(d["y"]), float(d["w"]), float(d["h"]))
 
+    def intersection(self, other: Box) -> float:
+        return max(0.0, min(self.x2, other.x2) - max(self.x, other.x)) * max(
+            0.0, min(self.y2, other.y2) - max(self.y, other.y))
+
+    def iou(self, other: Box) -> float:
+        inter = self.intersection(other)
+        union = self.w * self.h + other.w * other.h - inter
+        return inter / union if union > 0 else 0.0
+
     @property
     def x2(self) -> float:
         return self.x + self.w

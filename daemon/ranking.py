@@ -262,12 +262,8 @@ def residual_anomalies(conn: Connection, winner: str, crop: Box | None) -> int |
         return None
     boxes = [Box.from_dict(a["box"]) for a in report.get("anomalies", [])]
     if crop is not None:
-        boxes = [b for b in boxes if box_iou(b, crop) > 0 or _inside(b, crop)]
+        boxes = [b for b in boxes if b.intersection(crop) > 0]
     return len(boxes)
-
-
-def _inside(a: Box, b: Box) -> bool:
-    return a.x >= b.x and a.y >= b.y and a.x2 <= b.x2 and a.y2 <= b.y2
 
 
 def history(conn: Connection) -> list[HistoryEntry]:

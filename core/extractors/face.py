@@ -25,11 +25,7 @@ MERGE_IOU = 0.3
 
 
 def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a.x2, b.x2) - max(a.x, b.x))
-    iy = max(0.0, min(a.y2, b.y2) - max(a.y, b.y))
-    inter = ix * iy
-    union = a.w * a.h + b.w * b.h - inter
-    return inter / union if union > 0 else 0.0
+    return a.iou(b)
 
 
 def merge_faces(faces: list[Face], min_iou: float = MERGE_IOU) -> list[Face]:

@@ -37,11 +37,7 @@ class HistoryEntry:
 
 
 def box_iou(a: Box, b: Box) -> float:
-    iw = max(0.0, min(a.x2, b.x2) - max(a.x, b.x))
-    ih = max(0.0, min(a.y2, b.y2) - max(a.y, b.y))
-    inter = iw * ih
-    union = a.w * a.h + b.w * b.h - inter
-    return inter / union if union > 0 else 0.0
+    return a.iou(b)
 
 
 def _last(history: Sequence[HistoryEntry], window: int) -> Sequence[HistoryEntry]:
