@@ -87,14 +87,19 @@ def rank_dir(ctx: Ctx) -> Path:
     return ctx.cfg.path("models") / "rank"
 
 
-def current_model(ctx: Ctx, conn: Connection, lib: dict[str, ImageSignals]) -> RankModel:
-    """The trained model in force, or the documented prior when none has been switched in yet."""
+def current_model(ctx: Ctx, conn: Connection) -> RankModel:
+    """The trained model in force, or the documented prior when none has been switched in yet.
+
+    A trained model carries its own standardisation; only the prior needs the whole library,
+    to standardise its features over the user's images.
+    """
     version = records.get_state(conn, "rank_model")
     if version:
         try:
             return RankModel.load(rank_dir(ctx) / f"{version}.json")
         except RankModelError as e:
             log.error("cannot load rank model %s (%s); using the prior", version, e.reason)
+    lib = library(conn)
     space = FeatureSpace.fit(list(lib.values()), ctx.cfg.rank.pca_components, ctx.cfg.rank.pca_min_images)
     return prior_model(space, ctx.cfg.rank.prior)
 
@@ -141,11 +146,11 @@ def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
         todo = ready_sets(conn, version, published=mode != "watch")
         if not todo:
             return []
-        lib = library(conn)
-        model = current_model(ctx, conn, lib)
+        model = current_model(ctx, conn)
+        members = {set_id: members_of(conn, set_id) for set_id in todo}
+        lib = signals_for(conn, [sha for mem in members.values() for sha, _n, _p in mem])
         made = []
-        for set_id in todo:
-            mem = members_of(conn, set_id)
+        for set_id, mem in members.items():
             ranking = propose(f"set_{set_id}", [Member(sha, name, lib.get(sha, ImageSignals())) for sha, name, _ in mem],
                               model, ctx.cfg.rank)
             made.append((set_id, ranking, proposal_body(conn, ranking, mode), mem))
