@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -27,37 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.labels.crop_recovery import CropMatch, match_crop, recover_crop
 from core.labels.settings import LabelSettings
+from tests.test_crop_recovery import H, W, synthetic, to_portrait  # the same sources the tests use
 
-W, H = 1024, 1536
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"
 BOXES = [(100, 200, 640, 960), (37, 211, 854, 1281), (402, 130, 300, 450)]
-
-
-def portrait(rgb: np.ndarray) -> np.ndarray:
-    nw = round(rgb.shape[1] * H / rgb.shape[0])
-    big = cv2.resize(rgb, (nw, H), interpolation=cv2.INTER_CUBIC)
-    if nw >= W:
-        x0 = (nw - W) // 2
-        return np.ascontiguousarray(big[:, x0 : x0 + W])
-    out = np.full((H, W, 3), 235, np.uint8)
-    out[:, (W - nw) // 2 : (W - nw) // 2 + nw] = big
-    return out
-
-
-def synthetic(seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    low = cv2.resize(rng.uniform(0, 255, (12, 8, 3)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
-    img = np.clip(low, 0, 255).astype(np.uint8)
-    for _ in range(60):
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        cv2.circle(img, (int(rng.integers(0, W)), int(rng.integers(0, H))), int(rng.integers(8, 120)), colour, -1)
-    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
 
 
 def sources() -> tuple[list[np.ndarray], str]:
     files = sorted(SHARED.glob("*.png"))[:4] if SHARED.is_dir() else []
     if len(files) == 4:
-        return [portrait(np.asarray(Image.open(f).convert("RGB"))) for f in files], f"photos from {SHARED}"
+        return [to_portrait(np.asarray(Image.open(f).convert("RGB"))) for f in files], f"photos from {SHARED}"
     return [synthetic(i) for i in range(4)], "synthetic textured images (../shared/data absent)"
 
 

@@ -156,7 +156,3 @@ def batch_ids(ctx: Ctx) -> list[str]:
     with ctx.store.read() as conn:
         return [r[0] for r in conn.execute(select(journal.c.batch_id).where(
             journal.c.batch_id.like("batch-%")).distinct().order_by(journal.c.batch_id))]
-
-
-def review_link_target(link: Path) -> Path:
-    return (link.parent / os.readlink(link)).resolve()

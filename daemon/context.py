@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +18,6 @@ class Ctx:
     store: Store
     fileops: FileOps
     extractors: list[Extractor] = field(default_factory=list)
-    clock: Callable[[], float] = time.time
 
     @property
     def root(self) -> Path:

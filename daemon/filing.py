@@ -11,13 +11,12 @@ import logging
 import os
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import insert, or_, select, update
 
-from core.errors import BestshotError
 from core.grouping import LooseImage, group_loose, set_id_for
 from core.layout import is_image_name
 from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
@@ -36,7 +35,6 @@ class SetTask:
     source: str  # folder | grouped
     reason: str
     folder: Path | None = None  # the dropped inbox folder, for folder sets
-    moved: list[str] = field(default_factory=list)
 
 
 def _loose_images(ctx: Ctx) -> list[LooseImage]:
@@ -181,7 +179,6 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         with ctx.store.write() as conn:
             records.relocate(conn, ctx.rel(src), ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
         _move_companions(ctx, src, dst)
-        task.moved.append(r.sha256)
     if task.folder is not None:
         for name in FOLDER_META_NAMES:
             m = task.folder / name
@@ -232,7 +229,3 @@ def unfinished_sets(ctx: Ctx) -> list[SetTask]:
             out.append(SetTask(r.id, members, r.source, r.reason,
                                folder=ctx.abs(r.source_folder) if r.source_folder else None))
     return out
-
-
-def describe_error(e: BestshotError) -> str:
-    return f"{e.kind}: {e.reason}"

@@ -11,7 +11,7 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import insert, select, update
@@ -37,7 +37,6 @@ class ImageTask:
     sha256: str | None = None
     image: DecodedImage | None = None
     meta: ImageMeta | None = None
-    metadata_files: list[Path] = field(default_factory=list)
     outcome: str = "pending"  # registered | unchanged | duplicate | moved
     done: bool = False  # set by a stage that completes the task early
 
@@ -98,7 +97,6 @@ def stage_metadata(ctx: Ctx, t: ImageTask) -> None:
     for cand in sidecar_candidates(t.path, ing.yaml_suffixes, ing.caption_suffixes):
         if cand.is_file() and not cand.is_symlink():
             texts.append((cand, _read_text(cand)))
-            t.metadata_files.append(cand)
     folder_meta = None
     if t.place and t.place.subfolder:
         for name in FOLDER_META_NAMES:

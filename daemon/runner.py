@@ -48,7 +48,6 @@ class Daemon:
         self.engine.touch_observers.append(self.tracker.on_touch)
         self.rank = RankLoop(ctx, self.tracker)
         self.stopping = threading.Event()
-        self.after_pass: list[Callable[[], None]] = []  # e.g. proposals, once sidecars are in
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         self.stopping.set()
@@ -135,8 +134,6 @@ class Daemon:
                 self._guard("parquet export", lambda: export_parquet(self.ctx))
             if not work_pending:
                 self._guard("ranking", self.rank.round)
-            for hook in self.after_pass:
-                self._guard("hook", hook)
 
     def _guard(self, what: str, step: Callable[[], object]) -> object:
         """Run one step of the loop; an unexpected failure is logged and recorded, never fatal.
