@@ -8,8 +8,17 @@ from pathlib import Path
 from core.config import Config
 from core.extractors.base import Extractor
 from core.layout import from_db_path, to_db_path
+from core.rank.model import RankModel
 from daemon.fileops import FileOps
 from daemon.store import Store
+
+
+@dataclass(frozen=True)
+class PriorFit:
+    """The prior ranking model and the number of present images it was standardised on."""
+
+    images: int
+    model: RankModel
 
 
 @dataclass
@@ -18,6 +27,8 @@ class Ctx:
     store: Store
     fileops: FileOps
     extractors: list[Extractor] = field(default_factory=list)
+    # Rebuilt on demand by daemon.ranking.current_model; never persisted.
+    prior_fit: PriorFit | None = None
 
     @property
     def root(self) -> Path:

@@ -1,0 +1,119 @@
+"""What a ranking round and a queue drain cost as the library grows.
+
+    .venv/bin/python benchmarks/proposals.py [--images 10000]
+
+Real sidecars first: a few images (the shared AI portraits when ../shared/data is present,
+generated PNGs otherwise) go through the real pipeline with every extractor except clip (its
+weights do not ship). Their image and sidecar rows are then copied under new sha256s, each with
+a random pHash, until the library holds `--images` images. That copy is the only shortcut: the
+figures below time the daemon's own functions on that database.
+
+Prints, per library size:
+- the prior model: first fit (reads every image's sidecars) and the next round (reused);
+- the signals of one set of 4 (what each proposal reads);
+- the steps run each time the extraction queue drains: near-duplicate groups, parquet export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.config import load_config
+from daemon.app import build_ctx
+from daemon.context import Ctx
+from daemon.duplicates import refresh_duplicates
+from daemon.engine import Engine
+from daemon.extract import run_extract_pass
+from daemon.parquet_export import export_parquet
+from daemon.ranking import current_model, signals_for
+from tests.helpers import textured, write_png
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"
+EXTRACTORS = ["phash", "hands", "pose", "face", "saliency", "quality", "anomalies", "crop"]
+
+
+def seed_root(root: Path) -> Ctx:
+    inbox = root / "inbox" / "seed"
+    inbox.mkdir(parents=True)
+    if SHARED.is_dir():
+        for p in sorted(SHARED.glob("*.png"))[:4]:
+            shutil.copy(p, inbox / p.name)
+    else:
+        for i in range(4):
+            write_png(inbox / f"gen_{i}.png", textured(i, w=512, h=768))
+    ctx = build_ctx(load_config(None, root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
+    engine = Engine(ctx)
+    engine.reconcile(direct=True)
+    engine.file_ready_sets(force_close=True)
+    while run_extract_pass(ctx):
+        pass
+    return ctx
+
+
+def grow(db_file: Path, target: int) -> list[str]:
+    """Copy the seed images' rows until `target` images are present; returns the seed shas."""
+    db = sqlite3.connect(db_file)
+    seed = [r[0] for r in db.execute("SELECT sha256 FROM images WHERE state = 'present'")]
+    have = db.execute("SELECT count(*) FROM images WHERE state = 'present'").fetchone()[0]
+    k = 0
+    while have < target:
+        for sha in seed:
+            new = secrets.token_hex(32)
+            db.execute("INSERT INTO images SELECT ?, path || ?, original_name, size_bytes, width, height, format, mtime"
+                       " + ?, ?, first_seen, last_seen, state FROM images WHERE sha256 = ?",
+                       (new, f".{k}", k * 1e-3, secrets.token_hex(8), sha))
+            db.execute("INSERT INTO sidecars SELECT ?, extractor, version, payload, blob, files, created_at"
+                       " FROM sidecars WHERE sha256 = ?", (new, sha))
+            k += 1
+            have += 1
+    db.commit()
+    db.close()
+    return seed
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=10_000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        ctx = seed_root(root)
+        print(f"seed: {'shared AI portraits' if SHARED.is_dir() else 'generated PNGs'}, extractors {EXTRACTORS}")
+        for size in sorted({1_000, args.images}):
+            seed = grow(root / "bestshot.sqlite", size)
+            ctx.prior_fit = None
+
+            def prior() -> None:
+                with ctx.store.read() as conn:
+                    current_model(ctx, conn)
+
+            def signals(shas: list[str] = seed[:4]) -> None:
+                with ctx.store.read() as conn:
+                    signals_for(conn, shas)
+
+            first, again = timed(prior), timed(prior)
+            sig = min(timed(signals) for _ in range(5))
+            dup = timed(lambda: refresh_duplicates(ctx))
+            pq = timed(lambda: export_parquet(ctx))
+            print(f"{size:>6} images: prior fit {first:7.0f} ms, next round {again:5.1f} ms | signals of a set of 4 "
+                  f"{sig:5.1f} ms | queue drain: duplicates {dup:6.0f} ms, parquet {pq:5.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

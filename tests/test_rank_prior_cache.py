@@ -1,0 +1,70 @@
+"""The prior's library-wide standardisation is reused between ranking rounds and refitted once the
+library has changed by more than `PRIOR_REFIT_CHANGE` (daemon.ranking)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from core.config import load_config
+from daemon.app import build_ctx
+from daemon.context import Ctx
+from daemon.duplicates import refresh_duplicates
+from daemon.engine import Engine
+from daemon.extract import run_extract_pass
+from daemon.ranking import PRIOR_REFIT_CHANGE, current_model, members_of, signals_for
+from daemon.store.schema import sets
+from tests.helpers import textured, write_png
+
+
+def _ingest(ctx: Ctx, folder: Path, seeds: range) -> None:
+    for s in seeds:
+        write_png(folder / f"img_{s:02}.png", textured(500 + s, w=64, h=96))
+    engine = Engine(ctx)
+    engine.reconcile(direct=True)
+    engine.file_ready_sets(force_close=True)
+    while run_extract_pass(ctx):
+        pass
+
+
+def test_prior_is_reused_until_the_library_changes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}}))
+    _ingest(ctx, root / "inbox" / "a", range(0, 4))
+    _ingest(ctx, root / "inbox" / "b", range(4, 8))
+    _ingest(ctx, root / "inbox" / "c", range(8, 10))
+    with ctx.store.read() as conn:
+        first = current_model(ctx, conn)
+        assert current_model(ctx, conn) is first
+    assert ctx.prior_fit is not None and ctx.prior_fit.images == 10
+
+    assert PRIOR_REFIT_CHANGE * 10 >= 1  # one more image is within the tolerance ...
+    _ingest(ctx, root / "inbox" / "d", range(10, 11))
+    with ctx.store.read() as conn:
+        assert current_model(ctx, conn) is first
+
+    _ingest(ctx, root / "inbox" / "e", range(11, 13))  # ... three more are not
+    with ctx.store.read() as conn:
+        refitted = current_model(ctx, conn)
+    assert refitted is not first
+    assert ctx.prior_fit.images == 13
+    assert refitted.space.to_dict() != first.space.to_dict()  # standardised over the grown library
+
+
+def test_signals_read_only_the_requested_images_with_their_duplicate_marks(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}}))
+    base = textured(900, w=96, h=128)
+    write_png(root / "inbox" / "s" / "a.png", base)
+    write_png(root / "inbox" / "s" / "b.png", textured(901, w=96, h=128, base=base, noise=2.0))  # near-duplicate of a
+    write_png(root / "inbox" / "s" / "c.png", textured(902, w=96, h=128))
+    _ingest(ctx, root / "inbox" / "t", range(20, 22))
+    refresh_duplicates(ctx)
+    with ctx.store.read() as conn:
+        mem = members_of(conn, next(r.id for r in conn.execute(select(sets.c.id)) if len(members_of(conn, r.id)) == 3))
+        sig = signals_for(conn, [sha for sha, _n, _p in mem])
+    assert len(sig) == 3  # nothing of the other set
+    flags = {name: sig[sha].near_duplicate for sha, name, _p in mem}
+    assert flags == {"a.png": False, "b.png": True, "c.png": False}, flags
+    assert all(s.quality is not None and s.embedding is None for s in sig.values())
