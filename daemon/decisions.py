@@ -54,7 +54,7 @@ class DecisionTracker:
         self.recorded = 0  # decisions recorded by this process: the rank loop watches it  # set id -> batch id, while batch mode moves its files
 
     @staticmethod
-    def _pending_batch(conn: Connection, set_id: str) -> str | None:
+    def pending_batch(conn: Connection, set_id: str) -> str | None:
         """The batch that moved this set, while its decision is not yet recorded: that decision is
         the daemon's own. Stored on the proposal before the first move, so it survives a crash."""
         p = conn.execute(select(proposals.c.batch_id, proposals.c.ts).where(
@@ -216,7 +216,7 @@ class DecisionTracker:
             state = self.state_of(conn, set_id, last_actions)
             last_row = conn.execute(select(decisions).where(decisions.c.set_id == set_id)
                                     .order_by(decisions.c.id.desc()).limit(1)).first()
-            pending_batch = self._pending_batch(conn, set_id)
+            pending_batch = self.pending_batch(conn, set_id)
         last = parse_line(last_row.line, 1) if last_row else None
         verdict = decide(state, self.ctx.cfg.labels, _dt(now))
         self.waiting.pop(set_id, None)

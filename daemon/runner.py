@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from core.errors import BestshotError
 from core.events import Event, RescanRequested, RetrainRequested
 from core.layout import locate
-from daemon import jobs, records
+from daemon import records
 from daemon.app import InstanceLock
 from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
@@ -28,7 +28,7 @@ from daemon.engine import Engine
 from daemon.extract import run_extract_pass
 from daemon.parquet_export import export_parquet
 from daemon.rank_loop import RankLoop
-from daemon.session_log import flush_unlogged
+from daemon.recovery import STARTUP_STEPS
 from daemon.settle import Settler
 from daemon.watcher import start_observer
 
@@ -61,14 +61,8 @@ class Daemon:
         lock.acquire()
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        for line in self.ctx.fileops.recover():
-            log.info(line)
-        with self.ctx.store.write() as conn:
-            n = jobs.reset_interrupted(conn)
-        if n:
-            log.info("re-queued %d jobs interrupted by a crash", n)
-        self._guard("session log recovery", lambda: flush_unlogged(self.ctx))
-        self._guard("decision recovery", self.tracker.mark_active_sets)
+        for what, step in STARTUP_STEPS:
+            self._guard(what, lambda step=step: step(self.ctx, self.tracker))  # type: ignore[misc]
         observer = start_observer(cfg.root, self.events,  # type: ignore[arg-type]
                                   lambda p: locate(cfg, p).area is not None)
         self.settler.start()

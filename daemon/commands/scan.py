@@ -16,7 +16,7 @@ from daemon.engine import Engine
 from daemon.extract import run_extract_pass
 from daemon.parquet_export import export_parquet
 from daemon.rank_loop import RankLoop
-from daemon.session_log import flush_unlogged
+from daemon.recovery import STARTUP_STEPS
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -34,15 +34,12 @@ def handle(args: argparse.Namespace) -> int:
     lock = InstanceLock(cfg.root)
     lock.acquire()
     try:
-        ctx.fileops.recover()
-        with ctx.store.write() as conn:
-            jobs.reset_interrupted(conn)
-        flush_unlogged(ctx)
         engine = Engine(ctx, settler=None)
         tracker = DecisionTracker(ctx)
         engine.move_observers.append(tracker.on_move)
         engine.unknown_observers.append(tracker.on_unknown_file)
-        tracker.mark_active_sets()
+        for _what, step in STARTUP_STEPS:
+            step(ctx, tracker)
         engine.reconcile(direct=True)
         engine.file_ready_sets(force_close=True)
         with ctx.store.read() as conn:
