@@ -12,6 +12,9 @@ AREAS = ("inbox", "raw", "approved", "to_crop", "cropped", "rejected", "review_q
 DECISION_AREAS = ("approved", "to_crop", "cropped", "rejected")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 IGNORED_PREFIXES = (".", "~$", "._")  # dotfiles, Office temp files, AppleDouble
+# The crop preview bestshot writes next to a proposed winner (raw/set_<id>/<stem>.crop-preview.jpg)
+# is its own output, not an image of the user's: never ingested, tracked or taken for a crop.
+PREVIEW_SUFFIX = ".crop-preview.jpg"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ def locate(cfg: Config, path: Path) -> Place:
 
 
 def is_image_name(name: str) -> bool:
-    return not name.startswith(IGNORED_PREFIXES) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+    return (not name.startswith(IGNORED_PREFIXES) and Path(name).suffix.lower() in IMAGE_SUFFIXES
+            and not name.endswith(PREVIEW_SUFFIX))
 
 
 def is_ignored_name(name: str) -> bool:
