@@ -10,6 +10,7 @@ from typing import IO
 from core.config import Config
 from core.errors import BestshotError
 from core.extractors.registry import build_extractors
+from daemon.calibration import load_calibration
 from daemon.context import Ctx
 from daemon.fileops import FileOps
 from daemon.store.db import open_store
@@ -29,7 +30,9 @@ def build_ctx(cfg: Config, *, with_extractors: bool = True) -> Ctx:
     ensure_layout(cfg)
     store = open_store(cfg.db_url)
     extractors = build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop) if with_extractors else []
-    return Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root), extractors=extractors)
+    ctx = Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root), extractors=extractors)
+    load_calibration(ctx)  # the user's calibration of the anomaly cues, once one is learned
+    return ctx
 
 
 class InstanceLock:

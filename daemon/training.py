@@ -14,6 +14,7 @@ from core.rank.model import RankModel, RankModelError
 from core.rank.modes import ModeDecision, decide_mode
 from core.rank.train import train
 from daemon import records
+from daemon.calibration import learn_calibration
 from daemon.context import Ctx
 from daemon.ranking import history, library, rank_dir, training_decisions
 from daemon.sidecar_store import atomic_write
@@ -30,6 +31,8 @@ class TrainOutcome:
 
 
 def run_training(ctx: Ctx) -> TrainOutcome:
+    """Recalibrate the anomaly cues, then train a ranking model (whose features include them)."""
+    learn_calibration(ctx)
     with ctx.store.read() as conn:
         decided = training_decisions(conn)
         lib = library(conn)

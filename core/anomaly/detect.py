@@ -135,12 +135,19 @@ def detect_anomalies(
 
     merged = _merge(found)
     scores = scorer.score(merged, rgb)
-    kept = [dataclasses.replace(a, score=float(sc)) for a, sc in zip(merged, scores, strict=True)
-            if sc >= settings.min_score]
+    kept: list[Anomaly] = []
+    suppressed: list[Anomaly] = []
+    for a, sc in zip(merged, scores, strict=True):
+        ev = a.evidence if float(sc) == a.score else {**a.evidence, "cue_score": round(a.score, 4)}
+        scored = dataclasses.replace(a, score=float(sc), evidence=ev)
+        (kept if sc >= settings.min_score else suppressed).append(scored)
     for a in kept:
         ev = a.evidence
         reasons.append(f"{a.source}: {a.tag} ({ev['measurement']} {ev['value']} vs {ev['threshold']})")
-    return AnomalyReport(width, height, kept, uncertain_regions, uncertain, reasons, scorer.name)
+    for a in suppressed:
+        reasons.append(f"{a.source}: {a.tag} suppressed by the {scorer.name} scorer "
+                       f"({a.evidence.get('cue_score', a.score)} -> {a.score:.3f})")
+    return AnomalyReport(width, height, kept, uncertain_regions, uncertain, reasons, scorer.name, suppressed)
 
 
 def _interacting_hand(hand: Hand, i: int, own: _Wrist | None, wrists: list[_Wrist], faces: Sequence[Face],

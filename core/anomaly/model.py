@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from core.sidecar_types import Box
 
-REPORT_VERSION: Final = 1
+REPORT_VERSION: Final = 2  # 2: `suppressed`
 
 # The user's tag vocabulary. Cues map onto it; the two below have no geometric cue.
 TAGS: Final = (
@@ -72,6 +72,9 @@ class AnomalyReport:
     uncertain: bool = False
     reasons: list[str] = field(default_factory=list)
     scorer: str = "geometric"
+    # Cues the region scorer put below `min_score`: not anomalies, kept so the user's decisions
+    # on those regions still count (core.anomaly.calibration).
+    suppressed: list[Anomaly] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -89,6 +92,7 @@ class AnomalyReport:
             "uncertain": self.uncertain,
             "reasons": list(self.reasons),
             "scorer": self.scorer,
+            "suppressed": [a.to_dict() for a in self.suppressed],
         }
 
     def to_json(self) -> str:
@@ -105,6 +109,7 @@ class AnomalyReport:
             uncertain=bool(d.get("uncertain", False)),
             reasons=[str(r) for r in d.get("reasons", [])],
             scorer=str(d.get("scorer", "geometric")),
+            suppressed=[Anomaly.from_dict(a) for a in d.get("suppressed", [])],
         )
 
     @classmethod

@@ -120,10 +120,24 @@ class UncertainSettings(_Section):
     unposed_faces_are_uncertain: bool = True
 
 
+class CalibrationSettings(_Section):
+    """How the user's decisions recalibrate each cue (core.anomaly.calibration)."""
+
+    # What a cue's own geometric score is worth, in user decisions, against the user's outcomes.
+    prior_strength: float = Field(default=4.0, gt=0)
+    # A cue keeps its geometric score until the user has decided this many of its regions.
+    min_observations: int = Field(default=5, ge=1)
+    # A region counts as kept by the user's crop with at least this fraction of its box inside,
+    # and as cut away with at most this fraction inside; in between it says nothing.
+    kept_inside_min: float = Field(default=0.9, gt=0, le=1)
+    cut_inside_max: float = Field(default=0.1, ge=0, lt=1)
+
+
 class AnomalySettings(_Section):
     hand: HandCueSettings = Field(default_factory=HandCueSettings)
     limb: LimbCueSettings = Field(default_factory=LimbCueSettings)
     uncertain: UncertainSettings = Field(default_factory=UncertainSettings)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
     # Cues scored below this (after the region scorer) are dropped.
     min_score: float = Field(default=0.5, ge=0, le=1)
     # Padding of hand boxes (fraction of the landmark extent) so a crop clears the whole hand.

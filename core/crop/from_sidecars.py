@@ -14,6 +14,7 @@ import numpy as np
 
 from core.anomaly.detect import detect_anomalies
 from core.anomaly.model import AnomalyReport
+from core.anomaly.scorer import RegionScorer
 from core.anomaly.settings import AnomalySettings
 from core.anomaly.world import hand_world_from_payload
 from core.crop.proposal import CropProposal, propose_crop
@@ -82,9 +83,10 @@ def anomaly_report(
     height: int,
     anomaly_settings: AnomalySettings,
     rgb: np.ndarray | None = None,
+    scorer: RegionScorer | None = None,
 ) -> AnomalyReport:
     report = detect_anomalies(inputs.hands, inputs.poses, inputs.faces, width, height, anomaly_settings,
-                              subject=inputs.subject, rgb=rgb, hand_world=inputs.hand_world)
+                              subject=inputs.subject, rgb=rgb, hand_world=inputs.hand_world, scorer=scorer)
     if inputs.missing:
         reasons = [f"{name} sidecar missing: {why}" for name, why in inputs.missing.items()] + report.reasons
         # Without hands or pose nobody checked the anatomy: that is not a clean image.
@@ -106,6 +108,7 @@ def analyse(
     anomaly_settings: AnomalySettings,
     crop_settings: CropSettings,
     rgb: np.ndarray | None = None,
+    scorer: RegionScorer | None = None,
 ) -> tuple[AnomalyReport, CropProposal]:
-    report = anomaly_report(inputs, width, height, anomaly_settings, rgb)
+    report = anomaly_report(inputs, width, height, anomaly_settings, rgb, scorer)
     return report, crop_for(inputs, report, width, height, crop_settings)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from core.anomaly.model import AnomalyReport
+from core.anomaly.scorer import RegionScorer
 from core.anomaly.settings import AnomalySettings
 from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_from_results
 from core.crop.preview import render_preview
@@ -21,17 +22,21 @@ from core.imaging import DecodedImage
 
 class AnomaliesExtractor(Extractor):
     name = "anomalies"
-    version = 1
+    version = 2  # 2: the report keeps the regions its scorer suppressed
     requires = NEEDED
     batch_size = 256
 
-    def __init__(self, settings: AnomalySettings) -> None:
+    def __init__(self, settings: AnomalySettings, scorer: RegionScorer | None = None) -> None:
         self.settings = settings
+        # The daemon swaps in the user's calibration when it learns a new one; reports made
+        # before keep the scorer they name.
+        self.scorer = scorer
 
     def run(self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]) -> list[Outcome]:
         out: list[Outcome] = []
         for im, dep in zip(images, deps, strict=True):
-            report = anomaly_report(inputs_from_results(dep), im.width, im.height, self.settings, rgb=im.rgb)
+            report = anomaly_report(inputs_from_results(dep), im.width, im.height, self.settings, rgb=im.rgb,
+                                    scorer=self.scorer)
             out.append(SidecarResult(report.to_dict()))
         return out
 

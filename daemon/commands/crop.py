@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.anomaly.calibration import CalibratedScorer
+from core.anomaly.scorer import RegionScorer
 from core.config import Config
 from core.crop.from_sidecars import NEEDED, analyse, inputs_from_results
 from core.crop.preview import render_preview
@@ -46,10 +48,12 @@ def preview_path(out: Path) -> Path:
     return out.with_name(name + ".jpg")
 
 
-def _stored_results(cfg: Config, sha: str) -> dict[str, Outcome]:
-    """Sidecars the daemon already stored for this image; empty when the root has no database."""
+def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionScorer | None]:
+    """Sidecars the daemon already stored for this image, and the user's calibration of the cues;
+    nothing when the root has no database."""
     if cfg.paths.db_url is None and not (cfg.root / "bestshot.sqlite").is_file():
-        return {}
+        return {}, None
+    from daemon.calibration import calibration_in_force
     from daemon.sidecar_store import latest_payload
     from daemon.store.db import open_store
 
@@ -57,6 +61,7 @@ def _stored_results(cfg: Config, sha: str) -> dict[str, Outcome]:
     store = open_store(cfg.db_url)
     try:
         with store.read() as conn:
+            cal = calibration_in_force(cfg, conn)
             for name in NEEDED:
                 payload = latest_payload(conn, sha, name)
                 if payload is None:
@@ -70,14 +75,14 @@ def _stored_results(cfg: Config, sha: str) -> dict[str, Outcome]:
                 out[name] = SidecarResult(payload, arrays)
     finally:
         store.close()
-    return out
+    return out, CalibratedScorer(cal) if cal is not None else None
 
 
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     img = load(args.img, max_pixels=cfg.ingest.max_pixels, accept_formats=tuple(cfg.ingest.accept_formats))
-    results: dict[str, Outcome] = _stored_results(cfg, img.sha256) if args.root is not None else {}
+    results, scorer = _stored_results(cfg, img.sha256) if args.root is not None else ({}, None)
     todo = [n for n in NEEDED if n not in results]
     computed: dict[str, Outcome] = {}
     if todo:
@@ -94,7 +99,7 @@ def handle(args: argparse.Namespace) -> int:
             print(f"warning: {name}: {got.reason}" + (f" (fix: {fix})" if fix else ""), file=sys.stderr)
 
     inputs = inputs_from_results(results)
-    report, proposal = analyse(inputs, img.width, img.height, cfg.anomaly, cfg.crop, img.rgb)
+    report, proposal = analyse(inputs, img.width, img.height, cfg.anomaly, cfg.crop, img.rgb, scorer)
 
     out = args.out or img.path.with_name(img.path.stem + ".crop.json")
     doc = {"image": str(img.path), "sha256": img.sha256, **proposal.to_dict(), "anomalies": report.to_dict()}

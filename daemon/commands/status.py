@@ -6,12 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from core.config import Config
 from core.dedup import rule_description
 from core.extractors.registry import build_extractors
 from daemon import jobs, records
+from daemon.calibration import calibration_in_force
 from daemon.cli import add_common, config_from_args
 from daemon.store.db import open_store
 from daemon.store.schema import decisions, dup_groups, images, sets
@@ -45,6 +46,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "decisions": int(conn.execute(select(func.count(func.distinct(decisions.c.set_id)))).scalar_one()),
                 "open_errors": records.count_open_errors(conn),
                 "errors": records.open_errors(conn, n_errors),
+                "anomaly_calibration": _calibration(cfg, conn),
             }
             groups: dict[str, list[str]] = {}
             for r in conn.execute(select(dup_groups.c.group_id, images.c.path).join(
@@ -63,6 +65,14 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
     return out
 
 
+def _calibration(cfg: Config, conn: Connection) -> dict[str, Any] | None:
+    cal = calibration_in_force(cfg, conn)
+    if cal is None:
+        return None
+    return {"version": cal.version, "observations": cal.observations, "min_observations": cal.min_observations,
+            "cues": {c: {"removed": r, "kept": k} for c, (r, k) in sorted(cal.counts.items())}}
+
+
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     info = collect(cfg, args.errors)
@@ -72,6 +82,14 @@ def handle(args: argparse.Namespace) -> int:
     print(f"root     {info['root']}")
     print(f"mode     {info['mode']}" + (f"  ({info['mode_reason']})" if info["mode_reason"] else ""))
     print(f"ranking  {info['rank_model']}, {info['decisions']} decided sets")
+    cal = info["anomaly_calibration"]
+    if cal is None:
+        print("cues     geometric scores (no calibration learned from your decisions yet)")
+    else:
+        learned = [f"{c} {v['removed']}/{v['removed'] + v['kept']} removed" for c, v in cal["cues"].items()
+                   if v["removed"] + v["kept"] >= cal["min_observations"]]
+        print(f"cues     {cal['version']} from {cal['observations']} region outcomes"
+              + (f"; calibrated: {', '.join(learned)}" if learned else ""))
     print(f"images   {info['images']}  {info['images_by_state']}")
     print(f"sets     {info['sets']}  {info['sets_by_status']}")
     print(f"pending  {info['pending_jobs']} jobs")

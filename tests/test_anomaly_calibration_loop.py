@@ -1,0 +1,103 @@
+"""The daemon learns the user's calibration of a cue from real decisions and applies it.
+
+A real malformed-hand image (its folded middle finger fires `pip_flexion_deg`, and the crop
+proposal says reject because removing the hand would cut the head) arrives as six slightly
+different renditions, each its own set. The user approves every one as it is. After the training
+run the daemon schedules, a seventh rendition is no longer flagged for that cue: the region is
+reported as suppressed, with the cue's own score in its evidence, and the crop proposal no longer
+says reject. A restarted daemon loads the same calibration.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from core.anomaly.model import AnomalyReport
+from core.config import load_config
+from core.events import FileMoved
+from daemon.app import build_ctx
+from daemon.context import Ctx
+from daemon.decisions import DecisionTracker
+from daemon.engine import Engine
+from daemon.extract import run_extract_pass
+from daemon.ranking import members_of
+from daemon.sidecar_store import latest_payload
+from daemon.store.schema import sets
+from daemon.training import run_training
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+CUE = "pip_flexion_deg"
+EXTRACTORS = ["phash", "hands", "pose", "face", "saliency", "quality", "anomalies", "crop"]
+
+
+def renditions(src: np.ndarray) -> list[np.ndarray]:
+    return [src, src[:, ::-1], cv2.resize(src, None, fx=0.97, fy=0.97), cv2.resize(src, None, fx=1.03, fy=1.03),
+            np.clip(src.astype(int) + 3, 0, 255).astype(np.uint8), np.clip(src.astype(int) - 3, 0, 255).astype(np.uint8),
+            cv2.GaussianBlur(src, (3, 3), 0.6)]
+
+
+def ingest(ctx: Ctx, engine: Engine) -> None:
+    engine.reconcile(direct=True)
+    engine.file_ready_sets(force_close=True)
+    while run_extract_pass(ctx):
+        pass
+
+
+def report_of(ctx: Ctx, sha: str) -> AnomalyReport:
+    with ctx.store.read() as conn:
+        payload = latest_payload(conn, sha, "anomalies")
+    assert payload is not None
+    return AnomalyReport.from_dict(payload)
+
+
+def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    versions = renditions(cv2.imread(str(shared_data / "ai_malformed_hands" / "4.jpg")))
+    for i, img in enumerate(versions[:6]):
+        (root / "inbox" / f"take{i}").mkdir(parents=True)
+        cv2.imwrite(str(root / "inbox" / f"take{i}" / f"take{i}.png"), img)
+    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
+    engine = Engine(ctx)
+    tracker = DecisionTracker(ctx)
+    engine.move_observers.append(tracker.on_move)
+    ingest(ctx, engine)
+
+    with ctx.store.read() as conn:
+        taken = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id)]
+    assert len(taken) == 6
+    for sha, _name, rel in taken:
+        assert [a.evidence["measurement"] for a in report_of(ctx, sha).anomalies] == [CUE]
+        src = ctx.abs(rel)
+        dst = ctx.cfg.path("approved") / src.name
+        os.rename(src, dst)  # the user approves it as it is, malformed finger and all
+        engine.handle(FileMoved(src, dst))
+    tracker.evaluate()
+
+    run_training(ctx)  # what the daemon runs every few decisions and nightly
+    (root / "inbox" / "take6").mkdir(parents=True)
+    cv2.imwrite(str(root / "inbox" / "take6" / "take6.png"), versions[6])
+    ingest(ctx, engine)
+    with ctx.store.read() as conn:
+        new = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id) if m[1] == "take6.png"]
+        crop = latest_payload(conn, new[0][0], "crop")
+    after = report_of(ctx, new[0][0])
+    assert after.scorer.startswith("calibrated:")
+    assert not [a for a in after.anomalies if a.evidence["measurement"] == CUE]
+    suppressed = [a for a in after.suppressed if a.evidence["measurement"] == CUE]
+    assert suppressed and suppressed[0].score < ctx.cfg.anomaly.min_score <= suppressed[0].evidence["cue_score"]
+    assert crop is not None and crop["verdict"] != "reject", crop["reason"]
+
+    restarted = build_ctx(ctx.cfg)
+    anomalies = restarted.extractor("anomalies")
+    assert getattr(anomalies, "scorer", None) is not None and anomalies.scorer.name == after.scorer  # type: ignore[union-attr]
+
+    from daemon.commands.status import collect
+
+    shown = collect(ctx.cfg)["anomaly_calibration"]
+    assert shown["cues"][CUE] == {"removed": 0, "kept": 6} and shown["version"] == after.scorer.split(":", 1)[1]
