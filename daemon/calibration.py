@@ -26,6 +26,7 @@ from core.anomaly.calibration import (
 from core.anomaly.model import AnomalyReport
 from core.config import Config
 from core.extractors.analysis import AnomaliesExtractor
+from core.layout import from_db_path
 from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
@@ -65,7 +66,7 @@ def decision_outcomes(ctx: Ctx, conn: Connection) -> list[RegionOutcome]:
                 role = "cropped" if crop is not None else ("other" if d.needs_crop else "approved")
             elif m.sha256 in deleted:
                 role = "rejected"
-            tags = image_tags.get(Path(m.original_name).name, [])
+            tags = image_tags.get(Path(from_db_path(m.original_name)).name, [])
             out += outcomes_for_image(AnomalyReport.from_dict(payload), role, crop, tags, s)
     return out
 

@@ -1,11 +1,12 @@
 """The daemon learns the user's calibration of a cue from real decisions and applies it.
 
 A real malformed-hand image (its folded middle finger fires `pip_flexion_deg`, and the crop
-proposal says reject because removing the hand would cut the head) arrives as six slightly
-different renditions, each its own set. The user approves every one as it is. After the training
-run the daemon schedules, a seventh rendition is no longer flagged for that cue: the region is
-reported as suppressed, with the cue's own score in its evidence, and the crop proposal no longer
-says reject. A restarted daemon loads the same calibration.
+proposal says reject because removing the hand would cut the head) arrives as eight slightly
+different renditions, each its own set. The user approves six as they are, rejects one into
+rejected/extra_fingers/ and crops the hand out of the last. After the training run the daemon
+schedules, those count 6 kept and 2 removed, and a ninth rendition is no longer flagged for that
+cue: the region is reported as suppressed, with the cue's own score in its evidence, and the crop
+proposal no longer says reject. A restarted daemon loads the same calibration.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ EXTRACTORS = ["phash", "hands", "pose", "face", "saliency", "quality", "anomalie
 def renditions(src: np.ndarray) -> list[np.ndarray]:
     return [src, src[:, ::-1], cv2.resize(src, None, fx=0.97, fy=0.97), cv2.resize(src, None, fx=1.03, fy=1.03),
             np.clip(src.astype(int) + 3, 0, 255).astype(np.uint8), np.clip(src.astype(int) - 3, 0, 255).astype(np.uint8),
+            cv2.resize(src, None, fx=0.99, fy=0.99), np.clip(src.astype(int) + 5, 0, 255).astype(np.uint8),
             cv2.GaussianBlur(src, (3, 3), 0.6)]
 
 
@@ -59,32 +61,44 @@ def report_of(ctx: Ctx, sha: str) -> AnomalyReport:
 def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     versions = renditions(cv2.imread(str(shared_data / "ai_malformed_hands" / "4.jpg")))
-    for i, img in enumerate(versions[:6]):
+    for i, img in enumerate(versions[:8]):
         (root / "inbox" / f"take{i}").mkdir(parents=True)
         cv2.imwrite(str(root / "inbox" / f"take{i}" / f"take{i}.png"), img)
     ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
     engine = Engine(ctx)
     tracker = DecisionTracker(ctx)
     engine.move_observers.append(tracker.on_move)
+    engine.unknown_observers.append(tracker.on_unknown_file)
     ingest(ctx, engine)
 
     with ctx.store.read() as conn:
         taken = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id)]
-    assert len(taken) == 6
-    for sha, _name, rel in taken:
-        assert [a.evidence["measurement"] for a in report_of(ctx, sha).anomalies] == [CUE]
+    assert len(taken) == 8
+    taken.sort(key=lambda m: m[1])
+    for k, (sha, _name, rel) in enumerate(taken):
+        flagged = report_of(ctx, sha).anomalies
+        assert [a.evidence["measurement"] for a in flagged] == [CUE]
         src = ctx.abs(rel)
-        dst = ctx.cfg.path("approved") / src.name
-        os.rename(src, dst)  # the user approves it as it is, malformed finger and all
+        # Six approved as they are (malformed finger and all), one rejected for it, one to crop.
+        dst = {6: ctx.cfg.path("rejected") / "extra_fingers", 7: ctx.cfg.path("to_crop")}.get(
+            k, ctx.cfg.path("approved")) / src.name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(src, dst)
         engine.handle(FileMoved(src, dst))
+        if k == 7:  # the user's crop keeps the left of the frame, clear of the hand
+            hand = flagged[0].box
+            kept = cv2.imread(str(dst))[:, : int(hand.x) - 4]
+            crop = ctx.cfg.path("cropped") / "take7_crop.png"
+            cv2.imwrite(str(crop), kept)
+    engine.reconcile(direct=True)  # finds the crop in cropped/, as the start-up or timer rescan does
     tracker.evaluate()
 
     run_training(ctx)  # what the daemon runs every few decisions and nightly
-    (root / "inbox" / "take6").mkdir(parents=True)
-    cv2.imwrite(str(root / "inbox" / "take6" / "take6.png"), versions[6])
+    (root / "inbox" / "take8").mkdir(parents=True)
+    cv2.imwrite(str(root / "inbox" / "take8" / "take8.png"), versions[8])
     ingest(ctx, engine)
     with ctx.store.read() as conn:
-        new = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id) if m[1] == "take6.png"]
+        new = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id) if m[1] == "take8.png"]
         crop = latest_payload(conn, new[0][0], "crop")
     after = report_of(ctx, new[0][0])
     assert after.scorer.startswith("calibrated:")
@@ -100,4 +114,4 @@ def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data:
     from daemon.commands.status import collect
 
     shown = collect(ctx.cfg)["anomaly_calibration"]
-    assert shown["cues"][CUE] == {"removed": 0, "kept": 6} and shown["version"] == after.scorer.split(":", 1)[1]
+    assert shown["cues"][CUE] == {"removed": 2, "kept": 6} and shown["version"] == after.scorer.split(":", 1)[1]
