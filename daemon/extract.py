@@ -11,15 +11,31 @@ import logging
 from sqlalchemy import select, update
 
 from core.errors import BestshotError, DecodeError, VanishedError
+from core.extractors.base import SidecarResult
 from core.extractors.registry import run_pass
 from core.imaging import DecodedImage, load
 from daemon import records
 from daemon.context import Ctx
 from daemon.jobs import JobSpec, mark, next_images, start
-from daemon.sidecar_store import save_result
+from daemon.sidecar_store import save_result, stored_result
 from daemon.store.schema import images
 
 log = logging.getLogger(__name__)
+
+
+def _stored_dependencies(ctx: Ctx, work: dict[str, list[JobSpec]],
+                         done: dict[str, set[str]]) -> dict[str, dict[str, SidecarResult]]:
+    """Stored results (current versions) that pending extractors read, so that recomputing the
+    anomaly report or the crop after a version bump costs milliseconds instead of rerunning the
+    detectors. A dependency not stored whole is left out and run_pass recomputes it."""
+    by_name = {e.name: e for e in ctx.extractors}
+    out: dict[str, dict[str, SidecarResult]] = {}
+    with ctx.store.read() as conn:
+        for sha, stored in done.items():
+            wanted = {d for s in work[sha] if s.kind in by_name for d in by_name[s.kind].requires} & stored
+            got = {d: stored_result(ctx.cfg, conn, sha, d, by_name[d].version) for d in wanted}
+            out[sha] = {d: r for d, r in got.items() if r is not None}
+    return out
 
 
 def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
@@ -59,11 +75,10 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
                 mark(conn, sha, s, "done", "superseded")
             start(conn, sha, known)
         decoded.append(img)
-        # run_pass recomputes any dependency of a pending extractor itself.
         done_names[sha] = {e.name for e in ctx.extractors} - {s.kind for s in known}
     if not decoded:
         return len(work)
-    outcomes = run_pass(ctx.extractors, decoded, done_names)
+    outcomes = run_pass(ctx.extractors, decoded, done_names, _stored_dependencies(ctx, work, done_names))
     for img in decoded:
         rel = paths[img.sha256]
         with ctx.store.write() as conn:

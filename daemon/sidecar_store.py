@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, select, update
 
+from core.config import Config
 from core.extractors.base import Extractor, SidecarResult
 from core.sidecar_types import POSE
 from daemon import records
@@ -87,6 +88,33 @@ def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any]
         .order_by(sidecars.c.version.desc()).limit(1)
     ).first()
     return json.loads(row.payload) if row else None
+
+
+# The one array an extractor may keep as sidecar/<extractor>/<sha>.npy, by its key in SidecarResult.
+_NPY_KEYS = {"saliency": "subject"}
+
+
+def stored_result(cfg: Config, conn: Connection, sha: str, extractor: str,
+                  version: int | None = None) -> SidecarResult | None:
+    """A stored result as its extractor returned it (payload and arrays), for `version` or the
+    newest; None when it is not stored whole (a missing array file means: compute it again)."""
+    q = select(sidecars.c.payload, sidecars.c.blob).where(sidecars.c.sha256 == sha, sidecars.c.extractor == extractor)
+    if version is not None:
+        q = q.where(sidecars.c.version == version)
+    row = conn.execute(q.order_by(sidecars.c.version.desc()).limit(1)).first()
+    if row is None:
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    if row.blob is not None:
+        arrays["embedding"] = np.frombuffer(row.blob, dtype="<f4")
+    key = _NPY_KEYS.get(extractor)
+    if key is not None:
+        npy = cfg.path("sidecar") / extractor / f"{sha}.npy"
+        try:
+            arrays[key] = np.load(npy, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+    return SidecarResult(json.loads(row.payload), arrays)
 
 
 def _write_facefoot(ctx: Ctx, conn: Connection, sha: str) -> None:

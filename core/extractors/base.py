@@ -48,6 +48,11 @@ class Extractor(ABC):
     def availability(self) -> Availability:
         return Availability(True)
 
+    @property
+    def loaded(self) -> bool:
+        """Whether a model is in memory (models load on the first `run`, `close` drops them)."""
+        return False
+
     @abstractmethod
     def run(
         self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]

@@ -140,5 +140,9 @@ class ClipExtractor(Extractor):
         }
         return [SidecarResult(dict(payload), {"embedding": np.ascontiguousarray(row)}) for row in emb]
 
+    @property
+    def loaded(self) -> bool:
+        return self._visual is not None
+
     def close(self) -> None:
         self._visual = None

@@ -89,6 +89,10 @@ class MediaPipeExtractor(Extractor):
                 out.append(ExtractorError(im.path, f"{self.name} failed: {type(e).__name__}: {e}"))
         return out
 
+    @property
+    def loaded(self) -> bool:
+        return self._solutions is not None
+
     def close(self) -> None:
         for sol in self._solutions or []:
             sol.close()

@@ -162,6 +162,10 @@ class SaliencyExtractor(Extractor):
         }
         return SidecarResult(payload, {"subject": subject.astype(np.float16)})
 
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
     def close(self) -> None:
         if self._selfie is not None:
             self._selfie.close()

@@ -14,15 +14,13 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from core.anomaly.calibration import CalibratedScorer
 from core.anomaly.scorer import RegionScorer
 from core.config import Config
 from core.crop.from_sidecars import NEEDED, analyse, inputs_from_results
 from core.crop.preview import render_preview
 from core.errors import BestshotError
-from core.extractors.base import Outcome, SidecarResult
+from core.extractors.base import Outcome
 from core.extractors.registry import build_extractors, run_pass
 from core.imaging import load
 from daemon import logsetup
@@ -54,7 +52,7 @@ def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionSc
     if cfg.paths.db_url is None and not (cfg.root / "bestshot.sqlite").is_file():
         return {}, None
     from daemon.calibration import calibration_in_force
-    from daemon.sidecar_store import latest_payload
+    from daemon.sidecar_store import stored_result
     from daemon.store.db import open_store
 
     out: dict[str, Outcome] = {}
@@ -63,16 +61,9 @@ def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionSc
         with store.read() as conn:
             cal = calibration_in_force(cfg, conn)
             for name in NEEDED:
-                payload = latest_payload(conn, sha, name)
-                if payload is None:
-                    continue
-                arrays: dict[str, np.ndarray] = {}
-                if name == "saliency":
-                    npy = cfg.path("sidecar") / "saliency" / f"{sha}.npy"
-                    if not npy.is_file():
-                        continue  # recompute rather than crop without the mask
-                    arrays["subject"] = np.load(npy, allow_pickle=False)
-                out[name] = SidecarResult(payload, arrays)
+                got = stored_result(cfg, conn, sha, name)
+                if got is not None:  # else computed below (a saliency without its mask included)
+                    out[name] = got
     finally:
         store.close()
     return out, CalibratedScorer(cal) if cal is not None else None
