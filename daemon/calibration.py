@@ -3,8 +3,8 @@ the scorer the `anomalies` extractor uses (core.anomaly.calibration).
 
 Learned with every training run (`bestshot train`, every `rank.retrain_every_decisions` decisions,
 nightly) and kept under models/anomaly/<version>.json; the version in force is in the database
-state, loaded when the context is built. It applies to images analysed from then on: reports
-name the scorer they were made with.
+state, loaded when the context is built. When a new one changes any score, the images of
+undecided sets are re-analysed and proposed again; reports name the scorer they were made with.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from core.layout import from_db_path
 from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
+from daemon.jobs import JobSpec, enqueue
 from daemon.sidecar_store import atomic_write, latest_payload
-from daemon.store.schema import decisions, images, set_members
+from daemon.store.schema import decisions, images, set_members, sets
 
 log = logging.getLogger(__name__)
 STATE_KEY = "anomaly_calibration"
@@ -82,10 +83,25 @@ def learn_calibration(ctx: Ctx) -> CueCalibration:
     if not target.exists():
         atomic_write(target, json.dumps(cal.to_dict(), indent=2).encode())
     with ctx.store.write() as conn:
+        previous = calibration_in_force(ctx.cfg, conn)
         records.put_state(conn, STATE_KEY, cal.version)
+        if cal.effective() != (previous.effective() if previous is not None else {}):
+            n = _reanalyse_open_sets(ctx, conn)
+            log.info("re-analysing %d images of undecided sets with the new calibration", n)
     _use(ctx, cal)
     log.info("anomaly calibration %s from %d region outcomes over %d cues", cal.version, len(outcomes), len(cal.counts))
     return cal
+
+
+def _reanalyse_open_sets(ctx: Ctx, conn: Connection) -> int:
+    """Queue the anomaly report and crop of every image in an undecided set: cheap (stored
+    detections are reused), and their sets are proposed again once done (ranking.ready_sets)."""
+    specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.name in ("anomalies", "crop")]
+    shas = [r.sha256 for r in conn.execute(select(set_members.c.sha256).join(sets, sets.c.id == set_members.c.set_id)
+                                           .where(sets.c.status == "filed"))]
+    for sha in shas:
+        enqueue(conn, sha, specs)
+    return len(shas) if specs else 0
 
 
 def calibration_in_force(cfg: Config, conn: Connection) -> CueCalibration | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, or_, select
 
 from core.errors import BestshotError
 from core.layout import PREVIEW_SUFFIX, from_db_path
@@ -50,6 +50,8 @@ TAG_PREFIX = OWN_TAG_PREFIX
 
 
 _SIGNAL_EXTRACTORS = ("quality", "face", "hands", "pose", "anomalies")
+# What a proposal shows of the winner besides its rank: flags and the crop.
+_PROPOSAL_SIDECARS = ("anomalies", "crop")
 
 
 def signals_for(conn: Connection, shas: Iterable[str]) -> dict[str, ImageSignals]:
@@ -124,7 +126,9 @@ def current_model(ctx: Ctx, conn: Connection) -> RankModel:
 
 # ---- proposals ------------------------------------------------------------------------------
 def ready_sets(conn: Connection, model_version: str, published: bool) -> list[str]:
-    """Filed, undecided sets with no pending sidecar work and no proposal from this model yet.
+    """Filed, undecided sets with no pending sidecar work and no proposal from this model yet, or
+    whose anomaly report or crop was recomputed since their last proposal (a new calibration of
+    the cues, a version bump), so the proposal carries the crop as it is now.
 
     With `published`, a shadow proposal (made in watch mode) does not count: once the mode
     allows it, the set is proposed again so the user sees it.
@@ -135,8 +139,14 @@ def ready_sets(conn: Connection, model_version: str, published: bool) -> list[st
         proposals.c.model_version == model_version if model_version else proposals.c.source == "prior")
     if published:
         proposed = proposed.where(proposals.c.mode != "watch")
+    last = select(proposals.c.set_id, func.max(proposals.c.ts).label("ts")).group_by(proposals.c.set_id).subquery()
+    reanalysed = (select(set_members.c.set_id)
+                  .join(sidecars, sidecars.c.sha256 == set_members.c.sha256)
+                  .join(last, last.c.set_id == set_members.c.set_id)
+                  .where(sidecars.c.extractor.in_(_PROPOSAL_SIDECARS), sidecars.c.created_at > last.c.ts))
     rows = conn.execute(select(sets.c.id).where(sets.c.status == "filed", sets.c.id.not_in(busy),
-                                                sets.c.id.not_in(proposed)).order_by(sets.c.created_at))
+                                                or_(sets.c.id.not_in(proposed), sets.c.id.in_(reanalysed)))
+                        .order_by(sets.c.created_at))
     return [r.id for r in rows]
 
 

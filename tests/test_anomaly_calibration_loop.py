@@ -2,17 +2,20 @@
 
 A real malformed-hand image (its folded middle finger fires `pip_flexion_deg`, and the crop
 proposal says reject because removing the hand would cut the head) arrives as eight slightly
-different renditions, each its own set. The user approves six as they are, rejects one into
-rejected/extra_fingers/ and crops the hand out of the last. After the training run the daemon
-schedules, those count 6 kept and 2 removed, and a ninth rendition is no longer flagged for that
-cue: the region is reported as suppressed, with the cue's own score in its evidence, and the crop
+different renditions, each its own set, with a ninth that waits undecided. The user approves six
+as they are, rejects one into rejected/extra_fingers/ and crops the hand out of another. After
+the training run the daemon schedules, those count 6 kept and 2 removed; the waiting set is
+re-analysed and proposed again, and a tenth rendition arriving later is analysed the same way:
+the region is reported as suppressed, with the cue's own score in its evidence, and the crop
 proposal no longer says reject. A restarted daemon loads the same calibration.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,9 +30,10 @@ from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
+from daemon.rank_loop import RankLoop
 from daemon.ranking import members_of
 from daemon.sidecar_store import latest_payload
-from daemon.store.schema import sets
+from daemon.store.schema import proposals, set_members, sets
 from daemon.training import run_training
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
@@ -41,7 +45,7 @@ def renditions(src: np.ndarray) -> list[np.ndarray]:
     return [src, src[:, ::-1], cv2.resize(src, None, fx=0.97, fy=0.97), cv2.resize(src, None, fx=1.03, fy=1.03),
             np.clip(src.astype(int) + 3, 0, 255).astype(np.uint8), np.clip(src.astype(int) - 3, 0, 255).astype(np.uint8),
             cv2.resize(src, None, fx=0.99, fy=0.99), np.clip(src.astype(int) + 5, 0, 255).astype(np.uint8),
-            cv2.GaussianBlur(src, (3, 3), 0.6)]
+            cv2.resize(src, None, fx=1.01, fy=1.01), cv2.GaussianBlur(src, (3, 3), 0.6)]
 
 
 def ingest(ctx: Ctx, engine: Engine) -> None:
@@ -49,6 +53,16 @@ def ingest(ctx: Ctx, engine: Engine) -> None:
     engine.file_ready_sets(force_close=True)
     while run_extract_pass(ctx):
         pass
+
+
+def proposed_crop(ctx: Ctx, sha: str) -> dict[str, Any]:
+    """The crop in the newest proposal of the set holding this image."""
+    with ctx.store.read() as conn:
+        set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar_one()
+        body = conn.execute(select(proposals.c.body).where(proposals.c.set_id == set_id)
+                            .order_by(proposals.c.id.desc()).limit(1)).scalar_one()
+    crop: dict[str, Any] = json.loads(body)["crop"]
+    return crop
 
 
 def report_of(ctx: Ctx, sha: str) -> AnomalyReport:
@@ -61,7 +75,7 @@ def report_of(ctx: Ctx, sha: str) -> AnomalyReport:
 def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     versions = renditions(cv2.imread(str(shared_data / "ai_malformed_hands" / "4.jpg")))
-    for i, img in enumerate(versions[:8]):
+    for i, img in enumerate(versions[:9]):
         (root / "inbox" / f"take{i}").mkdir(parents=True)
         cv2.imwrite(str(root / "inbox" / f"take{i}" / f"take{i}.png"), img)
     ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
@@ -70,11 +84,15 @@ def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data:
     engine.move_observers.append(tracker.on_move)
     engine.unknown_observers.append(tracker.on_unknown_file)
     ingest(ctx, engine)
+    rank = RankLoop(ctx, tracker)
+    rank.round()  # a (shadow) proposal for every set
 
     with ctx.store.read() as conn:
-        taken = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id)]
-    assert len(taken) == 8
-    taken.sort(key=lambda m: m[1])
+        taken = sorted((m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id)),
+                       key=lambda m: m[1])
+    assert len(taken) == 9
+    waiting = taken.pop()  # take8: nobody decides it yet
+    assert proposed_crop(ctx, waiting[0])["verdict"] == "reject"
     for k, (sha, _name, rel) in enumerate(taken):
         flagged = report_of(ctx, sha).anomalies
         assert [a.evidence["measurement"] for a in flagged] == [CUE]
@@ -94,11 +112,18 @@ def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data:
     tracker.evaluate()
 
     run_training(ctx)  # what the daemon runs every few decisions and nightly
-    (root / "inbox" / "take8").mkdir(parents=True)
-    cv2.imwrite(str(root / "inbox" / "take8" / "take8.png"), versions[8])
+    while run_extract_pass(ctx):  # the waiting set's report and crop, again
+        pass
+    rank.round()
+    again = report_of(ctx, waiting[0])
+    assert again.scorer.startswith("calibrated:") and not again.anomalies
+    assert proposed_crop(ctx, waiting[0])["verdict"] != "reject"
+
+    (root / "inbox" / "take9").mkdir(parents=True)
+    cv2.imwrite(str(root / "inbox" / "take9" / "take9.png"), versions[9])
     ingest(ctx, engine)
     with ctx.store.read() as conn:
-        new = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id) if m[1] == "take8.png"]
+        new = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id) if m[1] == "take9.png"]
         crop = latest_payload(conn, new[0][0], "crop")
     after = report_of(ctx, new[0][0])
     assert after.scorer.startswith("calibrated:")

@@ -99,6 +99,10 @@ class CueCalibration:
     def observations(self) -> int:
         return sum(r + k for r, k in self.counts.values())
 
+    def effective(self) -> dict[str, tuple[int, int]]:
+        """The counts that change scores: cues with at least `min_observations` outcomes."""
+        return {c: rk for c, rk in self.counts.items() if sum(rk) >= self.min_observations}
+
     def score(self, cue: str, geometric: float) -> float:
         removed, kept = self.counts.get(cue, (0, 0))
         n = removed + kept
