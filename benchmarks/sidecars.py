@@ -39,31 +39,26 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from sidecars_isolated import decode_all, image_bytes, peak_rss_mb  # noqa: E402
+from sidecars_isolated import decode_all, image_bytes, inputs_for, peak_rss_mb  # noqa: E402
 
 from core.config import load_config  # noqa: E402
-from core.extractors.base import Extractor, SidecarResult  # noqa: E402
+from core.extractors.base import Extractor  # noqa: E402
 from core.extractors.clip import ClipExtractor  # noqa: E402
+from core.extractors.hand_clip import HandClipExtractor  # noqa: E402
 from daemon import jobs  # noqa: E402
 from daemon.app import build_ctx  # noqa: E402
 from daemon.context import Ctx  # noqa: E402
 from daemon.engine import Engine  # noqa: E402
 from daemon.extract import run_extract_pass  # noqa: E402
 
-ALL = ["phash", "clip", "hands", "pose", "face", "saliency", "quality"]
+ALL = ["phash", "clip", "hands", "hand_clip", "pose", "face", "saliency", "quality"]
 
 
 def alone(extractors: list[Extractor], data: list[tuple[Path, bytes]]) -> dict[str, float]:
     """ms/image for each extractor by itself over fresh decodes; warms (loads) each model first."""
-    sal = next(e for e in extractors if e.name == "saliency")
     out: dict[str, float] = {}
     for ext in extractors:
-        deps: list[dict[str, SidecarResult]] = [{} for _ in data]
-        if ext.requires:
-            for k, im in enumerate(decode_all(data)):
-                res = sal.run([im], [{}])[0]
-                if isinstance(res, SidecarResult):
-                    deps[k]["saliency"] = res
+        deps = inputs_for(ext, extractors, decode_all(data))
         ext.run(decode_all(data[:1]), deps[:1])  # load + warm, untimed
         images = decode_all(data)
         step = max(1, ext.batch_size)
@@ -111,8 +106,9 @@ def main() -> None:
         cfg = load_config(None, root=Path(tmp) / "root", env={},
                           overrides={"extractors": {"enabled": ALL, "device": args.device}})
         ctx = build_ctx(cfg)
+        clip = ClipExtractor(cfg.extractors, cfg.path("models"), random_weights_for_tests=True)
         ctx.extractors = [
-            ClipExtractor(cfg.extractors, cfg.path("models"), random_weights_for_tests=True) if e.name == "clip" else e
+            clip if e.name == "clip" else HandClipExtractor(clip) if e.name == "hand_clip" else e
             for e in ctx.extractors
         ]
         import torch

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from core.extractors.base import Extractor, SidecarResult  # noqa: E402
 from core.extractors.clip import ClipExtractor  # noqa: E402
+from core.extractors.hand_clip import HandClipExtractor  # noqa: E402
 from core.extractors.registry import build_extractors, run_pass  # noqa: E402
 from core.extractors.settings import ExtractorSettings  # noqa: E402
 from core.imaging import DecodedImage, decode  # noqa: E402
@@ -75,6 +76,11 @@ def main() -> None:
         if isinstance(e, ClipExtractor) and not e.availability().available:
             extractors[i] = ClipExtractor(settings, models, random_weights_for_tests=True)
             notes["clip"] = "random weights (no checkpoint here): same compute"
+    random_clip = next(e for e in extractors if isinstance(e, ClipExtractor))
+    for i, e in enumerate(extractors):
+        if isinstance(e, HandClipExtractor):  # it shares the clip model, so it gets the stand-in too
+            extractors[i] = HandClipExtractor(random_clip)
+            notes["hand_clip"] = "random weights, shared with clip"
     mp = sum(len(b) for _, b in data) / len(data) / 1e6
     print(f"{len(data)} images ({'synthetic 1024x1536' if args.synthetic or not SHARED.is_dir() else SHARED}),"
           f" mean file {mp:.2f} MB")  # fmt: skip
@@ -85,19 +91,12 @@ def main() -> None:
     px = np.mean([im.width * im.height for im in decoded]) / 1e6
     print(f"decode: {decode_ms:.1f} ms/image (mean {px:.2f} MP)")
 
-    # Saliency outcomes for quality's dependency, computed outside quality's timing.
-    sal = next(e for e in extractors if e.name == "saliency")
     print(f"\n{'extractor':10s} {'load+warm s':>11s} {'ms/image':>9s}  note")
     isolated: dict[str, float] = {}
     for ext in extractors:
         images = decode_all(data)  # fresh views: nothing shared with the previous extractor
-        deps: list[dict[str, SidecarResult]] = [{} for _ in images]
-        if ext.requires:
-            for k, im in enumerate(images):
-                out = sal.run([im], [{}])[0]
-                if isinstance(out, SidecarResult):
-                    deps[k]["saliency"] = out
-            images = decode_all(data)
+        deps = inputs_for(ext, extractors, images)  # computed outside its timing
+        images = decode_all(data)
         t0 = time.perf_counter()
         ext.run(images[:1], deps[:1])
         warm = time.perf_counter() - t0
@@ -119,6 +118,28 @@ def main() -> None:
     print(f"peak RSS with all models loaded: {peak_rss_mb():.0f} MB")
     for e in extractors:
         e.close()
+
+
+def inputs_for(ext: Extractor, extractors: list[Extractor], images: list[DecodedImage]) -> list[dict[str, SidecarResult]]:
+    """What `ext` reads for each image (its dependencies' results), by the other extractors."""
+    by_name = {e.name: e for e in extractors}
+    needed = _needs(ext, by_name)
+    if not needed:
+        return [{} for _ in images]
+    outs = run_pass([e for e in extractors if e.name in needed], images, {})
+    return [{n: r for n, r in outs[im.sha256].items() if isinstance(r, SidecarResult)} for im in images]
+
+
+def _needs(ext: Extractor, by_name: dict[str, Extractor]) -> set[str]:
+    """Everything `ext` reads, directly or through its dependencies."""
+    out: set[str] = set()
+    todo = list(ext.requires) + [n for n in ext.optional if n in by_name]
+    while todo:
+        n = todo.pop()
+        if n not in out and n in by_name:
+            out.add(n)
+            todo += list(by_name[n].requires)
+    return out
 
 
 def _timed_run(ext: Extractor, images: list[DecodedImage], deps: list[dict[str, SidecarResult]]) -> None:

@@ -7,12 +7,15 @@ import os
 from pathlib import Path
 from typing import IO
 
+from core.anomaly.calibration import CalibratedScorer
 from core.config import Config
 from core.errors import BestshotError
+from core.extractors.analysis import AnomaliesExtractor
 from core.extractors.registry import build_extractors
-from daemon.calibration import load_calibration
+from daemon.calibration import calibration_in_force
 from daemon.context import Ctx
 from daemon.fileops import FileOps
+from daemon.hand_learning import hand_model_in_force
 from daemon.store.db import open_store
 
 FOLDERS = ("inbox", "raw", "approved", "to_crop", "cropped", "rejected", "review_queue", "sidecar", "labels",
@@ -31,8 +34,20 @@ def build_ctx(cfg: Config, *, with_extractors: bool = True) -> Ctx:
     store = open_store(cfg.db_url)
     extractors = build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop) if with_extractors else []
     ctx = Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root), extractors=extractors)
-    load_calibration(ctx)  # the user's calibration of the anomaly cues, once one is learned
+    _load_learned(ctx)
     return ctx
+
+
+def _load_learned(ctx: Ctx) -> None:
+    """What the daemon learned for the anomaly report, into the live extractor: the user's
+    calibration of the cues and the hand model, once each exists."""
+    ext = ctx.extractor("anomalies")
+    if not isinstance(ext, AnomaliesExtractor):
+        return
+    with ctx.store.read() as conn:
+        cal = calibration_in_force(ctx.cfg, conn)
+        ext.scorer = CalibratedScorer(cal) if cal is not None else None
+        ext.hand_model = hand_model_in_force(ctx.cfg, conn)
 
 
 class InstanceLock:

@@ -13,26 +13,22 @@ import json
 import logging
 from pathlib import Path
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from core.anomaly.calibration import (
     CalibratedScorer,
     CueCalibration,
     RegionOutcome,
-    Role,
     fit_calibration,
     outcomes_for_image,
 )
 from core.anomaly.model import AnomalyReport
 from core.config import Config
 from core.extractors.analysis import AnomaliesExtractor
-from core.layout import from_db_path
-from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
-from daemon.jobs import JobSpec, enqueue
+from daemon.learning_data import decided_images, reanalyse_open_sets
 from daemon.sidecar_store import atomic_write, latest_payload
-from daemon.store.schema import decisions, images, set_members, sets
 
 log = logging.getLogger(__name__)
 STATE_KEY = "anomaly_calibration"
@@ -43,32 +39,13 @@ def calibration_dir(ctx: Ctx) -> Path:
 
 
 def decision_outcomes(ctx: Ctx, conn: Connection) -> list[RegionOutcome]:
-    """Outcomes of every flagged region in the images of the user's latest decision per set
-    (observed or logged; the daemon's own batch decisions and retractions teach nothing)."""
-    s = ctx.cfg.anomaly.calibration
-    newest = select(func.max(decisions.c.id)).group_by(decisions.c.set_id)
+    """Outcomes of every flagged region (kept or suppressed) in the images the user decided."""
     out: list[RegionOutcome] = []
-    for d in conn.execute(select(decisions).where(decisions.c.id.in_(newest)).order_by(decisions.c.id)):
-        if d.source == "batch" or d.closed_reason == "retracted":
-            continue
-        deleted = set(json.loads(d.deleted or "[]"))
-        crop = Box.from_dict(json.loads(d.crop_box)) if d.crop_box else None
-        line = json.loads(d.line)
-        image_tags: dict[str, list[str]] = (line.get("bestshot") or {}).get("image_tags") or {}
-        members = conn.execute(select(set_members.c.sha256, images.c.original_name)
-                               .join(images, images.c.sha256 == set_members.c.sha256)
-                               .where(set_members.c.set_id == d.set_id)).all()
-        for m in members:
-            payload = latest_payload(conn, m.sha256, "anomalies")
-            if payload is None:
-                continue
-            role: Role = "other"
-            if m.sha256 == d.winner:
-                role = "cropped" if crop is not None else ("other" if d.needs_crop else "approved")
-            elif m.sha256 in deleted:
-                role = "rejected"
-            tags = image_tags.get(Path(from_db_path(m.original_name)).name, [])
-            out += outcomes_for_image(AnomalyReport.from_dict(payload), role, crop, tags, s)
+    for img in decided_images(conn):
+        payload = latest_payload(conn, img.sha256, "anomalies")
+        if payload is not None:
+            out += outcomes_for_image(AnomalyReport.from_dict(payload), img.role, img.crop_box, img.tags,
+                                      ctx.cfg.anomaly.calibration)
     return out
 
 
@@ -86,22 +63,11 @@ def learn_calibration(ctx: Ctx) -> CueCalibration:
         previous = calibration_in_force(ctx.cfg, conn)
         records.put_state(conn, STATE_KEY, cal.version)
         if cal.effective() != (previous.effective() if previous is not None else {}):
-            n = _reanalyse_open_sets(ctx, conn)
+            n = reanalyse_open_sets(ctx, conn)
             log.info("re-analysing %d images of undecided sets with the new calibration", n)
     _use(ctx, cal)
     log.info("anomaly calibration %s from %d region outcomes over %d cues", cal.version, len(outcomes), len(cal.counts))
     return cal
-
-
-def _reanalyse_open_sets(ctx: Ctx, conn: Connection) -> int:
-    """Queue the anomaly report and crop of every image in an undecided set: cheap (stored
-    detections are reused), and their sets are proposed again once done (ranking.ready_sets)."""
-    specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.name in ("anomalies", "crop")]
-    shas = [r.sha256 for r in conn.execute(select(set_members.c.sha256).join(sets, sets.c.id == set_members.c.set_id)
-                                           .where(sets.c.status == "filed"))]
-    for sha in shas:
-        enqueue(conn, sha, specs)
-    return len(shas) if specs else 0
 
 
 def calibration_in_force(cfg: Config, conn: Connection) -> CueCalibration | None:
@@ -116,15 +82,6 @@ def calibration_in_force(cfg: Config, conn: Connection) -> CueCalibration | None
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.error("anomaly calibration %s unreadable (%s); cues keep their geometric scores", path, e)
         return None
-
-
-def load_calibration(ctx: Ctx) -> CueCalibration | None:
-    """The calibration in force into the live `anomalies` extractor."""
-    with ctx.store.read() as conn:
-        cal = calibration_in_force(ctx.cfg, conn)
-    if cal is not None:
-        _use(ctx, cal)
-    return cal
 
 
 def _use(ctx: Ctx, cal: CueCalibration) -> None:

@@ -32,7 +32,8 @@ def _stored_dependencies(ctx: Ctx, work: dict[str, list[JobSpec]],
     out: dict[str, dict[str, SidecarResult]] = {}
     with ctx.store.read() as conn:
         for sha, stored in done.items():
-            wanted = {d for s in work[sha] if s.kind in by_name for d in by_name[s.kind].requires} & stored
+            wanted = {d for s in work[sha] if s.kind in by_name
+                      for d in (*by_name[s.kind].requires, *by_name[s.kind].optional) if d in by_name} & stored
             got = {d: stored_result(ctx.cfg, conn, sha, d, by_name[d].version) for d in wanted}
             out[sha] = {d: r for d, r in got.items() if r is not None}
     return out

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import insert, or_, select, update
 
+from core.errors import VanishedError
 from core.grouping import LooseImage, group_loose, set_id_for
-from core.layout import is_image_name
+from core.layout import is_image_name, locate
 from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
 from daemon import records
 from daemon.context import Ctx
@@ -173,9 +174,18 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
                 continue
             log.warning("set %s: member %s vanished before filing", task.set_id, r.path)
             continue
+        if locate(ctx.cfg, src).area != "inbox":
+            # Already taken elsewhere (the user moved it while this set was being filed, and a
+            # retry finds it in exports/): their move stands; filing never pulls a file back.
+            log.info("set %s: member %s was moved by the user before filing finished; left there",
+                     task.set_id, r.path)
+            continue
         dst = unique_destination(folder / src.name)
+        # Stat before the move (a move keeps size and mtime): the user may take the file out of
+        # the set folder the moment it appears there, before we could stat it at `dst`; the
+        # watcher then reports that move from `dst`, where the path index already has it.
+        st = src.stat()
         ctx.fileops.move(src, dst, sha256=r.sha256, note=f"file into set {task.set_id}")
-        st = dst.stat()
         with ctx.store.write() as conn:
             records.relocate(conn, ctx.rel(src), ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
         _move_companions(ctx, src, dst)
@@ -198,7 +208,10 @@ def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:
             continue
         name = (dst.name + c.name[len(origin.name):] if c.name.startswith(origin.name)
                 else dst.stem + c.name[len(origin.stem):])
-        ctx.fileops.move(c, unique_destination(dst.parent / name), note=f"metadata of {dst.name}")
+        try:
+            ctx.fileops.move(c, unique_destination(dst.parent / name), note=f"metadata of {dst.name}")
+        except (VanishedError, FileNotFoundError):
+            log.info("metadata file %s was moved away before it could follow its image", c)
 
 
 def _filed_from(ctx: Ctx, sha: str, now_at: Path) -> Path | None:

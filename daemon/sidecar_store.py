@@ -91,7 +91,7 @@ def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any]
 
 
 # The one array an extractor may keep as sidecar/<extractor>/<sha>.npy, by its key in SidecarResult.
-_NPY_KEYS = {"saliency": "subject"}
+_NPY_KEYS = {"saliency": "subject", "hand_clip": "embeddings"}
 
 
 def stored_result(cfg: Config, conn: Connection, sha: str, extractor: str,

@@ -16,6 +16,7 @@ from core.rank.train import train
 from daemon import records
 from daemon.calibration import learn_calibration
 from daemon.context import Ctx
+from daemon.hand_learning import learn_hand_model
 from daemon.ranking import history, library, rank_dir, training_decisions
 from daemon.sidecar_store import atomic_write
 
@@ -31,8 +32,10 @@ class TrainOutcome:
 
 
 def run_training(ctx: Ctx) -> TrainOutcome:
-    """Recalibrate the anomaly cues, then train a ranking model (whose features include them)."""
+    """Recalibrate the anomaly cues and retrain the hand model, then train a ranking model (whose
+    features include the anomalies)."""
     learn_calibration(ctx)
+    learn_hand_model(ctx)
     with ctx.store.read() as conn:
         decided = training_decisions(conn)
         lib = library(conn)

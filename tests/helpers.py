@@ -152,3 +152,19 @@ def filed_sets(root: Path) -> dict[str, list[str]]:
         d.name: sorted(p.name for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
         for d in sorted(raw.iterdir()) if d.is_dir()
     }
+
+
+def random_clip_checkpoint(folder: Path) -> Path:
+    """The random-weights test CLIP model (seeded as ClipExtractor's) as a checkpoint file, so a
+    real, available ClipExtractor comes from settings alone (`extractors.clip.checkpoint`). The
+    real weights cannot be downloaded here; fp16 halves the write."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1234)  # ClipExtractor's seed for its random-weights test model
+        model = open_clip.create_model("ViT-B-32", pretrained=None)
+    ckpt = folder / "vit-b-32.safetensors"
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    return ckpt

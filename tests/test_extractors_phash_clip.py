@@ -23,6 +23,7 @@ from core.extractors.weights import (
     resolve_clip_weights,
 )
 from core.imaging import DecodedImage, decode
+from tests.helpers import random_clip_checkpoint
 
 REPO_ID = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 
@@ -204,17 +205,7 @@ def test_clip_loads_a_configured_checkpoint_file(random_clip: ClipExtractor, tmp
     """The real weights path: a checkpoint file on disk, loaded by open_clip, used for embeddings.
     The file holds the same seeded random weights as the test model (in fp16 to halve the write),
     so both must embed an image alike."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1234)  # the seed ClipExtractor uses for random weights
-        model = open_clip.create_model("ViT-B-32", pretrained=None)
-    ckpt = tmp_path / "vit-b-32.safetensors"
-    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(ckpt))
-    del model
-    settings = ExtractorSettings(device="cpu", clip=ClipSettings(checkpoint=ckpt))
+    settings = ExtractorSettings(device="cpu", clip=ClipSettings(checkpoint=random_clip_checkpoint(tmp_path)))
     ext = ClipExtractor(settings, tmp_path)
     assert ext.availability().available
     img = decoded(smooth(5))

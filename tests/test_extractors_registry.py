@@ -14,11 +14,12 @@ from PIL import Image
 from core.errors import BestshotError, ConfigError, ExtractorError, ModelUnavailableError
 from core.extractors.base import Extractor, Outcome, SidecarResult
 from core.extractors.clip import ClipExtractor
+from core.extractors.hand_clip import HandClipExtractor
 from core.extractors.registry import EXTRACTOR_CLASSES, build_extractors, run_pass
 from core.extractors.settings import ExtractorSettings
 from core.imaging import DecodedImage, decode
 
-ALL = ["phash", "clip", "hands", "pose", "face", "saliency", "quality", "anomalies", "crop"]
+ALL = ["phash", "clip", "hands", "hand_clip", "pose", "face", "saliency", "quality", "anomalies", "crop"]
 
 
 def decoded(arr: np.ndarray, name: str) -> DecodedImage:
@@ -37,11 +38,11 @@ def person_like(seed: int, w: int = 200, h: int = 300) -> np.ndarray:
 def extractors(tmp_path_factory: pytest.TempPathFactory) -> list[Extractor]:
     models = tmp_path_factory.mktemp("models")
     exts = build_extractors(ExtractorSettings(device="cpu"), models)
-    # The real model code with random weights stands in for the weights this machine lacks.
-    return [
-        ClipExtractor(ExtractorSettings(device="cpu"), models, random_weights_for_tests=True) if e.name == "clip" else e
-        for e in exts
-    ]
+    # The real model code with random weights stands in for the weights this machine lacks;
+    # hand_clip shares it, as build_extractors shares the clip it builds.
+    clip = ClipExtractor(ExtractorSettings(device="cpu"), models, random_weights_for_tests=True)
+    swap = {"clip": clip, "hand_clip": HandClipExtractor(clip)}
+    return [swap.get(e.name, e) for e in exts]
 
 
 def test_build_extractors_follows_dependency_order_and_enabled() -> None:

@@ -27,6 +27,15 @@ from core.sidecar_types import POSE, Box, Face, Hand, Pose, SubjectMask
 SIDES = ("left", "right")
 
 
+@dataclass(frozen=True)
+class HandSuspicion:
+    """The learned hand model's reading of one image: a probability per hand (None where the hand
+    has no embedding) and the model version, for the evidence."""
+
+    probabilities: Sequence[float | None]
+    model: str
+
+
 @dataclass
 class _Wrist:
     pose: int
@@ -52,12 +61,17 @@ def detect_anomalies(
     scorer: RegionScorer | None = None,
     rgb: np.ndarray | None = None,
     hand_world: Sequence[np.ndarray | None] | None = None,
+    hand_suspicion: HandSuspicion | None = None,
 ) -> AnomalyReport:
     """`hand_world`: each hand's world landmarks (`core.anomaly.world.hand_world_from_payload`),
     parallel to `hands`; without them the image/world consistency check does not run and the
-    reasons say so."""
+    reasons say so. `hand_suspicion`: the learned hand model's probability per hand that the user
+    would cut it away (core.anomaly.hand_model); a hand at or above
+    `hand_model.flag_probability` is uncertain (`hand_suspect`), whatever its geometry says."""
     if hand_world is not None and len(hand_world) != len(hands):
         raise ValueError(f"hand_world has {len(hand_world)} entries for {len(hands)} hands")
+    if hand_suspicion is not None and len(hand_suspicion.probabilities) != len(hands):
+        raise ValueError(f"hand_suspicion has {len(hand_suspicion.probabilities)} entries for {len(hands)} hands")
     scorer = scorer or GeometricScorer()
     us = settings.uncertain
     reasons: list[str] = []
@@ -96,6 +110,8 @@ def detect_anomalies(
                                   hand_world[i] if hand_world is not None else None)
         if not unsure:
             unsure = _interacting_hand(hand, i, w, wrists, faces, box, settings)
+        if not unsure and hand_suspicion is not None:
+            unsure = _suspect_hand(hand_suspicion, i, box, settings)
         uncertain_regions += unsure
         reasons += [f"hand:{i}: {u.evidence['measurement']} {u.evidence['value']} vs {u.evidence['threshold']}: "
                     "its landmarks cannot be trusted" for u in unsure]
@@ -148,6 +164,15 @@ def detect_anomalies(
         reasons.append(f"{a.source}: {a.tag} suppressed by the {scorer.name} scorer "
                        f"({a.evidence.get('cue_score', a.score)} -> {a.score:.3f})")
     return AnomalyReport(width, height, kept, uncertain_regions, uncertain, reasons, scorer.name, suppressed)
+
+
+def _suspect_hand(suspicion: HandSuspicion, i: int, box: Box, settings: AnomalySettings) -> list[Anomaly]:
+    p = suspicion.probabilities[i]
+    thr = settings.hand_model.flag_probability
+    if p is None or p < thr:
+        return []
+    return [Anomaly("hand_suspect", box, round(p, 4),
+                    evidence("learned_hand_probability", p, thr, model=suspicion.model), f"hand:{i}")]
 
 
 def _interacting_hand(hand: Hand, i: int, own: _Wrist | None, wrists: list[_Wrist], faces: Sequence[Face],

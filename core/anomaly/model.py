@@ -28,7 +28,7 @@ UNDETECTABLE_TAGS: Final = {
     "landmarks alone cannot tell a phone grip from any other grip",
 }
 # Regions where a hand should be but could not be checked; not anomalies, never "clean".
-UNCERTAIN_TAGS: Final = ("hand_undetected", "hand_low_confidence")
+UNCERTAIN_TAGS: Final = ("hand_undetected", "hand_low_confidence", "hand_suspect")
 
 
 @dataclass(frozen=True)

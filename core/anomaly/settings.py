@@ -133,11 +133,34 @@ class CalibrationSettings(_Section):
     cut_inside_max: float = Field(default=0.1, ge=0, lt=1)
 
 
+class HandModelSettings(_Section):
+    """The learned per-hand model (core.anomaly.hand_model): which hands the user cuts away or
+    rejects, learned from per-hand image embeddings, used only once it clears a held-out bar."""
+
+    # Hands the user removed (positives) and kept (negatives) needed before a fit is tried.
+    min_positives: int = Field(default=15, ge=2)
+    min_negatives: int = Field(default=15, ge=2)
+    # Grouped cross-validated AUC (folds never split a decided set) the model must reach to be
+    # used at all; below it, the learned model would add noise to the geometric cues.
+    min_cv_auc: float = Field(default=0.75, gt=0.5, le=1)
+    # A hand the model gives at least this probability of removal is routed to the user as
+    # uncertain (never removed on the model's word alone).
+    flag_probability: float = Field(default=0.8, gt=0, lt=1)
+    # Embeddings are reduced to this many principal components (fewer when there are fewer
+    # examples) so a few dozen decisions cannot overfit a 512-d embedding.
+    pca_components: int = Field(default=16, ge=1, le=256)
+    # L2 penalty on the logistic weights (not the bias): a Gaussian prior N(0, 1/l2).
+    l2: float = Field(default=1.0, gt=0)
+    # Cross-validation folds (at most one per decided set).
+    folds: int = Field(default=5, ge=2, le=20)
+
+
 class AnomalySettings(_Section):
     hand: HandCueSettings = Field(default_factory=HandCueSettings)
     limb: LimbCueSettings = Field(default_factory=LimbCueSettings)
     uncertain: UncertainSettings = Field(default_factory=UncertainSettings)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
+    hand_model: HandModelSettings = Field(default_factory=HandModelSettings)
     # Cues scored below this (after the region scorer) are dropped.
     min_score: float = Field(default=0.5, ge=0, le=1)
     # Padding of hand boxes (fraction of the landmark extent) so a crop clears the whole hand.

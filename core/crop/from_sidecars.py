@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.anomaly.detect import detect_anomalies
+from core.anomaly.detect import HandSuspicion, detect_anomalies
 from core.anomaly.model import AnomalyReport
 from core.anomaly.scorer import RegionScorer
 from core.anomaly.settings import AnomalySettings
@@ -84,9 +84,11 @@ def anomaly_report(
     anomaly_settings: AnomalySettings,
     rgb: np.ndarray | None = None,
     scorer: RegionScorer | None = None,
+    hand_suspicion: HandSuspicion | None = None,
 ) -> AnomalyReport:
     report = detect_anomalies(inputs.hands, inputs.poses, inputs.faces, width, height, anomaly_settings,
-                              subject=inputs.subject, rgb=rgb, hand_world=inputs.hand_world, scorer=scorer)
+                              subject=inputs.subject, rgb=rgb, hand_world=inputs.hand_world, scorer=scorer,
+                              hand_suspicion=hand_suspicion)
     if inputs.missing:
         reasons = [f"{name} sidecar missing: {why}" for name, why in inputs.missing.items()] + report.reasons
         # Without hands or pose nobody checked the anatomy: that is not a clean image.

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from core.anomaly.detect import HandSuspicion
+from core.anomaly.hand_model import HandModel
 from core.anomaly.model import AnomalyReport
 from core.anomaly.scorer import RegionScorer
 from core.anomaly.settings import AnomalySettings
@@ -24,21 +26,44 @@ class AnomaliesExtractor(Extractor):
     name = "anomalies"
     version = 2  # 2: the report keeps the regions its scorer suppressed
     requires = NEEDED
+    optional = ("hand_clip",)
     batch_size = 256
 
-    def __init__(self, settings: AnomalySettings, scorer: RegionScorer | None = None) -> None:
+    def __init__(self, settings: AnomalySettings, scorer: RegionScorer | None = None,
+                 hand_model: HandModel | None = None) -> None:
         self.settings = settings
-        # The daemon swaps in the user's calibration when it learns a new one; reports made
-        # before keep the scorer they name.
+        # The daemon swaps in the user's calibration and hand model when it learns new ones;
+        # reports name the scorer and the evidence names the hand model they were made with.
         self.scorer = scorer
+        self.hand_model = hand_model
 
     def run(self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]) -> list[Outcome]:
         out: list[Outcome] = []
         for im, dep in zip(images, deps, strict=True):
             report = anomaly_report(inputs_from_results(dep), im.width, im.height, self.settings, rgb=im.rgb,
-                                    scorer=self.scorer)
+                                    scorer=self.scorer, hand_suspicion=hand_suspicion(self.hand_model,
+                                                                                      dep.get("hand_clip")))
             out.append(SidecarResult(report.to_dict()))
         return out
+
+
+def hand_suspicion(model: HandModel | None, hand_clip: SidecarResult | None) -> HandSuspicion | None:
+    """The hand model's probabilities for an image's hands, when there is a model and the hands
+    were embedded by the model it was trained on (another CLIP model's embeddings mean nothing
+    to it)."""
+    if model is None or hand_clip is None or embedding_model_id(hand_clip.payload) != model.embedding_model:
+        return None
+    vectors = hand_clip.arrays.get("embeddings")
+    if vectors is None or vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] != model.dim:
+        return None
+    probs = model.probabilities(vectors.astype(np.float64))
+    return HandSuspicion([float(p) for p in probs], model.version)
+
+
+def embedding_model_id(hand_clip_payload: Mapping[str, object]) -> str:
+    """Which embedding model made a hand_clip sidecar ("ViT-B-32/laion2b_s34b_b79k"; "/None" for
+    the random-weights test model)."""
+    return f"{hand_clip_payload.get('model')}/{hand_clip_payload.get('pretrained')}"
 
 
 class CropExtractor(Extractor):

@@ -42,6 +42,9 @@ class Extractor(ABC):
     version: ClassVar[int]
     # Names of extractors whose results this one reads (passed in `deps`), e.g. quality -> saliency.
     requires: ClassVar[tuple[str, ...]] = ()
+    # Extractors whose results this one reads when they are there (enabled, available, stored or
+    # computed in the same pass) and does without otherwise; they run first when both are pending.
+    optional: ClassVar[tuple[str, ...]] = ()
     # Preferred number of images per call; model extractors batch, cheap ones take everything.
     batch_size: ClassVar[int] = 16
 

@@ -50,6 +50,7 @@ class ClipExtractor(Extractor):
         self._device: str | None = None
         self._visual: Any = None
         self._input_size = 224
+        self._dim: int | None = None
         self._mean: Any = None
         self._std: Any = None
 
@@ -101,6 +102,8 @@ class ClipExtractor(Extractor):
         visual = model.visual.to(self._device).eval()
         size = getattr(visual, "image_size", 224)
         self._input_size = int(size[0] if isinstance(size, tuple | list) else size)
+        dim = getattr(visual, "output_dim", None)
+        self._dim = int(dim) if isinstance(dim, int) else None
         self._mean = torch.tensor(mean, dtype=torch.float32, device=self._device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(std, dtype=torch.float32, device=self._device).view(1, 3, 1, 1) * 255.0
         self._visual = visual
@@ -118,17 +121,46 @@ class ClipExtractor(Extractor):
             out.extend(self._embed_batch(images[start : start + step]))
         return out
 
-    def _embed_batch(self, images: Sequence[DecodedImage]) -> list[Outcome]:
+    def _ensure_loaded(self) -> None:
+        avail = self.availability()
+        if not avail.available:
+            raise ModelUnavailableError(None, avail.reason, avail.fix)
+        if self._visual is None:
+            self._load()
+
+    @property
+    def input_size(self) -> int:
+        """The model's square input side; loads the model, since only the loaded tower knows it."""
+        self._ensure_loaded()
+        return self._input_size
+
+    @property
+    def embedding_dim(self) -> int | None:
+        """Length of an embedding, or None while no model is loaded (nothing is loaded to ask)."""
+        return self._dim if self._visual is not None else None
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB at `input_size` -> (N, dim) float32, L2-normalised.
+
+        Loads the model on first use; raises ModelUnavailableError when it cannot, and lets a
+        failing forward pass raise for the caller to attribute to its images."""
         import torch
 
+        self._ensure_loaded()
+        size = self._input_size
+        if pixels.ndim != 4 or pixels.shape[1:] != (size, size, 3) or pixels.dtype != np.uint8:
+            raise ValueError(f"embed_pixels wants (N, {size}, {size}, 3) uint8, got {pixels.shape} {pixels.dtype}")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self._device).permute(0, 3, 1, 2).float()
+            x = (x - self._mean) / self._std
+            feats = torch.nn.functional.normalize(self._visual(x).float(), dim=-1)
+            emb: np.ndarray = feats.cpu().numpy().astype(np.float32, copy=False)
+        self._dim = int(emb.shape[1])
+        return emb
+
+    def _embed_batch(self, images: Sequence[DecodedImage]) -> list[Outcome]:
         try:
-            pixels = np.stack([im.square(self._input_size) for im in images])
-            with torch.inference_mode():
-                x = torch.from_numpy(pixels).to(self._device).permute(0, 3, 1, 2).float()
-                x = (x - self._mean) / self._std
-                feats = self._visual(x)
-                feats = torch.nn.functional.normalize(feats.float(), dim=-1)
-                emb = feats.cpu().numpy().astype(np.float32, copy=False)
+            emb = self.embed_pixels(np.stack([im.square(self._input_size) for im in images]))
         except Exception as e:  # a failed forward pass fails this batch only, with the cause
             log.exception("clip forward pass failed for %d images", len(images))
             return [ExtractorError(im.path, f"clip forward pass failed: {type(e).__name__}: {e}") for im in images]

@@ -17,6 +17,7 @@ from core.extractors.analysis import AnomaliesExtractor, CropExtractor
 from core.extractors.base import Extractor, Outcome, SidecarResult
 from core.extractors.clip import ClipExtractor
 from core.extractors.face import FaceExtractor
+from core.extractors.hand_clip import HandClipExtractor
 from core.extractors.hands import HandsExtractor
 from core.extractors.phash import PhashExtractor
 from core.extractors.pose import PoseExtractor
@@ -32,6 +33,7 @@ EXTRACTOR_CLASSES: dict[str, type[Extractor]] = {
     "phash": PhashExtractor,
     "clip": ClipExtractor,
     "hands": HandsExtractor,
+    "hand_clip": HandClipExtractor,
     "pose": PoseExtractor,
     "face": FaceExtractor,
     "saliency": SaliencyExtractor,
@@ -68,12 +70,23 @@ def build_extractors(
         missing = [d for d in EXTRACTOR_CLASSES[name].requires if d not in enabled]
         if missing:
             raise ConfigError(None, f"extractor {name!r} needs {missing}; add them to extractors.enabled")
+    built: dict[str, Extractor] = {}
+
+    def shared_clip(s: ExtractorSettings, m: Path) -> ClipExtractor:
+        # hand_clip embeds with the clip extractor's model when both run: one model in memory.
+        clip = built.get("clip")
+        return clip if isinstance(clip, ClipExtractor) else ClipExtractor(s, m)
+
     factories: dict[str, Callable[[ExtractorSettings, Path], Extractor]] = {
         **_FACTORIES,
+        "hand_clip": lambda s, m: HandClipExtractor(shared_clip(s, m)),
         "anomalies": lambda _s, _m: AnomaliesExtractor(anomaly or AnomalySettings()),
         "crop": lambda _s, _m: CropExtractor(crop or CropSettings()),
     }
-    return [factories[name](settings, models_dir) for name in EXTRACTOR_CLASSES if name in enabled]
+    for name in EXTRACTOR_CLASSES:
+        if name in enabled:
+            built[name] = factories[name](settings, models_dir)
+    return list(built.values())
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
@@ -173,4 +186,6 @@ def _failed_dependency(ext: Extractor, have: Mapping[str, Outcome]) -> tuple[str
 
 
 def _dep_results(ext: Extractor, have: Mapping[str, Outcome]) -> dict[str, SidecarResult]:
-    return {d: r for d in ext.requires if isinstance(r := have.get(d), SidecarResult)}
+    """Required results (present: `_failed_dependency` stopped the image otherwise) and the
+    optional ones that are there."""
+    return {d: r for d in (*ext.requires, *ext.optional) if isinstance(r := have.get(d), SidecarResult)}

@@ -21,7 +21,9 @@ class ExtractorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: Literal["auto", "mps", "cuda", "cpu"] = "auto"
     enabled: list[str] = Field(
-        default_factory=lambda: ["phash", "clip", "hands", "pose", "face", "saliency", "quality", "anomalies", "crop"]
+        default_factory=lambda: [
+            "phash", "clip", "hands", "hand_clip", "pose", "face", "saliency", "quality", "anomalies", "crop"
+        ]
     )
     clip: ClipSettings = Field(default_factory=ClipSettings)
     max_hands: int = Field(4, ge=1, le=8)

@@ -24,6 +24,8 @@ from typing import Any, Literal
 import numpy as np
 
 from core.errors import BestshotError
+from core.jsonfile import read_json_object, write_json_atomic
+from core.optim import backtrack
 from core.rank.features import FeatureSpace
 
 MODEL_FORMAT = 1
@@ -134,14 +136,7 @@ def fit(
         if iterations == max_iter:
             break
         iterations += 1
-        t = 1.0
-        while True:
-            w_new = w - t * step
-            f_new = objective(w_new)
-            if f_new <= f - 0.25 * t * decrement or t < 1e-10:
-                break
-            t *= 0.5
-        w, f = w_new, f_new
+        w, f = backtrack(objective, w, step, f, decrement)
     cov = np.linalg.inv(hess)
     return FitResult(w, 0.5 * (cov + cov.T), iterations, converged, f)
 
@@ -232,22 +227,12 @@ class RankModel:
             raise RankModelError(path, f"not a valid ranking model: {e}") from e
 
     def save(self, path: Path) -> None:
-        """Write atomically (temp file then rename) so a crash never leaves half a model."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-        tmp.replace(path)
+        """Atomic (temp file then rename), so a crash never leaves half a model."""
+        write_json_atomic(path, self.to_dict(), indent=1)
 
     @classmethod
     def load(cls, path: Path) -> RankModel:
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise RankModelError(path, f"cannot read model: {e.strerror or e}") from e
-        except json.JSONDecodeError as e:
-            raise RankModelError(path, f"model is not valid JSON: {e}") from e
-        if not isinstance(d, dict):
-            raise RankModelError(path, "model file is not a JSON object")
-        return cls.from_dict(d, path)
+        return cls.from_dict(read_json_object(path, "model", RankModelError), path)
 
 
 def make_version(prefix: str, weights: np.ndarray, space: FeatureSpace, when: datetime) -> str:

@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 
 from core.anomaly.calibration import CalibratedScorer
+from core.anomaly.detect import HandSuspicion
 from core.anomaly.scorer import RegionScorer
 from core.config import Config
-from core.crop.from_sidecars import NEEDED, analyse, inputs_from_results
+from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_from_results
 from core.crop.preview import render_preview
 from core.errors import BestshotError
+from core.extractors.analysis import hand_suspicion
 from core.extractors.base import Outcome
 from core.extractors.registry import build_extractors, run_pass
 from core.imaging import load
@@ -46,12 +48,13 @@ def preview_path(out: Path) -> Path:
     return out.with_name(name + ".jpg")
 
 
-def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionScorer | None]:
-    """Sidecars the daemon already stored for this image, and the user's calibration of the cues;
-    nothing when the root has no database."""
+def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionScorer | None, HandSuspicion | None]:
+    """Sidecars the daemon already stored for this image, the user's calibration of the cues and
+    the learned hand model's reading of its hands; nothing when the root has no database."""
     if cfg.paths.db_url is None and not (cfg.root / "bestshot.sqlite").is_file():
-        return {}, None
+        return {}, None, None
     from daemon.calibration import calibration_in_force
+    from daemon.hand_learning import hand_model_in_force
     from daemon.sidecar_store import stored_result
     from daemon.store.db import open_store
 
@@ -60,20 +63,21 @@ def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionSc
     try:
         with store.read() as conn:
             cal = calibration_in_force(cfg, conn)
+            suspicion = hand_suspicion(hand_model_in_force(cfg, conn), stored_result(cfg, conn, sha, "hand_clip"))
             for name in NEEDED:
                 got = stored_result(cfg, conn, sha, name)
                 if got is not None:  # else computed below (a saliency without its mask included)
                     out[name] = got
     finally:
         store.close()
-    return out, CalibratedScorer(cal) if cal is not None else None
+    return out, CalibratedScorer(cal) if cal is not None else None, suspicion
 
 
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     img = load(args.img, max_pixels=cfg.ingest.max_pixels, accept_formats=tuple(cfg.ingest.accept_formats))
-    results, scorer = _stored_results(cfg, img.sha256) if args.root is not None else ({}, None)
+    results, scorer, suspicion = _stored_results(cfg, img.sha256) if args.root is not None else ({}, None, None)
     todo = [n for n in NEEDED if n not in results]
     computed: dict[str, Outcome] = {}
     if todo:
@@ -90,7 +94,10 @@ def handle(args: argparse.Namespace) -> int:
             print(f"warning: {name}: {got.reason}" + (f" (fix: {fix})" if fix else ""), file=sys.stderr)
 
     inputs = inputs_from_results(results)
-    report, proposal = analyse(inputs, img.width, img.height, cfg.anomaly, cfg.crop, img.rgb, scorer)
+    if suspicion is not None and len(suspicion.probabilities) != len(inputs.hands):
+        suspicion = None  # the hands were detected again here and may differ from the stored ones
+    report = anomaly_report(inputs, img.width, img.height, cfg.anomaly, img.rgb, scorer, suspicion)
+    proposal = crop_for(inputs, report, img.width, img.height, cfg.crop)
 
     out = args.out or img.path.with_name(img.path.stem + ".crop.json")
     doc = {"image": str(img.path), "sha256": img.sha256, **proposal.to_dict(), "anomalies": report.to_dict()}

@@ -14,6 +14,7 @@ from core.extractors.registry import build_extractors
 from daemon import jobs, records
 from daemon.calibration import calibration_in_force
 from daemon.cli import add_common, config_from_args
+from daemon.hand_learning import STATUS_KEY
 from daemon.store.db import open_store
 from daemon.store.schema import decisions, dup_groups, images, sets
 
@@ -47,6 +48,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "open_errors": records.count_open_errors(conn),
                 "errors": records.open_errors(conn, n_errors),
                 "anomaly_calibration": _calibration(cfg, conn),
+                "hand_model": records.get_state(conn, STATUS_KEY) or "not trained yet",
             }
             groups: dict[str, list[str]] = {}
             for r in conn.execute(select(dup_groups.c.group_id, images.c.path).join(
@@ -90,6 +92,7 @@ def handle(args: argparse.Namespace) -> int:
                    if v["removed"] + v["kept"] >= cal["min_observations"]]
         print(f"cues     {cal['version']} from {cal['observations']} region outcomes"
               + (f"; calibrated: {', '.join(learned)}" if learned else ""))
+    print(f"hands    learned model {info['hand_model']}")
     print(f"images   {info['images']}  {info['images_by_state']}")
     print(f"sets     {info['sets']}  {info['sets_by_status']}")
     print(f"pending  {info['pending_jobs']} jobs")

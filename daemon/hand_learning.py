@@ -1,0 +1,116 @@
+"""The learned hand model (core.anomaly.hand_model): its examples from the user's decisions, its
+training, and the model in force in the `anomalies` extractor.
+
+Examples: every hand of every decided image with a hand_clip embedding whose label the decision
+gives (kept in an approved image or inside the user's crop; cut away by the crop; the only hand
+of an image rejected with a hand tag). Trained with every training run, it is put in force only
+once it clears its own gate (enough of both labels, held-out AUC); until then `bestshot status`
+says why not. Models are kept under models/hands/<version>.json; a new one re-analyses the
+images of undecided sets, as a new calibration does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import Connection
+
+from core.anomaly.hand_model import HandExample, HandModel, HandModelError, fit_hand_model, hand_labels
+from core.config import Config
+from core.extractors.analysis import AnomaliesExtractor, embedding_model_id
+from core.sidecar_types import hands_from_payload
+from daemon import records
+from daemon.context import Ctx
+from daemon.learning_data import decided_images, reanalyse_open_sets
+from daemon.sidecar_store import latest_payload, stored_result
+
+log = logging.getLogger(__name__)
+STATE_KEY = "hand_model"
+STATUS_KEY = "hand_model_status"  # why no model is in force, or what the last training found
+
+
+def hand_examples(ctx: Ctx, conn: Connection) -> tuple[list[HandExample], str | None]:
+    """Labelled hand embeddings from the user's decisions, and the embedding model they share (the
+    most common one, when the user changed CLIP models: the others cannot be mixed in)."""
+    found: list[tuple[str, HandExample]] = []
+    pad = ctx.cfg.anomaly.hand_box_pad
+    for img in decided_images(conn):
+        hands = latest_payload(conn, img.sha256, "hands")
+        emb = stored_result(ctx.cfg, conn, img.sha256, "hand_clip")
+        if hands is None or emb is None:
+            continue
+        vectors = emb.arrays.get("embeddings")
+        boxes = [h.box(pad) for h in hands_from_payload(hands)]
+        if vectors is None or vectors.ndim != 2 or vectors.shape[0] != len(boxes):
+            continue
+        labels = hand_labels(boxes, img.role, img.crop_box, img.tags, ctx.cfg.anomaly.calibration)
+        model = embedding_model_id(emb.payload)
+        found += [(model, HandExample(img.set_id, vectors[i].astype(np.float64), lab))
+                  for i, lab in enumerate(labels) if lab is not None]
+    if not found:
+        return [], None
+    model = Counter(m for m, _ in found).most_common(1)[0][0]
+    return [ex for m, ex in found if m == model], model
+
+
+def models_dir(cfg: Config) -> Path:
+    return cfg.path("models") / "hands"
+
+
+def learn_hand_model(ctx: Ctx) -> HandModel | None:
+    """Train on all decisions so far; the model goes in force only when it clears its gate."""
+    with ctx.store.read() as conn:
+        examples, emb_model = hand_examples(ctx, conn)
+    if emb_model is None:
+        _not_trained(ctx, "no decided image has hand embeddings yet (hand_clip needs the CLIP weights)")
+        return None
+    try:
+        model = fit_hand_model(examples, ctx.cfg.anomaly.hand_model, emb_model, datetime.now(UTC))
+    except HandModelError as e:
+        _not_trained(ctx, e.reason)
+        return None
+    models_dir(ctx.cfg).mkdir(parents=True, exist_ok=True)
+    target = models_dir(ctx.cfg) / f"{model.version}.json"
+    if not target.exists():
+        model.save(target)
+    with ctx.store.write() as conn:
+        previous = records.get_state(conn, STATE_KEY)
+        records.put_state(conn, STATE_KEY, model.version)
+        records.put_state(conn, STATUS_KEY, f"in force: {model.version}, held-out AUC {model.cv_auc:.3f} on "
+                                            f"{model.positives} cut and {model.negatives} kept hands")
+        if model.version != previous:
+            n = reanalyse_open_sets(ctx, conn)
+            log.info("re-analysing %d images of undecided sets with hand model %s", n, model.version)
+    _use(ctx, model)
+    log.info("hand model %s: held-out AUC %.3f (%d cut, %d kept hands)", model.version, model.cv_auc,
+             model.positives, model.negatives)
+    return model
+
+
+def _not_trained(ctx: Ctx, reason: str) -> None:
+    """The model in force (if any) stays; status says why no new one was adopted."""
+    log.info("hand model not trained: %s", reason)
+    with ctx.store.write() as conn:
+        records.put_state(conn, STATUS_KEY, f"not trained: {reason}")
+
+
+def hand_model_in_force(cfg: Config, conn: Connection) -> HandModel | None:
+    version = records.get_state(conn, STATE_KEY)
+    if not version:
+        return None
+    path = models_dir(cfg) / f"{version}.json"
+    try:
+        return HandModel.load(path)
+    except (OSError, HandModelError, ValueError) as e:
+        log.error("hand model %s unreadable (%s); hands are not scored", path, e)
+        return None
+
+
+def _use(ctx: Ctx, model: HandModel) -> None:
+    ext = ctx.extractor("anomalies")
+    if isinstance(ext, AnomaliesExtractor):
+        ext.hand_model = model
