@@ -95,7 +95,9 @@ def _not_trained(ctx: Ctx, reason: str) -> None:
     """The model in force (if any) stays; status says why no new one was adopted."""
     log.info("hand model not trained: %s", reason)
     with ctx.store.write() as conn:
-        records.put_state(conn, STATUS_KEY, f"not trained: {reason}")
+        kept = records.get_state(conn, STATE_KEY)
+        records.put_state(conn, STATUS_KEY, f"in force: {kept}, kept; the new fit was refused: {reason}" if kept
+                          else f"not trained: {reason}")
 
 
 def hand_model_in_force(cfg: Config, conn: Connection) -> HandModel | None:

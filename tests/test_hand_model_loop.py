@@ -15,6 +15,7 @@ the held-out AUC stays under the bar and nothing is put in force; with the fifth
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -33,7 +34,7 @@ from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
-from daemon.hand_learning import STATE_KEY, STATUS_KEY, hand_examples
+from daemon.hand_learning import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
 from daemon.ranking import members_of
 from daemon.sidecar_store import latest_payload, stored_result
 from daemon.store.schema import sets
@@ -139,3 +140,10 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     restarted = build_ctx(cfg)
     in_force = getattr(restarted.extractor("anomalies"), "hand_model", None)
     assert isinstance(in_force, HandModel) and in_force.version == version
+
+    # A later fit that fails the gate leaves the model in force, and status says both.
+    stricter = cfg.model_copy(update={"anomaly": cfg.anomaly.model_copy(update={
+        "hand_model": cfg.anomaly.hand_model.model_copy(update={"min_positives": 50})})})
+    assert learn_hand_model(dataclasses.replace(ctx, cfg=stricter)) is None
+    assert state(ctx, STATE_KEY) == version
+    assert str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")
