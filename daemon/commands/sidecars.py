@@ -24,7 +24,7 @@ from daemon.sidecar_store import save_result
 log = logging.getLogger(__name__)
 
 GROUPS = {
-    "embed": ["clip"],
+    "embed": ["clip", "hands", "hand_clip"],  # hand crops need the hands to crop
     "phash": ["phash"],
     "detect": ["hands", "pose", "face", "saliency", "quality", "anomalies", "crop"],
 }
