@@ -25,7 +25,7 @@ HEAD_POINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "mouth_
 class Target:
     """A region the crop should leave out: an anomaly, or an uncertain hand."""
 
-    id: int
+    id: int  # index in the report's list of its kind (anomalies or uncertain_regions)
     kind: str  # "anomaly" | "uncertain"
     tag: str
     source: str
@@ -104,16 +104,16 @@ def _targets(report: AnomalyReport | None, width: int, height: int, s: CropSetti
     if report is None:
         return []
     out: list[Target] = []
-    items = [("anomaly", a, 1.0) for a in report.anomalies]
+    items = [("anomaly", i, a, 1.0) for i, a in enumerate(report.anomalies)]
     if s.remove_uncertain:
-        items += [("uncertain", a, s.uncertain_weight) for a in report.uncertain_regions]
-    for kind, a, w in items:
+        items += [("uncertain", i, a, s.uncertain_weight) for i, a in enumerate(report.uncertain_regions)]
+    for kind, i, a, w in items:
         b = a.box
         x1, y1 = max(0.0, b.x), max(0.0, b.y)
         x2, y2 = min(float(width), b.x2), min(float(height), b.y2)
         if x2 - x1 < 0.5 or y2 - y1 < 0.5:
-            continue  # outside the frame: nothing to crop away
-        out.append(Target(len(out), kind, a.tag, a.source, Box(x1, y1, x2 - x1, y2 - y1), w * max(a.score, 0.05)))
+            continue  # outside the frame (or under half a pixel): nothing to crop away
+        out.append(Target(i, kind, a.tag, a.source, Box(x1, y1, x2 - x1, y2 - y1), w * max(a.score, 0.05)))
     return out
 
 

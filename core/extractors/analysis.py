@@ -68,7 +68,7 @@ def embedding_model_id(hand_clip_payload: Mapping[str, object]) -> str:
 
 class CropExtractor(Extractor):
     name = "crop"
-    version = 1
+    version = 2  # 2: region ids index the report's anomalies / uncertain_regions
     requires = ("anomalies", *NEEDED)
     batch_size = 256
 
