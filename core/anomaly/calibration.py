@@ -52,7 +52,7 @@ def cue_score(a: Anomaly) -> float:
     return float(a.evidence.get("cue_score", a.score))
 
 
-def _inside_fraction(region: Box, crop: Box) -> float:
+def box_inside_fraction(region: Box, crop: Box) -> float:
     area = region.w * region.h
     return region.intersection(crop) / area if area > 0 else 0.0
 
@@ -72,7 +72,7 @@ def outcomes_for_image(report: AnomalyReport, role: Role, crop_box: Box | None, 
         if role == "approved":
             out.append(RegionOutcome(cue_of(a), False))
         elif role == "cropped" and crop_box is not None:
-            inside = _inside_fraction(a.box, crop_box)
+            inside = box_inside_fraction(a.box, crop_box)
             if inside >= s.kept_inside_min:
                 out.append(RegionOutcome(cue_of(a), False))
             elif inside <= s.cut_inside_max:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from core.anomaly.calibration import Role, _inside_fraction
+from core.anomaly.calibration import Role, box_inside_fraction
 from core.anomaly.settings import CalibrationSettings, HandModelSettings
 from core.errors import BestshotError
 from core.jsonfile import read_json_object, write_json_atomic
@@ -50,7 +50,7 @@ def hand_labels(boxes: Sequence[Box], role: Role, crop_box: Box | None, tags: It
     if role == "cropped" and crop_box is not None:
         out: list[bool | None] = []
         for b in boxes:
-            inside = _inside_fraction(b, crop_box)
+            inside = box_inside_fraction(b, crop_box)
             out.append(True if inside <= s.cut_inside_max else False if inside >= s.kept_inside_min else None)
         return out
     # With several hands a hand tag does not say which one was wrong.
