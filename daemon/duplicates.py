@@ -1,60 +1,180 @@
-"""Near-duplicate groups over the whole collection, stored so status and ranking can use them."""
+"""Near-duplicate groups over the whole collection, stored so status and ranking can use them.
+
+Images are compared within a window of their neighbours by mtime (near-duplicates are made
+together), so the work grows with the library, not with its square. After each batch of new
+sidecars only the new images are compared with their neighbours and merged into the stored
+groups; a full recomputation runs the first time, when images left the library (groups would
+have to split), or when the rule changes (embeddings became available).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from core.dedup import DedupItem, near_duplicate_groups, rule_description
+from daemon import records
 from daemon.context import Ctx
 from daemon.store.schema import dup_groups, images, set_members, sidecars
 
-# Above this many images the n x n comparison runs per window of consecutive (by mtime) images.
+log = logging.getLogger(__name__)
+
+# Above this many images the n x n comparison runs per window of consecutive (by mtime) images;
+# windows overlap by half, so any two images within WINDOW // 2 positions are compared.
 WINDOW = 2000
+_STATE = "dedup_refresh"  # {"seen": newest phash/clip sidecar time, "present": images, "rule": str}
 
 
-def refresh_duplicates(ctx: Ctx) -> int:
-    """Recompute every group and the per-set near_duplicate_of marks; returns the number of groups."""
+@dataclass(frozen=True)
+class DedupRefresh:
+    mode: str  # "full" | "incremental" | "unchanged"
+    groups: int
+    changed: int  # images whose group changed
+
+
+def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
+    """Bring the groups and the per-set near_duplicate_of marks up to date."""
     clip = ctx.extractor("clip")
-    embeddings_on = clip is not None and clip.availability().available
+    rule = rule_description(ctx.cfg.dedup, clip is not None and clip.availability().available)
     with ctx.store.read() as conn:
         rows = conn.execute(
             select(images.c.sha256, images.c.phash).where(images.c.phash.is_not(None), images.c.state == "present")
             .order_by(images.c.mtime)
         ).all()
-        emb = {r.sha256: np.frombuffer(r.blob, dtype="<f4") for r in conn.execute(
-            select(sidecars.c.sha256, sidecars.c.blob).where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None)))}
-        members = conn.execute(select(set_members.c.set_id, set_members.c.sha256, set_members.c.position)).all()
-    items = [DedupItem(r.sha256, r.phash, emb.get(r.sha256)) for r in rows]
+        seen = conn.execute(select(func.max(sidecars.c.created_at))
+                            .where(sidecars.c.extractor.in_(("phash", "clip")))).scalar() or 0.0
+        last: dict[str, Any] = records.get_state(conn, _STATE) or {}
+        new = set() if full or not last else {r.sha256 for r in conn.execute(
+            select(sidecars.c.sha256).where(sidecars.c.extractor.in_(("phash", "clip")),
+                                            sidecars.c.created_at > last["seen"]))}
+        stored = {r.sha256: r.group_id for r in conn.execute(select(dup_groups.c.sha256, dup_groups.c.group_id))}
+    present = {r.sha256 for r in rows}
+    new &= present
+    old = present - new
+    # Incremental only when the library just grew: every earlier image is still there, under the same rule.
+    incremental = (bool(last) and not full and last.get("rule") == rule and last.get("present") == len(old)
+                   and set(stored) <= present)
+    if incremental and not new:
+        return DedupRefresh("unchanged", len(set(stored.values())), 0)
+    if incremental:
+        merged = _merge_new(ctx, rows, new, stored)
+    else:
+        merged = _full(ctx, rows)
+    with ctx.store.write() as conn:
+        changed = _write(conn, stored, merged, rule, replace_rule=not incremental)
+        records.put_state(conn, _STATE, {"seen": seen, "present": len(present), "rule": rule})
+    out = DedupRefresh("incremental" if incremental else "full", len(set(merged.values())), len(changed))
+    log.debug("duplicates: %s", out)
+    return out
+
+
+def _items(ctx: Ctx, rows: Sequence[Any]) -> list[DedupItem]:
+    shas = [r.sha256 for r in rows]
+    emb: dict[str, np.ndarray] = {}
+    with ctx.store.read() as conn:
+        for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
+            emb.update((r.sha256, np.frombuffer(r.blob, dtype="<f4")) for r in conn.execute(
+                select(sidecars.c.sha256, sidecars.c.blob).where(
+                    sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None), sidecars.c.sha256.in_(chunk))
+                .order_by(sidecars.c.version)))
+    return [DedupItem(r.sha256, r.phash, emb.get(r.sha256)) for r in rows]
+
+
+def _windows(items: list[DedupItem], ctx: Ctx) -> list[list[str]]:
     groups: list[list[str]] = []
     step = WINDOW // 2
     for start in range(0, max(1, len(items) - step), step) if len(items) > WINDOW else [0]:
         groups.extend(near_duplicate_groups(items[start : start + WINDOW], ctx.cfg.dedup))
-    # Windows overlap: merge groups that share a member.
-    merged: dict[str, str] = {}
+    return groups
+
+
+def _union(groups: Iterable[Sequence[str]], start: Mapping[str, str] | None = None) -> dict[str, str]:
+    """sha -> group id (the smallest sha of its group), joining groups that share a member."""
+    parent: dict[str, str] = {}
+
+    def find(s: str) -> str:
+        parent.setdefault(s, s)
+        while parent[s] != s:
+            parent[s] = parent[parent[s]]
+            s = parent[s]
+        return s
+
+    def join(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    for sha, gid in (start or {}).items():
+        join(sha, gid)
     for g in groups:
-        root = min(merged.get(s, s) for s in g)
-        for s in g:
-            merged[s] = root
-    rule = rule_description(ctx.cfg.dedup, embeddings_on)
-    by_set: dict[str, list[tuple[int, str]]] = {}
-    for m in members:
-        by_set.setdefault(m.set_id, []).append((m.position, m.sha256))
-    with ctx.store.write() as conn:
+        for s in g[1:]:
+            join(g[0], s)
+    return {s: find(s) for s in parent}
+
+
+def _full(ctx: Ctx, rows: Sequence[Any]) -> dict[str, str]:
+    return _union(_windows(_items(ctx, rows), ctx))
+
+
+def _merge_new(ctx: Ctx, rows: Sequence[Any], new: set[str], stored: Mapping[str, str]) -> dict[str, str]:
+    """The stored groups joined with whatever the new images match among their neighbours."""
+    half = WINDOW // 2
+    pos = [i for i, r in enumerate(rows) if r.sha256 in new]
+    spans: list[list[int]] = []
+    for i in pos:  # merge the +-half neighbourhoods of the new images into contiguous runs
+        lo, hi = max(0, i - half), min(len(rows), i + half + 1)
+        if spans and lo <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    groups: list[list[str]] = []
+    for lo, hi in spans:
+        groups += [g for g in _windows(_items(ctx, rows[lo:hi]), ctx) if new.intersection(g)]
+    return _union(groups, stored)
+
+
+def _write(conn: Connection, stored: Mapping[str, str], merged: Mapping[str, str], rule: str,
+           replace_rule: bool) -> set[str]:
+    """Rows of images whose group changed (all rows on a full refresh), and the near-duplicate
+    marks of their sets; returns the shas whose group changed."""
+    changed = {s for s in set(stored) | set(merged) if stored.get(s) != merged.get(s)}
+    if replace_rule:
         conn.execute(delete(dup_groups))
-        for sha, gid in merged.items():
-            conn.execute(insert(dup_groups).values(sha256=sha, group_id=gid, rule=rule))
-        conn.execute(update(set_members).values(near_duplicate_of=None))
-        for set_id, mem in by_set.items():
-            first_of_group: dict[str, str] = {}
-            for _pos, sha in sorted(mem):
-                found = merged.get(sha)
-                if found is None:
-                    continue
-                gid = found
-                if gid in first_of_group:
-                    conn.execute(update(set_members).where(set_members.c.set_id == set_id, set_members.c.sha256 == sha)
-                                 .values(near_duplicate_of=first_of_group[gid]))
-                else:
-                    first_of_group[gid] = sha
-    return len(set(merged.values()))
+        write = set(merged)
+    else:
+        if changed:
+            conn.execute(delete(dup_groups).where(dup_groups.c.sha256.in_(list(changed))))
+        write = changed & set(merged)
+    if write:
+        conn.execute(insert(dup_groups), [{"sha256": s, "group_id": merged[s], "rule": rule} for s in sorted(write)])
+    if replace_rule:
+        _mark_sets(conn, merged, None)
+    elif changed:
+        _mark_sets(conn, merged, {r.set_id for r in conn.execute(
+            select(set_members.c.set_id).where(set_members.c.sha256.in_(list(changed))))})
+    return changed
+
+
+def _mark_sets(conn: Connection, merged: Mapping[str, str], set_ids: set[str] | None) -> None:
+    """near_duplicate_of: a member whose group an earlier member of its set already stands for
+    names that member; rows are written only where the mark changes."""
+    q = select(set_members.c.set_id, set_members.c.sha256, set_members.c.position, set_members.c.near_duplicate_of)
+    if set_ids is not None:
+        q = q.where(set_members.c.set_id.in_(list(set_ids)))
+    by_set: dict[str, list[Any]] = {}
+    for m in conn.execute(q):
+        by_set.setdefault(m.set_id, []).append(m)
+    for set_id, mem in by_set.items():
+        first_of_group: dict[str, str] = {}
+        for m in sorted(mem, key=lambda m: m.position):
+            gid = merged.get(m.sha256)
+            mark = None if gid is None else first_of_group.setdefault(gid, m.sha256)
+            mark = None if mark == m.sha256 else mark
+            if mark != m.near_duplicate_of:
+                conn.execute(update(set_members).where(set_members.c.set_id == set_id,
+                                                       set_members.c.sha256 == m.sha256).values(near_duplicate_of=mark))

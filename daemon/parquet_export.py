@@ -34,6 +34,14 @@ def _latest(rows: Sequence[Any]) -> list[Any]:
     return [best[k] for k in sorted(best)]
 
 
+def _list_column(vectors: Sequence[np.ndarray]) -> pa.Array:
+    """list<float32> from the vectors' buffers (no Python floats: 10,000 x 512 in milliseconds)."""
+    offsets = np.zeros(len(vectors) + 1, dtype=np.int32)
+    np.cumsum([len(v) for v in vectors], out=offsets[1:])
+    values = np.concatenate(vectors).astype(np.float32, copy=False) if vectors else np.zeros(0, np.float32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
+
+
 def export_parquet(ctx: Ctx) -> dict[str, int]:
     side = ctx.cfg.path("sidecar")
     with ctx.store.read() as conn:
@@ -54,7 +62,7 @@ def export_parquet(ctx: Ctx) -> dict[str, int]:
         "model": [p.get("model") for p in emb_payloads],
         "pretrained": [p.get("pretrained") for p in emb_payloads],
         "extractor_version": pa.array([r.version for r in emb_rows], pa.int32()),
-        "embedding": pa.array([v.tolist() for v in vectors], pa.list_(pa.float32())),
+        "embedding": _list_column(vectors),
     })
     hashes = pa.table({
         "sha256": [r.sha256 for r in hash_rows],
