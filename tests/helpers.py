@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 from PIL import Image, PngImagePlugin
+
+from core.imaging import DecodedImage, decode
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -168,3 +171,10 @@ def random_clip_checkpoint(folder: Path) -> Path:
     ckpt = folder / "vit-b-32.safetensors"
     save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(ckpt))
     return ckpt
+
+
+def decoded(arr: np.ndarray, name: str = "x.png") -> DecodedImage:
+    """An RGB array as the DecodedImage a PNG file of it would give (no file written)."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return decode(Path(name), buf.getvalue())

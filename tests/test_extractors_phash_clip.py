@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import imagehash
@@ -22,16 +21,11 @@ from core.extractors.weights import (
     list_models,
     resolve_clip_weights,
 )
-from core.imaging import DecodedImage, decode
-from tests.helpers import random_clip_checkpoint
+from core.imaging import decode
+from tests.helpers import decoded, random_clip_checkpoint
 
 REPO_ID = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 
-
-def decoded(arr: np.ndarray, name: str = "x.png") -> DecodedImage:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return decode(Path(name), buf.getvalue())
 
 
 def smooth(seed: int, w: int = 256, h: int = 384) -> np.ndarray:

@@ -3,7 +3,6 @@ isolation, with every real extractor over bad inputs (tiny, black, extreme strip
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,15 +16,11 @@ from core.extractors.clip import ClipExtractor
 from core.extractors.hand_clip import HandClipExtractor
 from core.extractors.registry import EXTRACTOR_CLASSES, build_extractors, run_pass
 from core.extractors.settings import ExtractorSettings
-from core.imaging import DecodedImage, decode
+from core.imaging import DecodedImage
+from tests.helpers import decoded
 
 ALL = ["phash", "clip", "hands", "hand_clip", "pose", "face", "saliency", "quality", "anomalies", "crop"]
 
-
-def decoded(arr: np.ndarray, name: str) -> DecodedImage:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return decode(Path(name), buf.getvalue())
 
 
 def person_like(seed: int, w: int = 200, h: int = 300) -> np.ndarray:

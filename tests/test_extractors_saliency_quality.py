@@ -7,7 +7,6 @@ photos (the fourth is a street scene the saliency model takes whole).
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 import types
@@ -17,7 +16,6 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
 from core.extractors.base import SidecarResult
 from core.extractors.brisque import FLAT_EPS, Brisque, aggd_fit, brisque_features, load_normalize, mscn
@@ -25,13 +23,8 @@ from core.extractors.quality import LUMA_709, QualityExtractor, noise_sigma
 from core.extractors.saliency import SaliencyExtractor, mask_geometry, subject_bbox
 from core.extractors.settings import ExtractorSettings
 from core.extractors.weights import brisque_model_dir
-from core.imaging import DecodedImage, decode, load
-
-
-def decoded(arr: np.ndarray, name: str = "x.png") -> DecodedImage:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return decode(Path(name), buf.getvalue())
+from core.imaging import DecodedImage, load
+from tests.helpers import decoded
 
 
 @pytest.fixture(scope="module")
