@@ -25,17 +25,18 @@ from core.anomaly.calibration import (
 from core.anomaly.model import AnomalyReport
 from core.config import Config
 from core.extractors.analysis import AnomaliesExtractor
+from core.jsonfile import write_json_atomic
 from daemon import records
 from daemon.context import Ctx
 from daemon.learning_data import decided_images, reanalyse_open_sets
-from daemon.sidecar_store import atomic_write, latest_payload
+from daemon.sidecar_store import latest_payload
 
 log = logging.getLogger(__name__)
 STATE_KEY = "anomaly_calibration"
 
 
-def calibration_dir(ctx: Ctx) -> Path:
-    return ctx.cfg.path("models") / "anomaly"  # calibration_in_force reads the same folder
+def calibration_dir(cfg: Config) -> Path:
+    return cfg.path("models") / "anomaly"
 
 
 def decision_outcomes(ctx: Ctx, conn: Connection) -> list[RegionOutcome]:
@@ -54,11 +55,11 @@ def learn_calibration(ctx: Ctx) -> CueCalibration:
     with ctx.store.read() as conn:
         outcomes = decision_outcomes(ctx, conn)
     cal = fit_calibration(outcomes, ctx.cfg.anomaly.calibration)
-    d = calibration_dir(ctx)
+    d = calibration_dir(ctx.cfg)
     d.mkdir(parents=True, exist_ok=True)
     target = d / f"{cal.version}.json"
     if not target.exists():
-        atomic_write(target, json.dumps(cal.to_dict(), indent=2).encode())
+        write_json_atomic(target, cal.to_dict(), indent=2)
     with ctx.store.write() as conn:
         previous = calibration_in_force(ctx.cfg, conn)
         records.put_state(conn, STATE_KEY, cal.version)
@@ -76,7 +77,7 @@ def calibration_in_force(cfg: Config, conn: Connection) -> CueCalibration | None
     version = records.get_state(conn, STATE_KEY)
     if not version:
         return None
-    path = cfg.path("models") / "anomaly" / f"{version}.json"
+    path = calibration_dir(cfg) / f"{version}.json"
     try:
         return CueCalibration.from_dict(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError) as e:
