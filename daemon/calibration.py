@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -28,7 +29,7 @@ from core.extractors.analysis import AnomaliesExtractor
 from core.jsonfile import write_json_atomic
 from daemon import records
 from daemon.context import Ctx
-from daemon.learning_data import decided_images, reanalyse_open_sets
+from daemon.learning_data import DecidedImage, decided_images, reanalyse_open_sets
 from daemon.sidecar_store import latest_payload
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,11 @@ def calibration_dir(cfg: Config) -> Path:
     return cfg.path("models") / "anomaly"
 
 
-def decision_outcomes(ctx: Ctx, conn: Connection) -> list[RegionOutcome]:
+def decision_outcomes(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None
+                      ) -> list[RegionOutcome]:
     """Outcomes of every flagged region (kept or suppressed) in the images the user decided."""
     out: list[RegionOutcome] = []
-    for img in decided_images(conn):
+    for img in decided if decided is not None else decided_images(conn):
         payload = latest_payload(conn, img.sha256, "anomalies")
         if payload is not None:
             out += outcomes_for_image(AnomalyReport.from_dict(payload), img.role, img.crop_box, img.tags,
@@ -50,10 +52,11 @@ def decision_outcomes(ctx: Ctx, conn: Connection) -> list[RegionOutcome]:
     return out
 
 
-def learn_calibration(ctx: Ctx) -> CueCalibration:
-    """Fit from all decisions so far, keep the file, put it in force and in the live extractor."""
+def learn_calibration(ctx: Ctx, decided: Sequence[DecidedImage] | None = None) -> CueCalibration:
+    """Fit from all decisions so far (`decided`, when the caller already read them), keep the
+    file, put it in force and in the live extractor."""
     with ctx.store.read() as conn:
-        outcomes = decision_outcomes(ctx, conn)
+        outcomes = decision_outcomes(ctx, conn, decided)
     cal = fit_calibration(outcomes, ctx.cfg.anomaly.calibration)
     d = calibration_dir(ctx.cfg)
     d.mkdir(parents=True, exist_ok=True)

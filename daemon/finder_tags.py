@@ -18,9 +18,10 @@ import ctypes.util
 import errno
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 from core.errors import BestshotError, FileOpError, UnreadableError, VanishedError
 from core.labels.tags import (
@@ -32,6 +33,8 @@ from core.labels.tags import (
     encode_xdg_tags,
     unique,
 )
+
+T = TypeVar("T")
 
 MAC_ATTR = "com.apple.metadata:_kMDItemUserTags"
 LINUX_MAC_ATTR = "user." + MAC_ATTR
@@ -145,25 +148,24 @@ def _set(path: Path, name: str, value: bytes | None) -> None:
         raise _write_error(path, name, e) from e
 
 
-def read_finder_tags(path: Path, attr: str | None = None) -> list[FinderTag]:
-    """Finder tags with their colours; [] when there are none. Raises TagFormatError on bad bytes."""
-    data = _get(path, attr or mac_attr_name())
+def _read(path: Path, attr: str, decode: Callable[[bytes], list[T]]) -> list[T]:
+    """The decoded attribute; [] when it is absent. Bad bytes raise TagFormatError naming `path`."""
+    data = _get(path, attr)
     if data is None:
         return []
     try:
-        return decode_mac_tags(data)
+        return decode(data)
     except TagFormatError as e:
         raise TagFormatError(path, e.reason) from e
+
+
+def read_finder_tags(path: Path, attr: str | None = None) -> list[FinderTag]:
+    """Finder tags with their colours; [] when there are none. Raises TagFormatError on bad bytes."""
+    return _read(path, attr or mac_attr_name(), decode_mac_tags)
 
 
 def read_xdg_tags(path: Path) -> list[str]:
-    data = _get(path, XDG_ATTR)
-    if data is None:
-        return []
-    try:
-        return decode_xdg_tags(data)
-    except TagFormatError as e:
-        raise TagFormatError(path, e.reason) from e
+    return _read(path, XDG_ATTR, decode_xdg_tags)
 
 
 def read_tags(path: Path) -> list[str]:

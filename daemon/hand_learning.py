@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from core.extractors.analysis import AnomaliesExtractor, embedding_model_id
 from core.sidecar_types import hands_from_payload
 from daemon import records
 from daemon.context import Ctx
-from daemon.learning_data import decided_images, reanalyse_open_sets
+from daemon.learning_data import DecidedImage, decided_images, reanalyse_open_sets
 from daemon.sidecar_store import latest_payload, stored_result
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,13 @@ STATE_KEY = "hand_model"
 STATUS_KEY = "hand_model_status"  # why no model is in force, or what the last training found
 
 
-def hand_examples(ctx: Ctx, conn: Connection) -> tuple[list[HandExample], str | None]:
+def hand_examples(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None
+                  ) -> tuple[list[HandExample], str | None]:
     """Labelled hand embeddings from the user's decisions, and the embedding model they share (the
     most common one, when the user changed CLIP models: the others cannot be mixed in)."""
     found: list[tuple[str, HandExample]] = []
     pad = ctx.cfg.anomaly.hand_box_pad
-    for img in decided_images(conn):
+    for img in decided if decided is not None else decided_images(conn):
         hands = latest_payload(conn, img.sha256, "hands")
         emb = stored_result(ctx.cfg, conn, img.sha256, "hand_clip")
         if hands is None or emb is None:
@@ -61,10 +63,11 @@ def models_dir(cfg: Config) -> Path:
     return cfg.path("models") / "hands"
 
 
-def learn_hand_model(ctx: Ctx) -> HandModel | None:
-    """Train on all decisions so far; the model goes in force only when it clears its gate."""
+def learn_hand_model(ctx: Ctx, decided: Sequence[DecidedImage] | None = None) -> HandModel | None:
+    """Train on all decisions so far (`decided`, when the caller already read them); the model
+    goes in force only when it clears its gate."""
     with ctx.store.read() as conn:
-        examples, emb_model = hand_examples(ctx, conn)
+        examples, emb_model = hand_examples(ctx, conn, decided)
     if emb_model is None:
         _not_trained(ctx, "no decided image has hand embeddings yet (hand_clip needs the CLIP weights)")
         return None

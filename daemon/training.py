@@ -17,6 +17,7 @@ from daemon import records
 from daemon.calibration import learn_calibration
 from daemon.context import Ctx
 from daemon.hand_learning import learn_hand_model
+from daemon.learning_data import decided_images
 from daemon.ranking import history, library, rank_dir, training_decisions
 from daemon.sidecar_store import atomic_write
 
@@ -34,8 +35,10 @@ class TrainOutcome:
 def run_training(ctx: Ctx) -> TrainOutcome:
     """Recalibrate the anomaly cues and retrain the hand model, then train a ranking model (whose
     features include the anomalies)."""
-    learn_calibration(ctx)
-    learn_hand_model(ctx)
+    with ctx.store.read() as conn:
+        images = list(decided_images(conn))  # read once for both
+    learn_calibration(ctx, images)
+    learn_hand_model(ctx, images)
     with ctx.store.read() as conn:
         decided = training_decisions(conn)
         lib = library(conn)

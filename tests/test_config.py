@@ -11,20 +11,16 @@ from core.errors import ConfigError
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_unknown_key_is_rejected_and_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "field"), [
+    ("watch:\n  stable_secondz: 2\n", "watch.stable_secondz"),  # an unknown key is rejected and named
+    ("grouping:\n  max_set_size: 0\n", "grouping.max_set_size"),  # a bad value names its field
+])
+def test_config_errors_name_the_field(tmp_path: Path, text: str, field: str) -> None:
     f = tmp_path / "c.yaml"
-    f.write_text("watch:\n  stable_secondz: 2\n")
+    f.write_text(text)
     with pytest.raises(ConfigError) as e:
         load_config(f, env={})
-    assert "watch.stable_secondz" in str(e.value)
-
-
-def test_bad_value_names_the_field(tmp_path: Path) -> None:
-    f = tmp_path / "c.yaml"
-    f.write_text("grouping:\n  max_set_size: 0\n")
-    with pytest.raises(ConfigError) as e:
-        load_config(f, env={})
-    assert "grouping.max_set_size" in str(e.value)
+    assert field in str(e.value)
 
 
 def test_bad_yaml_config_is_a_config_error(tmp_path: Path) -> None:
