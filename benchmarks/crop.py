@@ -74,20 +74,28 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 def bench_time(data: dict[Path, tuple[int, int, CropInputs]], repeats: int) -> None:
     cfg = load_config(None, env={})
     print(f"== time per image given sidecars (median of {repeats} runs; wall ms / CPU ms)")
-    print(f"{'image':40s} {'size':>10s} {'verdict':>15s} {'targets':>7s} {'anomalies':>13s} "
-          f"{'crop':>13s} {'crop forced':>13s}")
+    print(
+        f"{'image':40s} {'size':>10s} {'verdict':>15s} {'targets':>7s} {'anomalies':>13s} "
+        f"{'crop':>13s} {'crop forced':>13s}"
+    )
     crop, forced = [], []
     for p, (w, h, inp) in data.items():
+
         def anomalies(w: int = w, h: int = h, inp: CropInputs = inp) -> object:
-            return detect_anomalies(inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject,
-                                    hand_world=inp.hand_world)
+            return detect_anomalies(
+                inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject, hand_world=inp.hand_world
+            )
 
-        report = detect_anomalies(inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject,
-                                    hand_world=inp.hand_world)
+        report = detect_anomalies(
+            inp.hands, inp.poses, inp.faces, w, h, cfg.anomaly, subject=inp.subject, hand_world=inp.hand_world
+        )
 
-        def proposal(force: bool, w: int = w, h: int = h, inp: CropInputs = inp, report: AnomalyReport = report) -> object:
-            return propose_crop(w, h, report, faces=inp.faces, poses=inp.poses, subject=inp.subject,
-                                settings=cfg.crop, force=force)
+        def proposal(
+            force: bool, w: int = w, h: int = h, inp: CropInputs = inp, report: AnomalyReport = report
+        ) -> object:
+            return propose_crop(
+                w, h, report, faces=inp.faces, poses=inp.poses, subject=inp.subject, settings=cfg.crop, force=force
+            )
 
         prop = propose_crop(w, h, report, faces=inp.faces, poses=inp.poses, subject=inp.subject, settings=cfg.crop)
         t_an = timed(anomalies, repeats)
@@ -97,13 +105,17 @@ def bench_time(data: dict[Path, tuple[int, int, CropInputs]], repeats: int) -> N
             crop.append(t_cr)
         forced.append(t_fo)
         name = f"{p.parent.name}/{p.name}"[-40:]
-        print(f"{name:40s} {w:>4d}x{h:<5d} {prop.verdict:>15s} {len(prop.targets):>7d} "
-              f"{t_an[0]:>6.2f}/{t_an[1]:<6.2f} {t_cr[0]:>6.2f}/{t_cr[1]:<6.2f} {t_fo[0]:>6.2f}/{t_fo[1]:<6.2f}")
+        print(
+            f"{name:40s} {w:>4d}x{h:<5d} {prop.verdict:>15s} {len(prop.targets):>7d} "
+            f"{t_an[0]:>6.2f}/{t_an[1]:<6.2f} {t_cr[0]:>6.2f}/{t_cr[1]:<6.2f} {t_fo[0]:>6.2f}/{t_fo[1]:<6.2f}"
+        )
 
     def summary(label: str, xs: list[tuple[float, float]]) -> None:
         wall, cpu = [x[0] for x in xs], [x[1] for x in xs]
-        print(f"{label}: wall median {statistics.median(wall):.2f} ms (max {max(wall):.2f}); "
-              f"CPU median {statistics.median(cpu):.2f} ms (max {max(cpu):.2f}) over {len(xs)} images")
+        print(
+            f"{label}: wall median {statistics.median(wall):.2f} ms (max {max(wall):.2f}); "
+            f"CPU median {statistics.median(cpu):.2f} ms (max {max(cpu):.2f}) over {len(xs)} images"
+        )
 
     summary("crop proposal, images with something to remove", crop)
     summary("crop proposal, full search forced on every image", forced)
@@ -119,8 +131,10 @@ def bench_gaic(data: dict[Path, tuple[int, int, CropInputs]]) -> None:
     cfg = load_config(None, env={})
     s = cfg.crop
     print("\n== GAIC human crop scores (candidates ignore aspect; see module docstring)")
-    print(f"{'image':12s} {'n':>3s} {'spearman(obj,MOS)':>18s} {'(saliency)':>11s} {'(area only)':>12s} "
-          f"{'our-pick MOS pct':>16s} {'our-crop IoU-nn MOS pct':>24s} {'IoU':>5s}")
+    print(
+        f"{'image':12s} {'n':>3s} {'spearman(obj,MOS)':>18s} {'(saliency)':>11s} {'(area only)':>12s} "
+        f"{'our-pick MOS pct':>16s} {'our-crop IoU-nn MOS pct':>24s} {'IoU':>5s}"
+    )
     rhos, area_rhos, pick_pcts, nn_pcts = [], [], [], []
     for name, entry in scores.items():
         p = SHARED / "crop_scored" / name
@@ -144,10 +158,14 @@ def bench_gaic(data: dict[Path, tuple[int, int, CropInputs]]) -> None:
         pick_pcts.append(percentile(mos, mos[pick]))
         nn_pcts.append(percentile(mos, mos[nn]))
         area_rhos.append(rho_area)
-        print(f"{name:12s} {len(mos):>3d} {rho:>18.3f} {rho_sal:>11.3f} {rho_area:>12.3f} {pick_pcts[-1]:>15.0f}% "
-              f"{nn_pcts[-1]:>23.0f}% {iou[nn]:>5.2f}")
-    print(f"mean spearman {np.mean(rhos):.3f} (crop area alone: {np.mean(area_rhos):.3f}); our-pick MOS percentile mean {np.mean(pick_pcts):.0f}%; "
-          f"our-crop nearest-candidate MOS percentile mean {np.mean(nn_pcts):.0f}% (50% = chance)")
+        print(
+            f"{name:12s} {len(mos):>3d} {rho:>18.3f} {rho_sal:>11.3f} {rho_area:>12.3f} {pick_pcts[-1]:>15.0f}% "
+            f"{nn_pcts[-1]:>23.0f}% {iou[nn]:>5.2f}"
+        )
+    print(
+        f"mean spearman {np.mean(rhos):.3f} (crop area alone: {np.mean(area_rhos):.3f}); our-pick MOS percentile mean {np.mean(pick_pcts):.0f}%; "
+        f"our-crop nearest-candidate MOS percentile mean {np.mean(nn_pcts):.0f}% (50% = chance)"
+    )
 
 
 def main() -> int:

@@ -61,16 +61,19 @@ def bench_latency_and_idle(tmp: Path, sets: int, idle: float) -> None:
             t0 = time.perf_counter()
             for p in sorted(folder.iterdir()):  # loose files, moved in as a group
                 shutil.move(str(p), root / "inbox" / p.name)
-            wait_for(lambda names=names: names in filed_sets(root).values(), timeout=60, interval=0.01,
-                     what="set filed")
+            wait_for(
+                lambda names=names: names in filed_sets(root).values(), timeout=60, interval=0.01, what="set filed"
+            )
             lat.append(time.perf_counter() - t0)
         time.sleep(3)
         assert d.proc is not None
         c0, t0 = cpu_seconds(d.proc.pid), time.perf_counter()
         time.sleep(idle)
         c1, t1 = cpu_seconds(d.proc.pid), time.perf_counter()
-    print(f"drop-to-filed latency, set of 4 loose PNGs: median {statistics.median(lat) * 1000:.0f} ms "
-          f"(min {min(lat) * 1000:.0f}, max {max(lat) * 1000:.0f}, n={len(lat)}; stable_seconds=0.3)")
+    print(
+        f"drop-to-filed latency, set of 4 loose PNGs: median {statistics.median(lat) * 1000:.0f} ms "
+        f"(min {min(lat) * 1000:.0f}, max {max(lat) * 1000:.0f}, n={len(lat)}; stable_seconds=0.3)"
+    )
     print(f"idle CPU over {idle:.0f} s: {100 * (c1 - c0) / (t1 - t0):.2f} % of one core")
 
 

@@ -124,9 +124,11 @@ def move_to_line_latency(n: int) -> None:
                 shutil.move(str(folder / f"s{i}_0.png"), root / "exports" / "approved" / f"s{i}_0.png")
                 wait_for(lambda b=before: count() > b, timeout=30, interval=0.005)
                 lat.append(time.perf_counter() - t0)
-    print(f"move-to-line latency (last move of a set of 2 -> its line in session.jsonl), live daemon: "
-          f"median {1000 * statistics.median(lat):.0f} ms, max {1000 * max(lat):.0f} ms, n={n} "
-          "(watch.stable_seconds=0.3 does not apply to moves outside the inbox)")
+    print(
+        f"move-to-line latency (last move of a set of 2 -> its line in session.jsonl), live daemon: "
+        f"median {1000 * statistics.median(lat):.0f} ms, max {1000 * max(lat):.0f} ms, n={n} "
+        "(watch.stable_seconds=0.3 does not apply to moves outside the inbox)"
+    )
 
 
 if __name__ == "__main__":

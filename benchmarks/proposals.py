@@ -85,17 +85,29 @@ def grow(db_file: Path, target: int) -> list[str]:
                 break
             new = secrets.token_hex(32)
             # Each copy is the newest file so far, as arrivals are (near-duplicates are searched by mtime).
-            db.execute("INSERT INTO images SELECT ?, path || ?, original_name, size_bytes, width, height, format,"
-                       " (SELECT max(mtime) FROM images) + 1, ?, first_seen, last_seen, state FROM images"
-                       " WHERE sha256 = ?", (new, f".{have}", secrets.token_hex(8), sha))
-            db.execute("INSERT INTO sidecars SELECT ?, extractor, version, payload, blob, files, created_at"
-                       " FROM sidecars WHERE sha256 = ? AND extractor != 'clip'", (new, sha))
+            db.execute(
+                "INSERT INTO images SELECT ?, path || ?, original_name, size_bytes, width, height, format,"
+                " (SELECT max(mtime) FROM images) + 1, ?, first_seen, last_seen, state FROM images"
+                " WHERE sha256 = ?",
+                (new, f".{have}", secrets.token_hex(8), sha),
+            )
+            db.execute(
+                "INSERT INTO sidecars SELECT ?, extractor, version, payload, blob, files, created_at"
+                " FROM sidecars WHERE sha256 = ? AND extractor != 'clip'",
+                (new, sha),
+            )
             # CLIP weights do not ship: a random unit vector stands in, so the near-duplicate
             # comparison pays for embeddings as it does on the user's machine.
             v = rng.normal(size=512).astype("<f4")
-            db.execute("INSERT INTO sidecars VALUES (?, 'clip', 1, ?, ?, '[]', ?)",
-                       (new, '{"model": "ViT-B-32", "pretrained": "random", "dim": 512}',
-                        (v / np.linalg.norm(v)).tobytes(), time.time()))
+            db.execute(
+                "INSERT INTO sidecars VALUES (?, 'clip', 1, ?, ?, '[]', ?)",
+                (
+                    new,
+                    '{"model": "ViT-B-32", "pretrained": "random", "dim": 512}',
+                    (v / np.linalg.norm(v)).tobytes(),
+                    time.time(),
+                ),
+            )
             have += 1
     db.commit()
     db.close()
@@ -110,8 +122,12 @@ def timed(fn: Callable[[], object]) -> float:
 
 def reanalysis(ctx: Ctx) -> None:
     with ctx.store.read() as conn:
-        rows = conn.execute(select(images.c.sha256, images.c.path).where(images.c.state == "present")
-                            .order_by(images.c.first_seen).limit(4)).all()
+        rows = conn.execute(
+            select(images.c.sha256, images.c.path)
+            .where(images.c.state == "present")
+            .order_by(images.c.first_seen)
+            .limit(4)
+        ).all()
     imgs = [load(ctx.abs(r.path)) for r in rows]
     names = {e.name for e in ctx.extractors}
     done = {im.sha256: names - {"anomalies", "crop"} for im in imgs}
@@ -121,14 +137,18 @@ def reanalysis(ctx: Ctx) -> None:
 
     def stored() -> None:
         with ctx.store.read() as conn:
-            prior = {im.sha256: {n: r for n in NEEDED if (r := stored_result(ctx.cfg, conn, im.sha256, n)) is not None}
-                     for im in imgs}
+            prior = {
+                im.sha256: {n: r for n in NEEDED if (r := stored_result(ctx.cfg, conn, im.sha256, n)) is not None}
+                for im in imgs
+            }
         run_pass(ctx.extractors, imgs, done, prior)
 
     with_store = min(timed(stored) for _ in range(3)) / len(imgs)
     rerun = timed(lambda: run_pass(ctx.extractors, imgs, done)) / len(imgs)
-    print(f"re-analysis (anomalies + crop) per image: {with_store:.1f} ms with stored detections, "
-          f"{rerun:.0f} ms rerunning the detectors")
+    print(
+        f"re-analysis (anomalies + crop) per image: {with_store:.1f} ms with stored detections, "
+        f"{rerun:.0f} ms rerunning the detectors"
+    )
 
 
 def main() -> None:
@@ -159,9 +179,11 @@ def main() -> None:
             modes: list[str] = []
             dup_new = timed(lambda: modes.append(refresh_duplicates(ctx).mode))  # noqa: B023
             pq = timed(lambda: export_parquet(ctx))
-            print(f"{size:>6} images: prior fit {first:7.0f} ms, next round {again:5.1f} ms | signals of a set of 4 "
-                  f"{sig:5.1f} ms | duplicates: full {dup_full:6.0f} ms, a new set of 4 ({modes[0]}) {dup_new:5.0f} ms"
-                  f" | parquet {pq:5.0f} ms")
+            print(
+                f"{size:>6} images: prior fit {first:7.0f} ms, next round {again:5.1f} ms | signals of a set of 4 "
+                f"{sig:5.1f} ms | duplicates: full {dup_full:6.0f} ms, a new set of 4 ({modes[0]}) {dup_new:5.0f} ms"
+                f" | parquet {pq:5.0f} ms"
+            )
 
 
 if __name__ == "__main__":

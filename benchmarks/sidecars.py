@@ -101,10 +101,13 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     data = image_bytes(args.synthetic)
-    source = "synthetic 1024x1536" if args.synthetic or not (REPO.parent / "shared" / "data").is_dir() else "../shared/data"
+    source = (
+        "synthetic 1024x1536" if args.synthetic or not (REPO.parent / "shared" / "data").is_dir() else "../shared/data"
+    )
     with tempfile.TemporaryDirectory(prefix="bestshot-bench-") as tmp:
-        cfg = load_config(None, root=Path(tmp) / "root", env={},
-                          overrides={"extractors": {"enabled": ALL, "device": args.device}})
+        cfg = load_config(
+            None, root=Path(tmp) / "root", env={}, overrides={"extractors": {"enabled": ALL, "device": args.device}}
+        )
         ctx = build_ctx(cfg)
         clip = ClipExtractor(cfg.extractors, cfg.path("models"), random_weights_for_tests=True)
         ctx.extractors = [
@@ -113,8 +116,10 @@ def main() -> None:
         ]
         import torch
 
-        print(f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch threads "
-              f"{torch.get_num_threads()}, python {platform.python_version()}")
+        print(
+            f"machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch threads "
+            f"{torch.get_num_threads()}, python {platform.python_version()}"
+        )
         print(f"{len(data)} images from {source}; images_per_pass {cfg.extractors.images_per_pass}")
         print("clip: real ViT-B-32 architecture with RANDOM weights (no checkpoint here): same compute")
 
@@ -135,12 +140,16 @@ def main() -> None:
         bad = {k: v for k, v in counts.items() if set(v) - {"done"}}
         print(f"\njobs by extractor and state: {counts}" + (f"  NOT ALL DONE: {bad}" if bad else ""))
         print(f"ingest (registration, pHash, enqueue): {ingest_ms:.1f} ms/image")
-        print(f"queue (run_extract_pass until empty, all but pHash): {queue_ms:.1f} ms/image = "
-              f"{1000 / queue_ms:.2f} images/s; floor without pHash {floor_queue:.1f} ms -> "
-              f"ratio {floor_queue / queue_ms:.2f}")
+        print(
+            f"queue (run_extract_pass until empty, all but pHash): {queue_ms:.1f} ms/image = "
+            f"{1000 / queue_ms:.2f} images/s; floor without pHash {floor_queue:.1f} ms -> "
+            f"ratio {floor_queue / queue_ms:.2f}"
+        )
         total = ingest_ms + queue_ms
-        print(f"ingest + queue, all extractors: {total:.1f} ms/image = {1000 / total:.2f} images/s; "
-              f"floor {floor:.1f} ms -> ratio {floor / total:.2f}")
+        print(
+            f"ingest + queue, all extractors: {total:.1f} ms/image = {1000 / total:.2f} images/s; "
+            f"floor {floor:.1f} ms -> ratio {floor / total:.2f}"
+        )
         print(f"peak RSS with all models loaded: {peak_rss_mb():.0f} MB")
         for e in ctx.extractors:
             e.close()

@@ -120,7 +120,9 @@ def main() -> None:
         e.close()
 
 
-def inputs_for(ext: Extractor, extractors: list[Extractor], images: list[DecodedImage]) -> list[dict[str, SidecarResult]]:
+def inputs_for(
+    ext: Extractor, extractors: list[Extractor], images: list[DecodedImage]
+) -> list[dict[str, SidecarResult]]:
     """What `ext` reads for each image (its dependencies' results), by the other extractors."""
     by_name = {e.name: e for e in extractors}
     needed = _needs(ext, by_name)

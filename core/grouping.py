@@ -75,9 +75,7 @@ def group_loose(images: Sequence[LooseImage], cfg: GroupingSettings, now: float)
     groups: list[ProposedSet] = []
     open_groups: list[ProposedSet] = []
     for img in ordered:
-        in_window = [
-            g for g in open_groups if abs(img.mtime - g.members[-1].mtime) <= cfg.time_window_seconds
-        ]
+        in_window = [g for g in open_groups if abs(img.mtime - g.members[-1].mtime) <= cfg.time_window_seconds]
         chosen: ProposedSet | None = None
         if img.meta_key is not None:
             chosen = next((g for g in in_window if g.members[0].meta_key == img.meta_key), None)

@@ -89,9 +89,7 @@ class DecodedImage:
 
     def square(self, size: int) -> np.ndarray:
         """RGB resized (not cropped) to size x size, as fixed-input models want."""
-        return self._memo(
-            ("square", size), lambda: cv2.resize(self.rgb, (size, size), interpolation=cv2.INTER_AREA)
-        )
+        return self._memo(("square", size), lambda: cv2.resize(self.rgb, (size, size), interpolation=cv2.INTER_AREA))
 
 
 def _check_complete(path: Path, data: bytes) -> str:
@@ -156,9 +154,7 @@ def decode(
         raise DecodeError(path, f"{fmt} does not decode: {e}") from e
     text = {str(k): str(v) for k, v in getattr(im, "text", {}).items()} if fmt == "PNG" else {}
     rgb = _to_rgb8(im)
-    return DecodedImage(
-        sha256=sha256_bytes(data), path=path, rgb=rgb, format=fmt, text=text, size_bytes=len(data)
-    )
+    return DecodedImage(sha256=sha256_bytes(data), path=path, rgb=rgb, format=fmt, text=text, size_bytes=len(data))
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:

@@ -46,8 +46,11 @@ def locate(cfg: Config, path: Path) -> Place:
 
 
 def is_image_name(name: str) -> bool:
-    return (not name.startswith(IGNORED_PREFIXES) and Path(name).suffix.lower() in IMAGE_SUFFIXES
-            and not name.endswith(PREVIEW_SUFFIX))
+    return (
+        not name.startswith(IGNORED_PREFIXES)
+        and Path(name).suffix.lower() in IMAGE_SUFFIXES
+        and not name.endswith(PREVIEW_SUFFIX)
+    )
 
 
 def is_ignored_name(name: str) -> bool:

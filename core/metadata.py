@@ -84,8 +84,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in metadata",
-                                              event.start_mark)
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in metadata", event.start_mark)
         return super().compose_node(parent, index)
 
 

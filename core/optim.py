@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 
 
-def backtrack(objective: Callable[[np.ndarray], float], x: np.ndarray, step: np.ndarray, f: float,
-              decrement: float) -> tuple[np.ndarray, float]:
+def backtrack(
+    objective: Callable[[np.ndarray], float], x: np.ndarray, step: np.ndarray, f: float, decrement: float
+) -> tuple[np.ndarray, float]:
     """x - t*step with t halved from 1 until the objective drops enough (Armijo, c = 1/4 of the
     Newton decrement); returns the new point and its objective."""
     t = 1.0

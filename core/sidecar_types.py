@@ -49,7 +49,8 @@ class Box:
 
     def intersection(self, other: Box) -> float:
         return max(0.0, min(self.x2, other.x2) - max(self.x, other.x)) * max(
-            0.0, min(self.y2, other.y2) - max(self.y, other.y))
+            0.0, min(self.y2, other.y2) - max(self.y, other.y)
+        )
 
     def iou(self, other: Box) -> float:
         inter = self.intersection(other)

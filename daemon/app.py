@@ -18,8 +18,19 @@ from daemon.fileops import FileOps
 from daemon.hand_learning import hand_model_in_force
 from daemon.store.db import open_store
 
-FOLDERS = ("inbox", "raw", "approved", "to_crop", "cropped", "rejected", "review_queue", "sidecar", "labels",
-           "models", "logs")
+FOLDERS = (
+    "inbox",
+    "raw",
+    "approved",
+    "to_crop",
+    "cropped",
+    "rejected",
+    "review_queue",
+    "sidecar",
+    "labels",
+    "models",
+    "logs",
+)
 
 
 def ensure_layout(cfg: Config) -> None:

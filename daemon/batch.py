@@ -41,10 +41,17 @@ def _open_proposals(ctx: Ctx) -> Sequence[Any]:
         newest = select(func.max(proposals.c.id)).group_by(proposals.c.set_id)
         undone = select(proposals.c.set_id).where(proposals.c.batch_id.like("undone:%"))
         touched = select(set_members.c.set_id).join(observations, observations.c.sha256 == set_members.c.sha256)
-        rows = conn.execute(select(proposals, sets.c.folder).join(sets, sets.c.id == proposals.c.set_id)
-                            .where(proposals.c.id.in_(newest), sets.c.status == "filed",
-                                   proposals.c.set_id.not_in(undone), proposals.c.set_id.not_in(touched))
-                            .order_by(proposals.c.id)).all()
+        rows = conn.execute(
+            select(proposals, sets.c.folder)
+            .join(sets, sets.c.id == proposals.c.set_id)
+            .where(
+                proposals.c.id.in_(newest),
+                sets.c.status == "filed",
+                proposals.c.set_id.not_in(undone),
+                proposals.c.set_id.not_in(touched),
+            )
+            .order_by(proposals.c.id)
+        ).all()
         out = []
         for r in rows:
             mem = members_of(conn, r.set_id)
@@ -112,18 +119,34 @@ def write_listing(ctx: Ctx, batch_id: str) -> int:
     gets the same listing after recovery. Returns the number of sets listed."""
     with ctx.store.read() as conn:
         props = conn.execute(select(proposals).where(proposals.c.batch_id == batch_id).order_by(proposals.c.id)).all()
-        moves = conn.execute(select(journal).where(journal.c.batch_id == batch_id, journal.c.state == "done")
-                             .order_by(journal.c.id)).all()
+        moves = conn.execute(
+            select(journal).where(journal.c.batch_id == batch_id, journal.c.state == "done").order_by(journal.c.id)
+        ).all()
         names = {p.set_id: {sha: name for sha, name, _rel in members_of(conn, p.set_id)} for p in props}
     listing = []
     for p in props:
         mine = [m for m in moves if m.sha256 in names[p.set_id]]
-        listing.append({"set_id": f"set_{p.set_id}", "proposal": json.loads(p.body), "moves": [
-            {"name": names[p.set_id][m.sha256], "sha256": m.sha256, "from": m.src, "to": m.dst,
-             "winner": m.sha256 == p.winner} for m in mine]})
+        listing.append(
+            {
+                "set_id": f"set_{p.set_id}",
+                "proposal": json.loads(p.body),
+                "moves": [
+                    {
+                        "name": names[p.set_id][m.sha256],
+                        "sha256": m.sha256,
+                        "from": m.src,
+                        "to": m.dst,
+                        "winner": m.sha256 == p.winner,
+                    }
+                    for m in mine
+                ],
+            }
+        )
     if listing:
-        atomic_write(ctx.cfg.path("review_queue") / batch_id / "batch.json",
-                     json.dumps({"batch_id": batch_id, "ts": time.time(), "sets": listing}, indent=2).encode())
+        atomic_write(
+            ctx.cfg.path("review_queue") / batch_id / "batch.json",
+            json.dumps({"batch_id": batch_id, "ts": time.time(), "sets": listing}, indent=2).encode(),
+        )
     return len(listing)
 
 
@@ -134,16 +157,25 @@ def recover_interrupted_batches(ctx: Ctx, tracker: DecisionTracker) -> list[str]
     is rewritten. Returns one line per set touched."""
     out: list[str] = []
     with ctx.store.read() as conn:
-        rows = conn.execute(select(proposals.c.id, proposals.c.set_id, proposals.c.batch_id, proposals.c.winner)
-                            .where(proposals.c.batch_id.like("batch-%")).order_by(proposals.c.id)).all()
+        rows = conn.execute(
+            select(proposals.c.id, proposals.c.set_id, proposals.c.batch_id, proposals.c.winner)
+            .where(proposals.c.batch_id.like("batch-%"))
+            .order_by(proposals.c.id)
+        ).all()
         open_rows = [r for r in rows if tracker.pending_batch(conn, r.set_id) == r.batch_id]
     listings: set[str] = set()
     for r in open_rows:
         with ctx.store.read() as conn:
             shas = {sha for sha, _n, _rel in members_of(conn, r.set_id)}
-            done = [m for m in conn.execute(select(journal).where(
-                journal.c.batch_id == r.batch_id, journal.c.state == "done").order_by(journal.c.id)).all()
-                if m.sha256 in shas]
+            done = [
+                m
+                for m in conn.execute(
+                    select(journal)
+                    .where(journal.c.batch_id == r.batch_id, journal.c.state == "done")
+                    .order_by(journal.c.id)
+                ).all()
+                if m.sha256 in shas
+            ]
         if len(done) == len(shas):
             for m in done:
                 if ctx.abs(m.dst).exists():
@@ -152,8 +184,13 @@ def recover_interrupted_batches(ctx: Ctx, tracker: DecisionTracker) -> list[str]
             listings.add(r.batch_id)
             out.append(f"set_{r.set_id}: every file of {r.batch_id} had moved; kept")
             continue
-        _roll_back(ctx, tracker, r.id, r.batch_id,
-                   [(m.sha256, ctx.abs(m.src), ctx.abs(m.dst)) for m in done if ctx.abs(m.dst).exists()])
+        _roll_back(
+            ctx,
+            tracker,
+            r.id,
+            r.batch_id,
+            [(m.sha256, ctx.abs(m.src), ctx.abs(m.dst)) for m in done if ctx.abs(m.dst).exists()],
+        )
         out.append(f"set_{r.set_id}: {len(done)} of {len(shas)} files of {r.batch_id} had moved; moved back")
     for batch_id in listings:
         write_listing(ctx, batch_id)
@@ -162,8 +199,9 @@ def recover_interrupted_batches(ctx: Ctx, tracker: DecisionTracker) -> list[str]
     return out
 
 
-def _roll_back(ctx: Ctx, tracker: DecisionTracker, proposal_id: int, batch_id: str,
-               moved: list[tuple[str, Path, Path]]) -> None:
+def _roll_back(
+    ctx: Ctx, tracker: DecisionTracker, proposal_id: int, batch_id: str, moved: list[tuple[str, Path, Path]]
+) -> None:
     """Move a set's files back (newest first) and take the batch id off its proposal."""
     for sha, src, dst in reversed(moved):
         ctx.fileops.move(dst, src, sha256=sha, batch_id=f"rollback:{batch_id}", note="batch set not completed")
@@ -199,20 +237,31 @@ def undo_batch(ctx: Ctx, batch_id: str, tracker: DecisionTracker) -> int:
     now = datetime.now(UTC)
     for set_id in set_ids:
         with ctx.store.read() as conn:
-            last = conn.execute(select(decisions).where(decisions.c.set_id == set_id)
-                                .order_by(decisions.c.id.desc()).limit(1)).first()
+            last = conn.execute(
+                select(decisions).where(decisions.c.set_id == set_id).order_by(decisions.c.id.desc()).limit(1)
+            ).first()
             state = tracker.state_of(conn, set_id, {})
         if last is not None and last.closed_reason != "retracted":
             line = retraction(state, parse_line(last.line, 1), now)
             tracker.record(set_id, line, None, "batch", last.id)
         with ctx.store.write() as conn:
             # Never decided by batch again: the user undid it, so the user decides it.
-            conn.execute(update(proposals).where(proposals.c.set_id == set_id, proposals.c.batch_id == batch_id)
-                         .values(batch_id=f"undone:{batch_id}"))
+            conn.execute(
+                update(proposals)
+                .where(proposals.c.set_id == set_id, proposals.c.batch_id == batch_id)
+                .values(batch_id=f"undone:{batch_id}")
+            )
     return len(results)
 
 
 def batch_ids(ctx: Ctx) -> list[str]:
     with ctx.store.read() as conn:
-        return [r[0] for r in conn.execute(select(journal.c.batch_id).where(
-            journal.c.batch_id.like("batch-%")).distinct().order_by(journal.c.batch_id))]
+        return [
+            r[0]
+            for r in conn.execute(
+                select(journal.c.batch_id)
+                .where(journal.c.batch_id.like("batch-%"))
+                .distinct()
+                .order_by(journal.c.batch_id)
+            )
+        ]

@@ -40,15 +40,15 @@ def calibration_dir(cfg: Config) -> Path:
     return cfg.path("models") / "anomaly"
 
 
-def decision_outcomes(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None
-                      ) -> list[RegionOutcome]:
+def decision_outcomes(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None) -> list[RegionOutcome]:
     """Outcomes of every flagged region (kept or suppressed) in the images the user decided."""
     out: list[RegionOutcome] = []
     for img in decided if decided is not None else decided_images(conn):
         payload = latest_payload(conn, img.sha256, "anomalies")
         if payload is not None:
-            out += outcomes_for_image(AnomalyReport.from_dict(payload), img.role, img.crop_box, img.tags,
-                                      ctx.cfg.anomaly.calibration)
+            out += outcomes_for_image(
+                AnomalyReport.from_dict(payload), img.role, img.crop_box, img.tags, ctx.cfg.anomaly.calibration
+            )
     return out
 
 

@@ -37,8 +37,15 @@ log = logging.getLogger(__name__)
 OWN_TAG_PREFIX = "bestshot:"
 MAX_CROP_CANDIDATES = 32
 EXCELLENT_MATCH = 0.99  # stop looking once a source explains the crop this well
-_AREA_TO_LOCATION = {"raw": "raw", "inbox": "raw", "review_queue": "review_queue", "approved": "approved",
-                     "to_crop": "to_crop", "cropped": "cropped", "rejected": "rejected"}
+_AREA_TO_LOCATION = {
+    "raw": "raw",
+    "inbox": "raw",
+    "review_queue": "review_queue",
+    "approved": "approved",
+    "to_crop": "to_crop",
+    "cropped": "cropped",
+    "rejected": "rejected",
+}
 
 
 def _dt(ts: float) -> datetime:
@@ -57,13 +64,19 @@ class DecisionTracker:
     def pending_batch(conn: Connection, set_id: str) -> str | None:
         """The batch that moved this set, while its decision is not yet recorded: that decision is
         the daemon's own. Stored on the proposal before the first move, so it survives a crash."""
-        p = conn.execute(select(proposals.c.batch_id, proposals.c.ts).where(
-            proposals.c.set_id == set_id, proposals.c.batch_id.like("batch-%"))
-            .order_by(proposals.c.id.desc()).limit(1)).first()
+        p = conn.execute(
+            select(proposals.c.batch_id, proposals.c.ts)
+            .where(proposals.c.set_id == set_id, proposals.c.batch_id.like("batch-%"))
+            .order_by(proposals.c.id.desc())
+            .limit(1)
+        ).first()
         if p is None:
             return None
-        done = conn.execute(select(decisions.c.id).where(
-            decisions.c.set_id == set_id, decisions.c.source == "batch", decisions.c.ts >= p.ts).limit(1)).first()
+        done = conn.execute(
+            select(decisions.c.id)
+            .where(decisions.c.set_id == set_id, decisions.c.source == "batch", decisions.c.ts >= p.ts)
+            .limit(1)
+        ).first()
         return None if done else str(p.batch_id)
 
     # ---- observations ---------------------------------------------------------------------
@@ -78,8 +91,12 @@ class DecisionTracker:
             set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar()
             if set_id is None:
                 return
-            records.upsert(conn, observations, {"sha256": sha, "location": self.location_of(new),
-                                                "moved_at": time.time()}, ["sha256"])
+            records.upsert(
+                conn,
+                observations,
+                {"sha256": sha, "location": self.location_of(new), "moved_at": time.time()},
+                ["sha256"],
+            )
         self.dirty.add(set_id)
 
     def on_touch(self, sha: str, rel: str) -> None:
@@ -108,8 +125,10 @@ class DecisionTracker:
         # first and bounded, decoded one at a time (never every winner ever).
         with self.ctx.store.read() as conn:
             moved = dict(conn.execute(select(observations.c.sha256, observations.c.moved_at)).all())
-        ranked = sorted((r for r in candidates if self.location_of(r.path) in ("to_crop", "approved")),
-                        key=lambda r: (self.location_of(r.path) != "to_crop", -moved.get(r.sha256, 0.0)))
+        ranked = sorted(
+            (r for r in candidates if self.location_of(r.path) in ("to_crop", "approved")),
+            key=lambda r: (self.location_of(r.path) != "to_crop", -moved.get(r.sha256, 0.0)),
+        )
         ranked = ranked[:MAX_CROP_CANDIDATES]
         rel = self.ctx.rel(path)
         try:
@@ -133,14 +152,28 @@ class DecisionTracker:
                 break
         if best is None:
             with self.ctx.store.write() as conn:
-                records.record_error(conn, rel, "crop_match", CropNotMatchedError(
-                    path, f"no image in to_crop/ or approved/ (of {len(ranked)} tried) contains this crop"), sha)
+                records.record_error(
+                    conn,
+                    rel,
+                    "crop_match",
+                    CropNotMatchedError(
+                        path, f"no image in to_crop/ or approved/ (of {len(ranked)} tried) contains this crop"
+                    ),
+                    sha,
+                )
             return
         idx, match = best
         src = ranked[idx]
         with self.ctx.store.write() as conn:
-            conn.execute(insert(crops).values(crop_sha256=sha, file=rel, source_sha256=src.sha256,
-                                              match=json.dumps(_match_dict(match)), observed_at=time.time()))
+            conn.execute(
+                insert(crops).values(
+                    crop_sha256=sha,
+                    file=rel,
+                    source_sha256=src.sha256,
+                    match=json.dumps(_match_dict(match)),
+                    observed_at=time.time(),
+                )
+            )
             records.resolve_errors(conn, rel)
         log.info("crop %s matched %s (quality %.3f, %s)", rel, src.path, match.quality, match.method)
         self.dirty.add(src.set_id)
@@ -149,15 +182,24 @@ class DecisionTracker:
     def mark_active_sets(self) -> None:
         """After a restart: every set something happened to is re-evaluated (idempotent)."""
         with self.ctx.store.read() as conn:
-            ids = {r[0] for r in conn.execute(select(set_members.c.set_id).join(
-                observations, observations.c.sha256 == set_members.c.sha256))}
+            ids = {
+                r[0]
+                for r in conn.execute(
+                    select(set_members.c.set_id).join(observations, observations.c.sha256 == set_members.c.sha256)
+                )
+            }
             ids |= {r[0] for r in conn.execute(select(decisions.c.set_id))}
             # A kill between a path update and its observation leaves a moved member unobserved.
             raw = self.ctx.rel(self.ctx.cfg.path("raw")) + "/"
-            ids |= {r[0] for r in conn.execute(
-                select(set_members.c.set_id).join(images, images.c.sha256 == set_members.c.sha256)
-                .join(sets, sets.c.id == set_members.c.set_id)
-                .where(sets.c.status == "filed", ~images.c.path.startswith(raw)))}
+            ids |= {
+                r[0]
+                for r in conn.execute(
+                    select(set_members.c.set_id)
+                    .join(images, images.c.sha256 == set_members.c.sha256)
+                    .join(sets, sets.c.id == set_members.c.set_id)
+                    .where(sets.c.status == "filed", ~images.c.path.startswith(raw))
+                )
+            }
         self.dirty |= ids
 
     def evaluate(self, now: float | None = None) -> float | None:
@@ -177,18 +219,27 @@ class DecisionTracker:
         return min(self.waiting.values(), default=None)
 
     def _last_actions(self, conn: Connection) -> dict[str, datetime]:
-        rows = conn.execute(select(set_members.c.set_id, func.max(observations.c.moved_at))
-                            .join(observations, observations.c.sha256 == set_members.c.sha256)
-                            .group_by(set_members.c.set_id)).all()
+        rows = conn.execute(
+            select(set_members.c.set_id, func.max(observations.c.moved_at))
+            .join(observations, observations.c.sha256 == set_members.c.sha256)
+            .group_by(set_members.c.set_id)
+        ).all()
         return {r[0]: _dt(r[1]) for r in rows}
 
     def state_of(self, conn: Connection, set_id: str, last_actions: dict[str, datetime]) -> SetState:
         rows = conn.execute(
-            select(images.c.sha256, images.c.path, images.c.state, images.c.original_name,
-                   observations.c.location, observations.c.moved_at)
+            select(
+                images.c.sha256,
+                images.c.path,
+                images.c.state,
+                images.c.original_name,
+                observations.c.location,
+                observations.c.moved_at,
+            )
             .join(set_members, set_members.c.sha256 == images.c.sha256)
             .join(observations, observations.c.sha256 == images.c.sha256, isouter=True)
-            .where(set_members.c.set_id == set_id).order_by(set_members.c.position)
+            .where(set_members.c.set_id == set_id)
+            .order_by(set_members.c.position)
         ).all()
         members = []
         for r in rows:
@@ -206,16 +257,19 @@ class DecisionTracker:
             moved = _dt(r.moved_at) if r.moved_at is not None else None
             members.append(MemberState(r.sha256, Path(r.original_name).name, location, moved, tags))  # type: ignore[arg-type]
         crop_rows = conn.execute(select(crops).where(crops.c.source_sha256.in_([m.sha256 for m in members]))).all()
-        crop_states = tuple(CropState(c.source_sha256, Path(c.file).name, _match_from(json.loads(c.match)),
-                                      _dt(c.observed_at)) for c in crop_rows)
+        crop_states = tuple(
+            CropState(c.source_sha256, Path(c.file).name, _match_from(json.loads(c.match)), _dt(c.observed_at))
+            for c in crop_rows
+        )
         others = {k: v for k, v in last_actions.items() if k != set_id}
         return SetState(f"set_{set_id}", tuple(members), crop_states, others)
 
     def _evaluate_set(self, set_id: str, now: float, last_actions: dict[str, datetime]) -> None:
         with self.ctx.store.read() as conn:
             state = self.state_of(conn, set_id, last_actions)
-            last_row = conn.execute(select(decisions).where(decisions.c.set_id == set_id)
-                                    .order_by(decisions.c.id.desc()).limit(1)).first()
+            last_row = conn.execute(
+                select(decisions).where(decisions.c.set_id == set_id).order_by(decisions.c.id.desc()).limit(1)
+            ).first()
             pending_batch = self.pending_batch(conn, set_id)
         last = parse_line(last_row.line, 1) if last_row else None
         verdict = decide(state, self.ctx.cfg.labels, _dt(now))
@@ -230,44 +284,64 @@ class DecisionTracker:
         if batch_id is not None:
             source = "batch"
             line = dataclasses.replace(line, bestshot={**line.bestshot, "source": "batch", "batch_id": batch_id})
-        self.record(set_id, line, verdict if isinstance(verdict, Decision) else None, source,
-                    last_row.id if last_row else None)
+        self.record(
+            set_id, line, verdict if isinstance(verdict, Decision) else None, source, last_row.id if last_row else None
+        )
 
-    def record(self, set_id: str | None, line: SessionLine, decision: Decision | None, source: str,
-               supersedes: int | None) -> int:
+    def record(
+        self, set_id: str | None, line: SessionLine, decision: Decision | None, source: str, supersedes: int | None
+    ) -> int:
         """Commit the decision (and its pairs), then append its line; see daemon.session_log."""
         text = line.to_json_line()
         with self.ctx.store.write() as conn:
             shas = self._shas_by_name(conn, set_id)
             winner = decision.winner.sha256 if decision and decision.winner else shas.get(line.winner or "")
-            did = _inserted_id(conn.execute(insert(decisions).values(
-                ts=line.ts.timestamp(), set_id=set_id or line.set_id, winner=winner, needs_crop=line.needs_crop,
-                deleted=json.dumps([shas.get(n, n) for n in line.delete]),
-                crop_box=json.dumps(line.crop_box.to_dict()) if line.crop_box else None,
-                anomaly_tags=json.dumps(list(line.anomaly_tags)), source=source, supersedes=supersedes,
-                closed_reason=decision.closed if decision else ("retracted" if line.retracted else None),
-                line=text, logged=False,
-            )))
-            pair_list = decision.pairs() if decision else (
-                [(winner, shas[n]) for n in line.images if winner and n in shas and shas[n] != winner]
-                if not line.retracted else [])
+            did = _inserted_id(
+                conn.execute(
+                    insert(decisions).values(
+                        ts=line.ts.timestamp(),
+                        set_id=set_id or line.set_id,
+                        winner=winner,
+                        needs_crop=line.needs_crop,
+                        deleted=json.dumps([shas.get(n, n) for n in line.delete]),
+                        crop_box=json.dumps(line.crop_box.to_dict()) if line.crop_box else None,
+                        anomaly_tags=json.dumps(list(line.anomaly_tags)),
+                        source=source,
+                        supersedes=supersedes,
+                        closed_reason=decision.closed if decision else ("retracted" if line.retracted else None),
+                        line=text,
+                        logged=False,
+                    )
+                )
+            )
+            pair_list = (
+                decision.pairs()
+                if decision
+                else (
+                    [(winner, shas[n]) for n in line.images if winner and n in shas and shas[n] != winner]
+                    if not line.retracted
+                    else []
+                )
+            )
             for w, loser in pair_list:
                 conn.execute(insert(pairs).values(decision_id=did, winner=w, loser=loser))
             if set_id is not None:
-                conn.execute(update(sets).where(sets.c.id == set_id).values(
-                    status="filed" if line.retracted else "decided"))
+                conn.execute(
+                    update(sets).where(sets.c.id == set_id).values(status="filed" if line.retracted else "decided")
+                )
         write_logged(self.ctx, did, text)
         self.recorded += 1
-        log.info("decision for set %s: winner %s%s", line.set_id, line.winner,
-                 " (retracted)" if line.retracted else "")
+        log.info("decision for set %s: winner %s%s", line.set_id, line.winner, " (retracted)" if line.retracted else "")
         return did
 
     def _shas_by_name(self, conn: Connection, set_id: str | None) -> dict[str, str]:
         if set_id is None:
             return {}
-        rows = conn.execute(select(images.c.sha256, images.c.original_name)
-                            .join(set_members, set_members.c.sha256 == images.c.sha256)
-                            .where(set_members.c.set_id == set_id)).all()
+        rows = conn.execute(
+            select(images.c.sha256, images.c.original_name)
+            .join(set_members, set_members.c.sha256 == images.c.sha256)
+            .where(set_members.c.set_id == set_id)
+        ).all()
         return {Path(r.original_name).name: r.sha256 for r in rows}
 
 
@@ -278,15 +352,27 @@ def _inserted_id(result: Any) -> int:
 
 
 def _match_dict(m: CropMatch) -> dict[str, object]:
-    return {"box": m.box.to_dict(), "quality": m.quality, "exact": m.exact, "scale": list(m.scale),
-            "aspect_error": m.aspect_error, "method": m.method, "source_size": list(m.source_size)}
+    return {
+        "box": m.box.to_dict(),
+        "quality": m.quality,
+        "exact": m.exact,
+        "scale": list(m.scale),
+        "aspect_error": m.aspect_error,
+        "method": m.method,
+        "source_size": list(m.source_size),
+    }
 
 
 def _match_from(d: dict[str, object]) -> CropMatch:
     scale = d["scale"]
     size = d["source_size"]
     assert isinstance(scale, list) and isinstance(size, list) and isinstance(d["box"], dict)
-    return CropMatch(box=Box.from_dict(d["box"]), quality=float(d["quality"]),  # type: ignore[arg-type]
-                     exact=bool(d["exact"]), scale=(float(scale[0]), float(scale[1])),
-                     aspect_error=float(d["aspect_error"]), method=d["method"],  # type: ignore[arg-type]
-                     source_size=(int(size[0]), int(size[1])))
+    return CropMatch(
+        box=Box.from_dict(d["box"]),
+        quality=float(d["quality"]),  # type: ignore[arg-type]
+        exact=bool(d["exact"]),
+        scale=(float(scale[0]), float(scale[1])),
+        aspect_error=float(d["aspect_error"]),
+        method=d["method"],  # type: ignore[arg-type]
+        source_size=(int(size[0]), int(size[1])),
+    )

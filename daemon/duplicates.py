@@ -43,22 +43,41 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
     rule = rule_description(ctx.cfg.dedup, clip is not None and clip.availability().available)
     with ctx.store.read() as conn:
         rows = conn.execute(
-            select(images.c.sha256, images.c.phash).where(images.c.phash.is_not(None), images.c.state == "present")
+            select(images.c.sha256, images.c.phash)
+            .where(images.c.phash.is_not(None), images.c.state == "present")
             .order_by(images.c.mtime)
         ).all()
-        seen = conn.execute(select(func.max(sidecars.c.created_at))
-                            .where(sidecars.c.extractor.in_(("phash", "clip")))).scalar() or 0.0
+        seen = (
+            conn.execute(
+                select(func.max(sidecars.c.created_at)).where(sidecars.c.extractor.in_(("phash", "clip")))
+            ).scalar()
+            or 0.0
+        )
         last: dict[str, Any] = records.get_state(conn, _STATE) or {}
-        new = set() if full or not last else {r.sha256 for r in conn.execute(
-            select(sidecars.c.sha256).where(sidecars.c.extractor.in_(("phash", "clip")),
-                                            sidecars.c.created_at > last["seen"]))}
+        new = (
+            set()
+            if full or not last
+            else {
+                r.sha256
+                for r in conn.execute(
+                    select(sidecars.c.sha256).where(
+                        sidecars.c.extractor.in_(("phash", "clip")), sidecars.c.created_at > last["seen"]
+                    )
+                )
+            }
+        )
         stored = {r.sha256: r.group_id for r in conn.execute(select(dup_groups.c.sha256, dup_groups.c.group_id))}
     present = {r.sha256 for r in rows}
     new &= present
     old = present - new
     # Incremental only when the library just grew: every earlier image is still there, under the same rule.
-    incremental = (bool(last) and not full and last.get("rule") == rule and last.get("present") == len(old)
-                   and set(stored) <= present)
+    incremental = (
+        bool(last)
+        and not full
+        and last.get("rule") == rule
+        and last.get("present") == len(old)
+        and set(stored) <= present
+    )
     if incremental and not new:
         return DedupRefresh("unchanged", len(set(stored.values())), 0)
     if incremental:
@@ -78,10 +97,14 @@ def _items(ctx: Ctx, rows: Sequence[Any]) -> list[DedupItem]:
     emb: dict[str, np.ndarray] = {}
     with ctx.store.read() as conn:
         for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
-            emb.update((r.sha256, np.frombuffer(r.blob, dtype="<f4")) for r in conn.execute(
-                select(sidecars.c.sha256, sidecars.c.blob).where(
-                    sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None), sidecars.c.sha256.in_(chunk))
-                .order_by(sidecars.c.version)))
+            emb.update(
+                (r.sha256, np.frombuffer(r.blob, dtype="<f4"))
+                for r in conn.execute(
+                    select(sidecars.c.sha256, sidecars.c.blob)
+                    .where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None), sidecars.c.sha256.in_(chunk))
+                    .order_by(sidecars.c.version)
+                )
+            )
     return [DedupItem(r.sha256, r.phash, emb.get(r.sha256)) for r in rows]
 
 
@@ -138,8 +161,9 @@ def _merge_new(ctx: Ctx, rows: Sequence[Any], new: set[str], stored: Mapping[str
     return _union(groups, stored)
 
 
-def _write(conn: Connection, stored: Mapping[str, str], merged: Mapping[str, str], rule: str,
-           replace_rule: bool) -> set[str]:
+def _write(
+    conn: Connection, stored: Mapping[str, str], merged: Mapping[str, str], rule: str, replace_rule: bool
+) -> set[str]:
     """Rows of images whose group changed (all rows on a full refresh), and the near-duplicate
     marks of their sets; returns the shas whose group changed."""
     changed = {s for s in set(stored) | set(merged) if stored.get(s) != merged.get(s)}
@@ -155,8 +179,14 @@ def _write(conn: Connection, stored: Mapping[str, str], merged: Mapping[str, str
     if replace_rule:
         _mark_sets(conn, merged, None)
     elif changed:
-        _mark_sets(conn, merged, {r.set_id for r in conn.execute(
-            select(set_members.c.set_id).where(set_members.c.sha256.in_(list(changed))))})
+        _mark_sets(
+            conn,
+            merged,
+            {
+                r.set_id
+                for r in conn.execute(select(set_members.c.set_id).where(set_members.c.sha256.in_(list(changed))))
+            },
+        )
     return changed
 
 
@@ -176,5 +206,8 @@ def _mark_sets(conn: Connection, merged: Mapping[str, str], set_ids: set[str] | 
             mark = None if gid is None else first_of_group.setdefault(gid, m.sha256)
             mark = None if mark == m.sha256 else mark
             if mark != m.near_duplicate_of:
-                conn.execute(update(set_members).where(set_members.c.set_id == set_id,
-                                                       set_members.c.sha256 == m.sha256).values(near_duplicate_of=mark))
+                conn.execute(
+                    update(set_members)
+                    .where(set_members.c.set_id == set_id, set_members.c.sha256 == m.sha256)
+                    .values(near_duplicate_of=mark)
+                )

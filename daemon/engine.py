@@ -97,8 +97,10 @@ class Engine:
         if place.area == "inbox":
             if is_image_name(p.name):
                 self._arm(p)
-            elif p.name in FOLDER_META_NAMES or p.suffix.lower() in (*self.ctx.cfg.ingest.yaml_suffixes,
-                                                                      *self.ctx.cfg.ingest.caption_suffixes):
+            elif p.name in FOLDER_META_NAMES or p.suffix.lower() in (
+                *self.ctx.cfg.ingest.yaml_suffixes,
+                *self.ctx.cfg.ingest.caption_suffixes,
+            ):
                 self._metadata_changed(p)
         elif is_image_name(p.name):
             self.track(p)
@@ -140,7 +142,11 @@ class Engine:
         if w is not None and self.settler is not None and (st.st_size, st.st_mtime_ns) != (w.size, w.mtime_ns):
             self._arm(p)  # still being written
             return
-        if stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime < self.ctx.cfg.watch.stable_seconds and self.settler is None:
+        if (
+            stat.S_ISREG(st.st_mode)
+            and time.time() - st.st_mtime < self.ctx.cfg.watch.stable_seconds
+            and self.settler is None
+        ):
             time.sleep(max(0.0, self.ctx.cfg.watch.stable_seconds - (time.time() - st.st_mtime)))
         try:
             task = pipeline.run_image(self.ctx, ImageTask(p))
@@ -252,7 +258,11 @@ class Engine:
             records.upsert_file(conn, rel, sha, st.st_size, st.st_mtime_ns)
             img = records.image_row(conn, sha)
             old = img.path if img is not None else None
-            moved = img is not None and (img.path != rel) and (img.state != "present" or not self.ctx.abs(img.path).exists())
+            moved = (
+                img is not None
+                and (img.path != rel)
+                and (img.state != "present" or not self.ctx.abs(img.path).exists())
+            )
             if moved:
                 records.set_image_path(conn, sha, rel)
         if moved:

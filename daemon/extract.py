@@ -23,8 +23,9 @@ from daemon.store.schema import images
 log = logging.getLogger(__name__)
 
 
-def _stored_dependencies(ctx: Ctx, work: dict[str, list[JobSpec]],
-                         done: dict[str, set[str]]) -> dict[str, dict[str, SidecarResult]]:
+def _stored_dependencies(
+    ctx: Ctx, work: dict[str, list[JobSpec]], done: dict[str, set[str]]
+) -> dict[str, dict[str, SidecarResult]]:
     """Stored results (current versions) that pending extractors read, so that recomputing the
     anomaly report or the crop after a version bump costs milliseconds instead of rerunning the
     detectors. A dependency not stored whole is left out and run_pass recomputes it."""
@@ -32,8 +33,13 @@ def _stored_dependencies(ctx: Ctx, work: dict[str, list[JobSpec]],
     out: dict[str, dict[str, SidecarResult]] = {}
     with ctx.store.read() as conn:
         for sha, stored in done.items():
-            wanted = {d for s in work[sha] if s.kind in by_name
-                      for d in (*by_name[s.kind].requires, *by_name[s.kind].optional) if d in by_name} & stored
+            wanted = {
+                d
+                for s in work[sha]
+                if s.kind in by_name
+                for d in (*by_name[s.kind].requires, *by_name[s.kind].optional)
+                if d in by_name
+            } & stored
             got = {d: stored_result(ctx.cfg, conn, sha, d, by_name[d].version) for d in wanted}
             out[sha] = {d: r for d, r in got.items() if r is not None}
     return out
@@ -44,8 +50,10 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
     limit = limit or ctx.cfg.extractors.images_per_pass
     with ctx.store.read() as conn:
         work = next_images(conn, limit)
-        paths = {r.sha256: r.path for r in conn.execute(
-            select(images.c.sha256, images.c.path).where(images.c.sha256.in_(list(work))))}
+        paths = {
+            r.sha256: r.path
+            for r in conn.execute(select(images.c.sha256, images.c.path).where(images.c.sha256.in_(list(work))))
+        }
     if not work:
         return 0
     by_name = {e.name: e for e in ctx.extractors}
@@ -58,8 +66,9 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
         try:
             if rel is None:
                 raise BestshotError(None, "image row missing")
-            img = load(ctx.abs(rel), max_pixels=ctx.cfg.ingest.max_pixels,
-                       accept_formats=tuple(ctx.cfg.ingest.accept_formats))
+            img = load(
+                ctx.abs(rel), max_pixels=ctx.cfg.ingest.max_pixels, accept_formats=tuple(ctx.cfg.ingest.accept_formats)
+            )
             if img.sha256 != sha:
                 raise DecodeError(ctx.abs(rel), "file content changed since it was registered")
         except VanishedError:

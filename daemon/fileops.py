@@ -99,8 +99,14 @@ class FileOps:
         with self.store.write() as conn:
             key = conn.execute(
                 insert(journal).values(
-                    batch_id=batch_id, op="move", src=self._rel(src), dst=self._rel(dst), sha256=sha256,
-                    state="planned", created_at=time.time(), note=note,
+                    batch_id=batch_id,
+                    op="move",
+                    src=self._rel(src),
+                    dst=self._rel(dst),
+                    sha256=sha256,
+                    state="planned",
+                    created_at=time.time(),
+                    note=note,
                 )
             ).inserted_primary_key
         assert key is not None
@@ -110,9 +116,9 @@ class FileOps:
         except Exception as e:
             with self.store.write() as conn:
                 conn.execute(
-                    update(journal).where(journal.c.id == jid).values(
-                        state="failed", finished_at=time.time(), note=str(e)
-                    )
+                    update(journal)
+                    .where(journal.c.id == jid)
+                    .values(state="failed", finished_at=time.time(), note=str(e))
                 )
             raise
         with self.store.write() as conn:
@@ -140,9 +146,7 @@ class FileOps:
                 state, note = "failed", "neither source nor destination exists"
             with self.store.write() as conn:
                 conn.execute(
-                    update(journal).where(journal.c.id == r.id).values(
-                        state=state, note=note, finished_at=time.time()
-                    )
+                    update(journal).where(journal.c.id == r.id).values(state=state, note=note, finished_at=time.time())
                 )
             out.append(f"journal #{r.id} {r.src} -> {r.dst}: {note}")
             log.info("recovered journal #%s: %s", r.id, note)

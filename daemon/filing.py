@@ -45,25 +45,41 @@ def _loose_images(ctx: Ctx) -> list[LooseImage]:
         rows = conn.execute(
             select(images, image_metadata.c.prompt, image_metadata.c.batch_id, image_metadata.c.seed)
             .join(image_metadata, image_metadata.c.sha256 == images.c.sha256, isouter=True)
-            .where(images.c.state == "present", images.c.sha256.not_in(select(set_members.c.sha256)),
-                   or_(images.c.path.startswith(inbox_rel + "/"), images.c.path.startswith("%b:")))
+            .where(
+                images.c.state == "present",
+                images.c.sha256.not_in(select(set_members.c.sha256)),
+                or_(images.c.path.startswith(inbox_rel + "/"), images.c.path.startswith("%b:")),
+            )
         ).all()
-        emb_rows = conn.execute(
-            select(sidecars.c.sha256, sidecars.c.blob).where(
-                sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None),
-                sidecars.c.sha256.in_([r.sha256 for r in rows]))
-        ).all() if rows else []
+        emb_rows = (
+            conn.execute(
+                select(sidecars.c.sha256, sidecars.c.blob).where(
+                    sidecars.c.extractor == "clip",
+                    sidecars.c.blob.is_not(None),
+                    sidecars.c.sha256.in_([r.sha256 for r in rows]),
+                )
+            ).all()
+            if rows
+            else []
+        )
     embeddings = {r.sha256: np.frombuffer(r.blob, dtype="<f4") for r in emb_rows}
     out = []
     for r in rows:
         if ctx.abs(r.path).parent != inbox:
             continue
         meta = ImageMeta(prompt=r.prompt, batch_id=r.batch_id, seed=r.seed)
-        out.append(LooseImage(
-            sha256=r.sha256, name=ctx.abs(r.path).name, mtime=r.mtime, arrived=r.first_seen,
-            meta_key=meta.group_key(), seed=r.seed, phash=int(r.phash, 16) if r.phash else None,
-            embedding=embeddings.get(r.sha256),
-        ))
+        out.append(
+            LooseImage(
+                sha256=r.sha256,
+                name=ctx.abs(r.path).name,
+                mtime=r.mtime,
+                arrived=r.first_seen,
+                meta_key=meta.group_key(),
+                seed=r.seed,
+                phash=int(r.phash, 16) if r.phash else None,
+                embedding=embeddings.get(r.sha256),
+            )
+        )
     return out
 
 
@@ -104,7 +120,9 @@ def folder_sets(ctx: Ctx, busy: Collection[Path]) -> list[SetTask]:
                 frow = conn.execute(select(files.c.sha256).where(files.c.path == rel)).first()
                 img = records.image_row(conn, frow.sha256) if frow else None
                 if img is not None and img.path == rel:
-                    in_set = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == img.sha256)).first()
+                    in_set = conn.execute(
+                        select(set_members.c.set_id).where(set_members.c.sha256 == img.sha256)
+                    ).first()
                     if not in_set:
                         members.append(img.sha256)
                     continue
@@ -118,7 +136,9 @@ def folder_sets(ctx: Ctx, busy: Collection[Path]) -> list[SetTask]:
                 wanted = d.name[4:] if d.name.startswith("set_") and len(d.name) > 4 else None
                 taken = wanted and conn.execute(select(sets.c.id).where(sets.c.id == wanted)).first()
                 sid = wanted if wanted and not taken and _safe_id(wanted) else set_id_for(members)
-                out.append(SetTask(sid, members, "folder", f"dropped folder '{d.name}' ({len(members)} images)", folder=d))
+                out.append(
+                    SetTask(sid, members, "folder", f"dropped folder '{d.name}' ({len(members)} images)", folder=d)
+                )
     return out
 
 
@@ -132,11 +152,18 @@ def persist_set(ctx: Ctx, task: SetTask) -> None:
     with ctx.store.write() as conn:
         if conn.execute(select(sets.c.id).where(sets.c.id == task.set_id)).first():
             return
-        conn.execute(insert(sets).values(
-            id=task.set_id, created_at=time.time(), source=task.source, reason=task.reason,
-            size=len(task.members), folder=ctx.rel(folder), status="filing",
-            source_folder=ctx.rel(task.folder) if task.folder is not None else None,
-        ))
+        conn.execute(
+            insert(sets).values(
+                id=task.set_id,
+                created_at=time.time(),
+                source=task.source,
+                reason=task.reason,
+                size=len(task.members),
+                folder=ctx.rel(folder),
+                status="filing",
+                source_folder=ctx.rel(task.folder) if task.folder is not None else None,
+            )
+        )
         for pos, sha in enumerate(task.members):
             conn.execute(insert(set_members).values(set_id=task.set_id, sha256=sha, position=pos))
 
@@ -146,8 +173,10 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
     with ctx.store.read() as conn:
         srow = conn.execute(select(sets).where(sets.c.id == task.set_id)).one()
         rows = conn.execute(
-            select(images.c.sha256, images.c.path).join(set_members, set_members.c.sha256 == images.c.sha256)
-            .where(set_members.c.set_id == task.set_id).order_by(set_members.c.position)
+            select(images.c.sha256, images.c.path)
+            .join(set_members, set_members.c.sha256 == images.c.sha256)
+            .where(set_members.c.set_id == task.set_id)
+            .order_by(set_members.c.position)
         ).all()
     folder = ctx.abs(srow.folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -162,9 +191,12 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         if not src.exists():
             # A crash between the move and the path update: the journal knows where it went.
             with ctx.store.read() as conn:
-                last = conn.execute(select(journal.c.dst).where(journal.c.sha256 == r.sha256,
-                                                                journal.c.state == "done")
-                                    .order_by(journal.c.id.desc()).limit(1)).scalar()
+                last = conn.execute(
+                    select(journal.c.dst)
+                    .where(journal.c.sha256 == r.sha256, journal.c.state == "done")
+                    .order_by(journal.c.id.desc())
+                    .limit(1)
+                ).scalar()
             moved_to = ctx.abs(last) if last else None
             if moved_to is not None and moved_to.exists():
                 st = moved_to.stat()
@@ -177,8 +209,7 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         if locate(ctx.cfg, src).area != "inbox":
             # Already taken elsewhere (the user moved it while this set was being filed, and a
             # retry finds it in exports/): their move stands; filing never pulls a file back.
-            log.info("set %s: member %s was moved by the user before filing finished; left there",
-                     task.set_id, r.path)
+            log.info("set %s: member %s was moved by the user before filing finished; left there", task.set_id, r.path)
             continue
         dst = unique_destination(folder / src.name)
         # Stat before the move (a move keeps size and mtime): the user may take the file out of
@@ -206,8 +237,11 @@ def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:
     for c in sidecar_candidates(origin, ing.yaml_suffixes, ing.caption_suffixes):
         if not c.is_file() or c.is_symlink():
             continue
-        name = (dst.name + c.name[len(origin.name):] if c.name.startswith(origin.name)
-                else dst.stem + c.name[len(origin.stem):])
+        name = (
+            dst.name + c.name[len(origin.name) :]
+            if c.name.startswith(origin.name)
+            else dst.stem + c.name[len(origin.stem) :]
+        )
         try:
             ctx.fileops.move(c, unique_destination(dst.parent / name), note=f"metadata of {dst.name}")
         except (VanishedError, FileNotFoundError):
@@ -217,9 +251,16 @@ def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:
 def _filed_from(ctx: Ctx, sha: str, now_at: Path) -> Path | None:
     """Where the journal says this image was moved from into its set folder."""
     with ctx.store.read() as conn:
-        src = conn.execute(select(journal.c.src).where(
-            journal.c.sha256 == sha, journal.c.dst == ctx.rel(now_at), journal.c.state == "done",
-        ).order_by(journal.c.id.desc()).limit(1)).scalar()
+        src = conn.execute(
+            select(journal.c.src)
+            .where(
+                journal.c.sha256 == sha,
+                journal.c.dst == ctx.rel(now_at),
+                journal.c.state == "done",
+            )
+            .order_by(journal.c.id.desc())
+            .limit(1)
+        ).scalar()
     return ctx.abs(src) if src else None
 
 
@@ -237,8 +278,13 @@ def unfinished_sets(ctx: Ctx) -> list[SetTask]:
         rows = conn.execute(select(sets).where(sets.c.status == "filing")).all()
         out = []
         for r in rows:
-            members = [m.sha256 for m in conn.execute(
-                select(set_members.c.sha256).where(set_members.c.set_id == r.id).order_by(set_members.c.position))]
-            out.append(SetTask(r.id, members, r.source, r.reason,
-                               folder=ctx.abs(r.source_folder) if r.source_folder else None))
+            members = [
+                m.sha256
+                for m in conn.execute(
+                    select(set_members.c.sha256).where(set_members.c.set_id == r.id).order_by(set_members.c.position)
+                )
+            ]
+            out.append(
+                SetTask(r.id, members, r.source, r.reason, folder=ctx.abs(r.source_folder) if r.source_folder else None)
+            )
     return out

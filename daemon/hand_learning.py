@@ -34,8 +34,9 @@ STATE_KEY = "hand_model"
 STATUS_KEY = "hand_model_status"  # why no model is in force, or what the last training found
 
 
-def hand_examples(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None
-                  ) -> tuple[list[HandExample], str | None]:
+def hand_examples(
+    ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None
+) -> tuple[list[HandExample], str | None]:
     """Labelled hand embeddings from the user's decisions, and the embedding model they share (the
     most common one, when the user changed CLIP models: the others cannot be mixed in)."""
     found: list[tuple[str, HandExample]] = []
@@ -51,8 +52,11 @@ def hand_examples(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | 
             continue
         labels = hand_labels(boxes, img.role, img.crop_box, img.tags, ctx.cfg.anomaly.calibration)
         model = embedding_model_id(emb.payload)
-        found += [(model, HandExample(img.set_id, vectors[i].astype(np.float64), lab))
-                  for i, lab in enumerate(labels) if lab is not None]
+        found += [
+            (model, HandExample(img.set_id, vectors[i].astype(np.float64), lab))
+            for i, lab in enumerate(labels)
+            if lab is not None
+        ]
     if not found:
         return [], None
     model = Counter(m for m, _ in found).most_common(1)[0][0]
@@ -83,14 +87,23 @@ def learn_hand_model(ctx: Ctx, decided: Sequence[DecidedImage] | None = None) ->
     with ctx.store.write() as conn:
         previous = records.get_state(conn, STATE_KEY)
         records.put_state(conn, STATE_KEY, model.version)
-        records.put_state(conn, STATUS_KEY, f"in force: {model.version}, held-out AUC {model.cv_auc:.3f} on "
-                                            f"{model.positives} cut and {model.negatives} kept hands")
+        records.put_state(
+            conn,
+            STATUS_KEY,
+            f"in force: {model.version}, held-out AUC {model.cv_auc:.3f} on "
+            f"{model.positives} cut and {model.negatives} kept hands",
+        )
         if model.version != previous:
             n = reanalyse_open_sets(ctx, conn)
             log.info("re-analysing %d images of undecided sets with hand model %s", n, model.version)
     _use(ctx, model)
-    log.info("hand model %s: held-out AUC %.3f (%d cut, %d kept hands)", model.version, model.cv_auc,
-             model.positives, model.negatives)
+    log.info(
+        "hand model %s: held-out AUC %.3f (%d cut, %d kept hands)",
+        model.version,
+        model.cv_auc,
+        model.positives,
+        model.negatives,
+    )
     return model
 
 
@@ -99,8 +112,11 @@ def _not_trained(ctx: Ctx, reason: str) -> None:
     log.info("hand model not trained: %s", reason)
     with ctx.store.write() as conn:
         kept = records.get_state(conn, STATE_KEY)
-        records.put_state(conn, STATUS_KEY, f"in force: {kept}, kept; the new fit was refused: {reason}" if kept
-                          else f"not trained: {reason}")
+        records.put_state(
+            conn,
+            STATUS_KEY,
+            f"in force: {kept}, kept; the new fit was refused: {reason}" if kept else f"not trained: {reason}",
+        )
 
 
 def hand_model_in_force(cfg: Config, conn: Connection) -> HandModel | None:

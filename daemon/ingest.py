@@ -56,7 +56,9 @@ def stage_stat(ctx: Ctx, t: ImageTask) -> None:
     if st.st_size == 0:
         raise NotReadyError(t.path, "file is empty (0 bytes)")
     if st.st_size > ctx.cfg.ingest.max_file_bytes:
-        raise TooLargeError(t.path, f"{st.st_size} bytes exceeds ingest.max_file_bytes = {ctx.cfg.ingest.max_file_bytes}")
+        raise TooLargeError(
+            t.path, f"{st.st_size} bytes exceeds ingest.max_file_bytes = {ctx.cfg.ingest.max_file_bytes}"
+        )
     t.st = st
 
 
@@ -124,21 +126,37 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
     phash_result = phash_out if isinstance(phash_out, SidecarResult) else None
     with ctx.store.write() as conn:
         values = {
-            "path": rel, "original_name": to_db_path(t.path.name), "size_bytes": t.st.st_size,
-            "width": img.width, "height": img.height, "format": img.format, "mtime": t.st.st_mtime,
+            "path": rel,
+            "original_name": to_db_path(t.path.name),
+            "size_bytes": t.st.st_size,
+            "width": img.width,
+            "height": img.height,
+            "format": img.format,
+            "mtime": t.st.st_mtime,
             "phash": phash_result.payload.get("phash") if phash_result else None,
-            "last_seen": now, "state": "present",
+            "last_seen": now,
+            "state": "present",
         }
         # first_seen survives re-registration: it drives set closing across restarts.
         if conn.execute(select(images.c.sha256).where(images.c.sha256 == t.sha256)).first():
             conn.execute(update(images).where(images.c.sha256 == t.sha256).values(**values))
         else:
             conn.execute(insert(images).values(sha256=t.sha256, first_seen=now, **values))
-        records.upsert(conn, image_metadata, {
-            "sha256": t.sha256, "prompt": meta.prompt, "negative_prompt": meta.negative_prompt, "seed": meta.seed,
-            "batch_id": meta.batch_id, "model": meta.model, "sources": json.dumps(list(meta.sources)),
-            "raw": json.dumps(meta.raw),
-        }, ["sha256"])
+        records.upsert(
+            conn,
+            image_metadata,
+            {
+                "sha256": t.sha256,
+                "prompt": meta.prompt,
+                "negative_prompt": meta.negative_prompt,
+                "seed": meta.seed,
+                "batch_id": meta.batch_id,
+                "model": meta.model,
+                "sources": json.dumps(list(meta.sources)),
+                "raw": json.dumps(meta.raw),
+            },
+            ["sha256"],
+        )
         records.upsert_file(conn, rel, t.sha256, t.st.st_size, t.st.st_mtime_ns)
         records.resolve_errors(conn, rel)
         specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.availability().available]

@@ -28,8 +28,20 @@ class JobSpec:
 def enqueue(conn: Connection, sha256: str, specs: Iterable[JobSpec]) -> None:
     now = time.time()
     for s in specs:
-        upsert(conn, jobs, {"sha256": sha256, "kind": s.kind, "version": s.version, "state": "pending",
-                            "attempts": 0, "created_at": now, "updated_at": now}, ["sha256", "kind", "version"])
+        upsert(
+            conn,
+            jobs,
+            {
+                "sha256": sha256,
+                "kind": s.kind,
+                "version": s.version,
+                "state": "pending",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
+            ["sha256", "kind", "version"],
+        )
 
 
 def ensure_jobs(conn: Connection, specs: list[JobSpec]) -> int:
@@ -53,8 +65,11 @@ def reset_interrupted(conn: Connection) -> int:
     MAX_ATTEMPTS times: such an image takes the process down (a native crash, memory), so it fails
     for good instead of crashing every restart."""
     now = time.time()
-    conn.execute(update(jobs).where(jobs.c.state == "running", jobs.c.attempts >= MAX_ATTEMPTS).values(
-        state="failed", error=f"the process died {MAX_ATTEMPTS} times while running this job", updated_at=now))
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.state == "running", jobs.c.attempts >= MAX_ATTEMPTS)
+        .values(state="failed", error=f"the process died {MAX_ATTEMPTS} times while running this job", updated_at=now)
+    )
     res = conn.execute(update(jobs).where(jobs.c.state == "running").values(state="pending", updated_at=now))
     return int(res.rowcount or 0)
 
@@ -62,8 +77,11 @@ def reset_interrupted(conn: Connection) -> int:
 def start(conn: Connection, sha256: str, specs: Iterable[JobSpec]) -> None:
     """Mark jobs running (and count the attempt) before the work starts; see reset_interrupted."""
     for s in specs:
-        conn.execute(update(jobs).where(jobs.c.sha256 == sha256, jobs.c.kind == s.kind, jobs.c.version == s.version)
-                     .values(state="running", attempts=jobs.c.attempts + 1, updated_at=time.time()))
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.sha256 == sha256, jobs.c.kind == s.kind, jobs.c.version == s.version)
+            .values(state="running", attempts=jobs.c.attempts + 1, updated_at=time.time())
+        )
 
 
 def next_images(conn: Connection, limit: int) -> dict[str, list[JobSpec]]:
@@ -95,7 +113,9 @@ def mark(conn: Connection, sha256: str, spec: JobSpec, state: str, error: str | 
 
 def pending_count(conn: Connection) -> int:
     return int(
-        conn.execute(select(func.count()).select_from(jobs).where(jobs.c.state.in_(("pending", "running")))).scalar_one()
+        conn.execute(
+            select(func.count()).select_from(jobs).where(jobs.c.state.in_(("pending", "running")))
+        ).scalar_one()
     )
 
 

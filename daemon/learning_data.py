@@ -38,9 +38,11 @@ def decided_images(conn: Connection) -> Iterator[DecidedImage]:
         deleted = set(json.loads(d.deleted or "[]"))
         crop = Box.from_dict(json.loads(d.crop_box)) if d.crop_box else None
         image_tags: dict[str, list[str]] = (json.loads(d.line).get("bestshot") or {}).get("image_tags") or {}
-        members = conn.execute(select(set_members.c.sha256, images.c.original_name)
-                               .join(images, images.c.sha256 == set_members.c.sha256)
-                               .where(set_members.c.set_id == d.set_id)).all()
+        members = conn.execute(
+            select(set_members.c.sha256, images.c.original_name)
+            .join(images, images.c.sha256 == set_members.c.sha256)
+            .where(set_members.c.set_id == d.set_id)
+        ).all()
         for m in members:
             role: Role = "other"
             if m.sha256 == d.winner:
@@ -57,8 +59,12 @@ def reanalyse_open_sets(ctx: Ctx, conn: Connection) -> int:
     specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.name in ("anomalies", "crop")]
     if not specs:
         return 0
-    shas = [r.sha256 for r in conn.execute(select(set_members.c.sha256).join(sets, sets.c.id == set_members.c.set_id)
-                                           .where(sets.c.status == "filed"))]
+    shas = [
+        r.sha256
+        for r in conn.execute(
+            select(set_members.c.sha256).join(sets, sets.c.id == set_members.c.set_id).where(sets.c.status == "filed")
+        )
+    ]
     for sha in shas:
         enqueue(conn, sha, specs)
     return len(shas)

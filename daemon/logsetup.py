@@ -23,7 +23,9 @@ def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False) -> No
         log_dir: Path = cfg.path("logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         fh = logging.handlers.RotatingFileHandler(
-            log_dir / "bestshot.log", maxBytes=cfg.logging.file_max_bytes, backupCount=cfg.logging.file_backups,
+            log_dir / "bestshot.log",
+            maxBytes=cfg.logging.file_max_bytes,
+            backupCount=cfg.logging.file_backups,
             encoding="utf-8",
         )
         fh.setFormatter(fmt)

@@ -46,30 +46,40 @@ def export_parquet(ctx: Ctx) -> dict[str, int]:
     side = ctx.cfg.path("sidecar")
     with ctx.store.read() as conn:
         paths = {r.sha256: from_db_path(r.path) for r in conn.execute(select(images.c.sha256, images.c.path))}
-        emb_rows = _latest(conn.execute(
-            select(sidecars.c.sha256, sidecars.c.version, sidecars.c.payload, sidecars.c.blob)
-            .where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None)).order_by(sidecars.c.sha256)
-        ).all())
-        hash_rows = _latest(conn.execute(
-            select(sidecars.c.sha256, sidecars.c.version, sidecars.c.payload)
-            .where(sidecars.c.extractor == "phash").order_by(sidecars.c.sha256)
-        ).all())
+        emb_rows = _latest(
+            conn.execute(
+                select(sidecars.c.sha256, sidecars.c.version, sidecars.c.payload, sidecars.c.blob)
+                .where(sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None))
+                .order_by(sidecars.c.sha256)
+            ).all()
+        )
+        hash_rows = _latest(
+            conn.execute(
+                select(sidecars.c.sha256, sidecars.c.version, sidecars.c.payload)
+                .where(sidecars.c.extractor == "phash")
+                .order_by(sidecars.c.sha256)
+            ).all()
+        )
     emb_payloads = [json.loads(r.payload) for r in emb_rows]
     vectors = [np.frombuffer(r.blob, dtype="<f4") for r in emb_rows]
-    emb = pa.table({
-        "sha256": [r.sha256 for r in emb_rows],
-        "path": [paths.get(r.sha256) for r in emb_rows],
-        "model": [p.get("model") for p in emb_payloads],
-        "pretrained": [p.get("pretrained") for p in emb_payloads],
-        "extractor_version": pa.array([r.version for r in emb_rows], pa.int32()),
-        "embedding": _list_column(vectors),
-    })
-    hashes = pa.table({
-        "sha256": [r.sha256 for r in hash_rows],
-        "path": [paths.get(r.sha256) for r in hash_rows],
-        "phash": [json.loads(r.payload)["phash"] for r in hash_rows],
-        "extractor_version": pa.array([r.version for r in hash_rows], pa.int32()),
-    })
+    emb = pa.table(
+        {
+            "sha256": [r.sha256 for r in emb_rows],
+            "path": [paths.get(r.sha256) for r in emb_rows],
+            "model": [p.get("model") for p in emb_payloads],
+            "pretrained": [p.get("pretrained") for p in emb_payloads],
+            "extractor_version": pa.array([r.version for r in emb_rows], pa.int32()),
+            "embedding": _list_column(vectors),
+        }
+    )
+    hashes = pa.table(
+        {
+            "sha256": [r.sha256 for r in hash_rows],
+            "path": [paths.get(r.sha256) for r in hash_rows],
+            "phash": [json.loads(r.payload)["phash"] for r in hash_rows],
+            "extractor_version": pa.array([r.version for r in hash_rows], pa.int32()),
+        }
+    )
     _write(emb, side / "embeddings.parquet")
     _write(hashes, side / "hashes.parquet")
     return {"embeddings": emb.num_rows, "hashes": hashes.num_rows}

@@ -58,8 +58,9 @@ def run_image(ctx: Ctx, task: ingest.ImageTask) -> ingest.ImageTask:
             return task
         except Exception as e:  # a bug or an input nobody foresaw: this file fails, the daemon goes on
             log.exception("internal error on %s at %s", rel, stage.name)
-            _record(ctx, rel, stage.name, BestshotError(task.path, f"internal error: {type(e).__name__}: {e}"),
-                    task.sha256)
+            _record(
+                ctx, rel, stage.name, BestshotError(task.path, f"internal error: {type(e).__name__}: {e}"), task.sha256
+            )
             task.outcome = "error:internal"
             return task
         if task.done:

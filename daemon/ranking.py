@@ -63,23 +63,37 @@ def signals_for(conn: Connection, shas: Iterable[str]) -> dict[str, ImageSignals
     payloads: dict[tuple[str, str], dict[str, Any]] = {}
     # SQLite binds at most 999 parameters per statement in older builds.
     for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
-        dup.update(r.sha256 for r in conn.execute(select(set_members.c.sha256).where(
-            set_members.c.sha256.in_(chunk), set_members.c.near_duplicate_of.is_not(None))))
+        dup.update(
+            r.sha256
+            for r in conn.execute(
+                select(set_members.c.sha256).where(
+                    set_members.c.sha256.in_(chunk), set_members.c.near_duplicate_of.is_not(None)
+                )
+            )
+        )
         # Ascending version, so the newest version of each extractor wins.
-        for e in conn.execute(select(sidecars.c.sha256, sidecars.c.blob)
-                              .where(sidecars.c.sha256.in_(chunk), sidecars.c.extractor == "clip",
-                                     sidecars.c.blob.is_not(None)).order_by(sidecars.c.version)):
+        for e in conn.execute(
+            select(sidecars.c.sha256, sidecars.c.blob)
+            .where(sidecars.c.sha256.in_(chunk), sidecars.c.extractor == "clip", sidecars.c.blob.is_not(None))
+            .order_by(sidecars.c.version)
+        ):
             emb[e.sha256] = np.frombuffer(e.blob, dtype="<f4")
-        for p in conn.execute(select(sidecars.c.sha256, sidecars.c.extractor, sidecars.c.payload)
-                              .where(sidecars.c.sha256.in_(chunk), sidecars.c.extractor.in_(_SIGNAL_EXTRACTORS))
-                              .order_by(sidecars.c.version)):
+        for p in conn.execute(
+            select(sidecars.c.sha256, sidecars.c.extractor, sidecars.c.payload)
+            .where(sidecars.c.sha256.in_(chunk), sidecars.c.extractor.in_(_SIGNAL_EXTRACTORS))
+            .order_by(sidecars.c.version)
+        ):
             payloads[(p.sha256, p.extractor)] = json.loads(p.payload)
     out: dict[str, ImageSignals] = {}
     for sha in shas:
         out[sha] = ImageSignals(
-            quality=payloads.get((sha, "quality")), face=payloads.get((sha, "face")),
-            hands=payloads.get((sha, "hands")), pose=payloads.get((sha, "pose")),
-            anomaly=payloads.get((sha, "anomalies")), near_duplicate=sha in dup, embedding=emb.get(sha),
+            quality=payloads.get((sha, "quality")),
+            face=payloads.get((sha, "face")),
+            hands=payloads.get((sha, "hands")),
+            pose=payloads.get((sha, "pose")),
+            anomaly=payloads.get((sha, "anomalies")),
+            near_duplicate=sha in dup,
+            embedding=emb.get(sha),
         )
     return out
 
@@ -133,28 +147,41 @@ def ready_sets(conn: Connection, model_version: str, published: bool) -> list[st
     With `published`, a shadow proposal (made in watch mode) does not count: once the mode
     allows it, the set is proposed again so the user sees it.
     """
-    busy = select(set_members.c.set_id).join(jobs, jobs.c.sha256 == set_members.c.sha256).where(
-        jobs.c.state.in_(("pending", "running")))
+    busy = (
+        select(set_members.c.set_id)
+        .join(jobs, jobs.c.sha256 == set_members.c.sha256)
+        .where(jobs.c.state.in_(("pending", "running")))
+    )
     proposed = select(proposals.c.set_id).where(
-        proposals.c.model_version == model_version if model_version else proposals.c.source == "prior")
+        proposals.c.model_version == model_version if model_version else proposals.c.source == "prior"
+    )
     if published:
         proposed = proposed.where(proposals.c.mode != "watch")
     last = select(proposals.c.set_id, func.max(proposals.c.ts).label("ts")).group_by(proposals.c.set_id).subquery()
-    reanalysed = (select(set_members.c.set_id)
-                  .join(sidecars, sidecars.c.sha256 == set_members.c.sha256)
-                  .join(last, last.c.set_id == set_members.c.set_id)
-                  .where(sidecars.c.extractor.in_(_PROPOSAL_SIDECARS), sidecars.c.created_at > last.c.ts))
-    rows = conn.execute(select(sets.c.id).where(sets.c.status == "filed", sets.c.id.not_in(busy),
-                                                or_(sets.c.id.not_in(proposed), sets.c.id.in_(reanalysed)))
-                        .order_by(sets.c.created_at))
+    reanalysed = (
+        select(set_members.c.set_id)
+        .join(sidecars, sidecars.c.sha256 == set_members.c.sha256)
+        .join(last, last.c.set_id == set_members.c.set_id)
+        .where(sidecars.c.extractor.in_(_PROPOSAL_SIDECARS), sidecars.c.created_at > last.c.ts)
+    )
+    rows = conn.execute(
+        select(sets.c.id)
+        .where(
+            sets.c.status == "filed", sets.c.id.not_in(busy), or_(sets.c.id.not_in(proposed), sets.c.id.in_(reanalysed))
+        )
+        .order_by(sets.c.created_at)
+    )
     return [r.id for r in rows]
 
 
 def members_of(conn: Connection, set_id: str) -> list[tuple[str, str, str]]:
     """(sha256, file name, current relative path) in position order."""
-    rows = conn.execute(select(images.c.sha256, images.c.original_name, images.c.path)
-                        .join(set_members, set_members.c.sha256 == images.c.sha256)
-                        .where(set_members.c.set_id == set_id).order_by(set_members.c.position)).all()
+    rows = conn.execute(
+        select(images.c.sha256, images.c.original_name, images.c.path)
+        .join(set_members, set_members.c.sha256 == images.c.sha256)
+        .where(set_members.c.set_id == set_id)
+        .order_by(set_members.c.position)
+    ).all()
     return [(r.sha256, Path(from_db_path(r.original_name)).name, r.path) for r in rows]
 
 
@@ -179,16 +206,30 @@ def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
         lib = signals_for(conn, [sha for mem in members.values() for sha, _n, _p in mem])
         made = []
         for set_id, mem in members.items():
-            ranking = propose(f"set_{set_id}", [Member(sha, name, lib.get(sha, ImageSignals())) for sha, name, _ in mem],
-                              model, ctx.cfg.rank)
+            ranking = propose(
+                f"set_{set_id}",
+                [Member(sha, name, lib.get(sha, ImageSignals())) for sha, name, _ in mem],
+                model,
+                ctx.cfg.rank,
+            )
             made.append((set_id, ranking, proposal_body(conn, ranking, mode), mem))
     out = []
     for set_id, ranking, body, mem in made:
         with ctx.store.write() as conn:
-            conn.execute(insert(proposals).values(
-                set_id=set_id, ts=time.time(), model_version=ranking.model_version, source=ranking.source,
-                winner=ranking.winner, confidence=ranking.confidence, margin=ranking.margin,
-                uncertain=ranking.uncertain, mode=mode, body=json.dumps(body)))
+            conn.execute(
+                insert(proposals).values(
+                    set_id=set_id,
+                    ts=time.time(),
+                    model_version=ranking.model_version,
+                    source=ranking.source,
+                    winner=ranking.winner,
+                    confidence=ranking.confidence,
+                    margin=ranking.margin,
+                    uncertain=ranking.uncertain,
+                    mode=mode,
+                    body=json.dumps(body),
+                )
+            )
         if mode != "watch":
             publish(ctx, set_id, ranking, body, mem)
         out.append(ranking)
@@ -245,8 +286,10 @@ def review_queue(ctx: Ctx) -> list[dict[str, Any]]:
         rows = conn.execute(
             select(proposals.c.set_id, proposals.c.body, sets.c.folder)
             .join(sets, sets.c.id == proposals.c.set_id)
-            .where(sets.c.status == "filed", proposals.c.id.in_(
-                select(func.max(proposals.c.id)).group_by(proposals.c.set_id)))
+            .where(
+                sets.c.status == "filed",
+                proposals.c.id.in_(select(func.max(proposals.c.id)).group_by(proposals.c.set_id)),
+            )
         ).all()
     bodies = {r.set_id: (json.loads(r.body), r.folder) for r in rows}
     rankings = [_ranking_from_body(b) for b, _ in bodies.values()]
@@ -258,10 +301,17 @@ def _ranking_from_body(b: dict[str, Any]) -> SetRanking:
     from core.rank.propose import ImageScore
 
     return SetRanking(
-        set_id=b["set_id"], winner=b["winner_id"], winner_name=b["winner"],
+        set_id=b["set_id"],
+        winner=b["winner_id"],
+        winner_name=b["winner"],
         images=tuple(ImageScore(i["image_id"], i["name"], i["score"], i["probability"]) for i in b["images"]),
-        margin=b["margin"], confidence=b["confidence"], source=b["source"], model_version=b["model_version"],
-        reasons=tuple(b["reasons"]), residual_anomalies=tuple(b["residual_anomalies"]), uncertain=b["uncertain"],
+        margin=b["margin"],
+        confidence=b["confidence"],
+        source=b["source"],
+        model_version=b["model_version"],
+        reasons=tuple(b["reasons"]),
+        residual_anomalies=tuple(b["residual_anomalies"]),
+        uncertain=b["uncertain"],
         uncertain_reasons=tuple(b["uncertain_reasons"]),
     )
 
@@ -278,8 +328,12 @@ def training_decisions(conn: Connection) -> list[TrainDecision]:
     for d in _latest_user_decisions(conn):
         if d.source == "batch" or d.winner is None or d.closed_reason == "retracted":
             continue
-        members = tuple(r.sha256 for r in conn.execute(
-            select(set_members.c.sha256).where(set_members.c.set_id == d.set_id).order_by(set_members.c.position)))
+        members = tuple(
+            r.sha256
+            for r in conn.execute(
+                select(set_members.c.sha256).where(set_members.c.set_id == d.set_id).order_by(set_members.c.position)
+            )
+        )
         if d.winner not in members:
             continue
         prompt = conn.execute(select(image_metadata.c.prompt).where(image_metadata.c.sha256 == d.winner)).scalar()
@@ -305,23 +359,38 @@ def history(conn: Connection) -> list[HistoryEntry]:
     for d in _latest_user_decisions(conn):
         if d.winner is None or d.closed_reason == "retracted":
             continue
-        p = conn.execute(select(proposals).where(proposals.c.set_id == d.set_id, proposals.c.ts <= d.ts)
-                         .order_by(proposals.c.id.desc()).limit(1)).first()
+        p = conn.execute(
+            select(proposals)
+            .where(proposals.c.set_id == d.set_id, proposals.c.ts <= d.ts)
+            .order_by(proposals.c.id.desc())
+            .limit(1)
+        ).first()
         if d.source == "batch":
-            p = conn.execute(select(proposals).where(proposals.c.set_id == d.set_id,
-                                                     proposals.c.batch_id.is_not(None))
-                             .order_by(proposals.c.id.desc()).limit(1)).first() or p
+            p = (
+                conn.execute(
+                    select(proposals)
+                    .where(proposals.c.set_id == d.set_id, proposals.c.batch_id.is_not(None))
+                    .order_by(proposals.c.id.desc())
+                    .limit(1)
+                ).first()
+                or p
+            )
         crop_iou = None
         user_box = Box.from_dict(json.loads(d.crop_box)) if d.crop_box else None
         if p is not None and user_box is not None:
             best = ((json.loads(p.body).get("crop") or {}).get("best") or {}).get("box")
             crop_iou = box_iou(user_box, Box.from_dict(best)) if best else None
-        out.append(HistoryEntry(
-            set_id=d.set_id, ts=d.ts, user_winner=d.winner,
-            proposed_winner=p.winner if p is not None else None,
-            confidence=p.confidence if p is not None else None,
-            source="prior" if p is not None and p.source == "prior" else "model",
-            auto_decided=d.source == "batch", crop_iou=crop_iou,
-            residual_anomalies=residual_anomalies(conn, d.winner, user_box),
-        ))
+        out.append(
+            HistoryEntry(
+                set_id=d.set_id,
+                ts=d.ts,
+                user_winner=d.winner,
+                proposed_winner=p.winner if p is not None else None,
+                confidence=p.confidence if p is not None else None,
+                source="prior" if p is not None and p.source == "prior" else "model",
+                auto_decided=d.source == "batch",
+                crop_iou=crop_iou,
+                residual_anomalies=residual_anomalies(conn, d.winner, user_box),
+            )
+        )
     return out

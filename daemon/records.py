@@ -23,14 +23,17 @@ def upsert(conn: Connection, table: Table, values: dict[str, Any], keys: list[st
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=rest) if rest else stmt.on_conflict_do_nothing())
 
 
-def record_error(conn: Connection, path: str | None, stage: str, err: BestshotError | str,
-                 sha256: str | None = None) -> None:
+def record_error(
+    conn: Connection, path: str | None, stage: str, err: BestshotError | str, sha256: str | None = None
+) -> None:
     """Record a per-item failure once: an identical open error for the same path is not repeated."""
     kind = err.kind if isinstance(err, BestshotError) else "error"
     reason = err.reason if isinstance(err, BestshotError) else str(err)
     existing = conn.execute(
         select(errors.c.id).where(
-            errors.c.path == path, errors.c.stage == stage, errors.c.reason == reason,
+            errors.c.path == path,
+            errors.c.stage == stage,
+            errors.c.reason == reason,
             errors.c.resolved.is_(False),
         )
     ).first()
@@ -38,8 +41,9 @@ def record_error(conn: Connection, path: str | None, stage: str, err: BestshotEr
         conn.execute(update(errors).where(errors.c.id == existing.id).values(ts=time.time()))
         return
     conn.execute(
-        insert(errors).values(ts=time.time(), path=path, sha256=sha256, stage=stage, kind=kind, reason=reason,
-                              resolved=False)
+        insert(errors).values(
+            ts=time.time(), path=path, sha256=sha256, stage=stage, kind=kind, reason=reason, resolved=False
+        )
     )
 
 
@@ -54,9 +58,7 @@ def open_errors(conn: Connection, limit: int = 20) -> list[dict[str, Any]]:
     rows = conn.execute(
         select(errors).where(errors.c.resolved.is_(False)).order_by(errors.c.ts.desc()).limit(limit)
     ).all()
-    return [
-        {"ts": r.ts, "path": r.path, "stage": r.stage, "kind": r.kind, "reason": r.reason} for r in rows
-    ]
+    return [{"ts": r.ts, "path": r.path, "stage": r.stage, "kind": r.kind, "reason": r.reason} for r in rows]
 
 
 def count_open_errors(conn: Connection) -> int:
@@ -64,8 +66,12 @@ def count_open_errors(conn: Connection) -> int:
 
 
 def upsert_file(conn: Connection, rel: str, sha256: str, size: int, mtime_ns: int) -> None:
-    upsert(conn, files, {"path": rel, "sha256": sha256, "size_bytes": size, "mtime_ns": mtime_ns,
-                         "seen_at": time.time()}, ["path"])
+    upsert(
+        conn,
+        files,
+        {"path": rel, "sha256": sha256, "size_bytes": size, "mtime_ns": mtime_ns, "seen_at": time.time()},
+        ["path"],
+    )
 
 
 def forget_file(conn: Connection, rel: str) -> str | None:
@@ -87,7 +93,9 @@ def image_row(conn: Connection, sha256: str) -> Any:
 
 
 def set_image_path(conn: Connection, sha256: str, rel: str) -> None:
-    conn.execute(update(images).where(images.c.sha256 == sha256).values(path=rel, last_seen=time.time(), state="present"))
+    conn.execute(
+        update(images).where(images.c.sha256 == sha256).values(path=rel, last_seen=time.time(), state="present")
+    )
 
 
 def get_state(conn: Connection, key: str, default: Any = None) -> Any:

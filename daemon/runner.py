@@ -63,14 +63,29 @@ class Daemon:
         signal.signal(signal.SIGINT, self.request_stop)
         for what, step in STARTUP_STEPS:
             self._guard(what, lambda step=step: step(self.ctx, self.tracker))  # type: ignore[misc]
-        observer = start_observer(cfg.root, self.events,  # type: ignore[arg-type]
-                                  lambda p: locate(cfg, p).area is not None)
+        observer = start_observer(
+            cfg.root,
+            self.events,  # type: ignore[arg-type]
+            lambda p: locate(cfg, p).area is not None,
+        )
         self.settler.start()
         scheduler = BackgroundScheduler(daemon=True)
-        scheduler.add_job(lambda: self.events.put(RescanRequested("timer")), "interval",
-                          minutes=cfg.watch.reconcile_minutes, id="reconcile", coalesce=True, max_instances=1)
-        scheduler.add_job(lambda: self.events.put(RetrainRequested("nightly")), "cron",
-                          hour=cfg.rank.nightly_retrain_hour, id="retrain", coalesce=True, max_instances=1)
+        scheduler.add_job(
+            lambda: self.events.put(RescanRequested("timer")),
+            "interval",
+            minutes=cfg.watch.reconcile_minutes,
+            id="reconcile",
+            coalesce=True,
+            max_instances=1,
+        )
+        scheduler.add_job(
+            lambda: self.events.put(RetrainRequested("nightly")),
+            "cron",
+            hour=cfg.rank.nightly_retrain_hour,
+            id="retrain",
+            coalesce=True,
+            max_instances=1,
+        )
         scheduler.start()
         self.events.put(RescanRequested("start-up"))
         log.info("bestshot daemon running on %s (db %s)", cfg.root, cfg.db_url)
@@ -115,8 +130,10 @@ class Daemon:
                         break
                     if more is not None:
                         self._handle(more)
-            deadlines = [self._guard("filing", self.engine.file_ready_sets),
-                         self._guard("decisions", self.tracker.evaluate)]
+            deadlines = [
+                self._guard("filing", self.engine.file_ready_sets),
+                self._guard("decisions", self.tracker.evaluate),
+            ]
             next_close = min((t for t in deadlines if isinstance(t, float)), default=None)
             if self.stopping.is_set():
                 break

@@ -32,9 +32,11 @@ class ServiceSpec:
 def default_spec(root: Path, config: Path | None, home: Path | None = None) -> ServiceSpec:
     root = root.expanduser().absolute()
     return ServiceSpec(
-        python=Path(sys.executable).absolute(), root=root,
+        python=Path(sys.executable).absolute(),
+        root=root,
         config=config.expanduser().absolute() if config else None,
-        log_dir=root / "logs", home=(home or Path.home()),
+        log_dir=root / "logs",
+        home=(home or Path.home()),
     )
 
 
@@ -105,9 +107,11 @@ def fda_warning(root: Path, home: Path) -> str | None:
     """launchd jobs cannot read these folders without Full Disk Access."""
     for d in PROTECTED_DIRS:
         if root == home / d or (home / d) in root.parents:
-            return (f"{root} is inside ~/{d}: a launchd job cannot read it without Full Disk Access. "
-                    f"Move the root (e.g. ~/bestshot) or grant Full Disk Access to {sys.executable} in "
-                    "System Settings > Privacy & Security > Full Disk Access.")
+            return (
+                f"{root} is inside ~/{d}: a launchd job cannot read it without Full Disk Access. "
+                f"Move the root (e.g. ~/bestshot) or grant Full Disk Access to {sys.executable} in "
+                "System Settings > Privacy & Security > Full Disk Access."
+            )
     return None
 
 
@@ -163,8 +167,11 @@ def service_status(home: Path, platform: str = sys.platform) -> list[str]:
     target = plist_path(home) if platform == "darwin" else unit_path(home)
     lines = [f"{'installed' if target.exists() else 'not installed'}: {target}"]
     if target.exists():
-        cmd = (["launchctl", "print", f"gui/{os.getuid()}/{LABEL}"] if platform == "darwin"
-               else ["systemctl", "--user", "is-active", "bestshot.service"])
+        cmd = (
+            ["launchctl", "print", f"gui/{os.getuid()}/{LABEL}"]
+            if platform == "darwin"
+            else ["systemctl", "--user", "is-active", "bestshot.service"]
+        )
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=10)
             lines.append(res.stdout.strip().splitlines()[0] if res.stdout.strip() else f"exit {res.returncode}")

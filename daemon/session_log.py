@@ -62,8 +62,9 @@ def write_logged(ctx: Ctx, decision_id: int, line: str, *, check_existing: bool 
 
 def flush_unlogged(ctx: Ctx) -> int:
     with ctx.store.read() as conn:
-        rows = conn.execute(select(decisions.c.id, decisions.c.line).where(decisions.c.logged.is_(False))
-                            .order_by(decisions.c.id)).all()
+        rows = conn.execute(
+            select(decisions.c.id, decisions.c.line).where(decisions.c.logged.is_(False)).order_by(decisions.c.id)
+        ).all()
     for r in rows:
         write_logged(ctx, r.id, r.line, check_existing=True)
     return len(rows)

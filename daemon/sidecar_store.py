@@ -72,10 +72,20 @@ def save_result(ctx: Ctx, conn: Connection, sha: str, ext: Extractor, result: Si
     if json_file is not None:
         atomic_write(json_file, json.dumps(result.payload, indent=1).encode())
         written.append(ctx.rel(json_file))
-    records.upsert(conn, sidecars, {
-        "sha256": sha, "extractor": ext.name, "version": ext.version, "payload": json.dumps(result.payload),
-        "blob": blob, "files": json.dumps(written), "created_at": time.time(),
-    }, ["sha256", "extractor", "version"])
+    records.upsert(
+        conn,
+        sidecars,
+        {
+            "sha256": sha,
+            "extractor": ext.name,
+            "version": ext.version,
+            "payload": json.dumps(result.payload),
+            "blob": blob,
+            "files": json.dumps(written),
+            "created_at": time.time(),
+        },
+        ["sha256", "extractor", "version"],
+    )
     if ext.name in ("face", "pose"):
         _write_facefoot(ctx, conn, sha)
     if ext.name == "phash":  # grouping and near-duplicates read it from the image row
@@ -84,8 +94,10 @@ def save_result(ctx: Ctx, conn: Connection, sha: str, ext: Extractor, result: Si
 
 def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any] | None:
     row = conn.execute(
-        select(sidecars.c.payload).where(sidecars.c.sha256 == sha, sidecars.c.extractor == extractor)
-        .order_by(sidecars.c.version.desc()).limit(1)
+        select(sidecars.c.payload)
+        .where(sidecars.c.sha256 == sha, sidecars.c.extractor == extractor)
+        .order_by(sidecars.c.version.desc())
+        .limit(1)
     ).first()
     return json.loads(row.payload) if row else None
 
@@ -94,8 +106,9 @@ def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any]
 _NPY_KEYS = {"saliency": "subject", "hand_clip": "embeddings"}
 
 
-def stored_result(cfg: Config, conn: Connection, sha: str, extractor: str,
-                  version: int | None = None) -> SidecarResult | None:
+def stored_result(
+    cfg: Config, conn: Connection, sha: str, extractor: str, version: int | None = None
+) -> SidecarResult | None:
     """A stored result as its extractor returned it (payload and arrays), for `version` or the
     newest; None when it is not stored whole (a missing array file means: compute it again)."""
     q = select(sidecars.c.payload, sidecars.c.blob).where(sidecars.c.sha256 == sha, sidecars.c.extractor == extractor)
@@ -124,7 +137,11 @@ def _write_facefoot(ctx: Ctx, conn: Connection, sha: str) -> None:
     feet = []
     for p in pose.get("poses", []):
         lm = p["landmarks"]
-        feet.append({name: {"x": lm[POSE[name]][0], "y": lm[POSE[name]][1], "visibility": lm[POSE[name]][3]}
-                     for name in FOOT_POINTS})
+        feet.append(
+            {
+                name: {"x": lm[POSE[name]][0], "y": lm[POSE[name]][1], "visibility": lm[POSE[name]][3]}
+                for name in FOOT_POINTS
+            }
+        )
     doc = {"faces": face.get("faces", []), "feet": feet, "image_size": face.get("image_size") or pose.get("image_size")}
     atomic_write(ctx.cfg.path("sidecar") / "det" / f"{sha}.facefoot.json", json.dumps(doc).encode())

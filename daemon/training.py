@@ -63,8 +63,13 @@ def run_training(ctx: Ctx) -> TrainOutcome:
         records.put_state(conn, "rank_trained_at_decisions", len(decided))
         if result.switch:
             records.put_state(conn, "rank_model", result.model.version)
-    log.info("trained %s on %d decisions: %s (%s)", result.model.version, len(decided),
-             "switched" if result.switch else "kept the current model", result.switch_reason)
+    log.info(
+        "trained %s on %d decisions: %s (%s)",
+        result.model.version,
+        len(decided),
+        "switched" if result.switch else "kept the current model",
+        result.switch_reason,
+    )
     return TrainOutcome(result.model.version, result.switch, result.switch_reason, len(decided))
 
 

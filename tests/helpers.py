@@ -62,7 +62,11 @@ def write_config(root: Path, extra: dict[str, Any] | None = None) -> Path:
 def bestshot(*args: str, root: Path, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
         [sys.executable, "-m", "daemon.cli", *args, "--root", str(root)],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        check=False,
     )
     if check and res.returncode != 0:
         raise AssertionError(f"bestshot {args} exit {res.returncode}\n{res.stdout}\n{res.stderr}")
@@ -87,11 +91,17 @@ class DaemonProc:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daemon.cli", "run", "--root", str(self.root), *self.extra],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=REPO, env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
         )
         try:
-            wait_for(lambda: "daemon running" in self.output() or self.proc.poll() is not None, timeout=60,
-                     what="daemon start")
+            wait_for(
+                lambda: "daemon running" in self.output() or self.proc.poll() is not None,
+                timeout=60,
+                what="daemon start",
+            )
         except AssertionError:
             raise AssertionError("daemon did not start:\n" + self.output()[-3000:]) from None
         if self.proc.poll() is not None:
@@ -153,7 +163,8 @@ def filed_sets(root: Path) -> dict[str, list[str]]:
         return {}
     return {
         d.name: sorted(p.name for p in d.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
-        for d in sorted(raw.iterdir()) if d.is_dir()
+        for d in sorted(raw.iterdir())
+        if d.is_dir()
     }
 
 

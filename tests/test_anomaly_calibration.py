@@ -32,10 +32,14 @@ def test_outcomes_follow_what_the_user_did_with_each_region() -> None:
     left, right = region(0, 0), region(800, 800, cue="palm_over_face_width", tag="long_hand")
     r = report(left, suppressed=(right,))
     assert outcomes_for_image(r, "approved", None, [], S) == [
-        RegionOutcome("pip_flexion_deg", False), RegionOutcome("palm_over_face_width", False)]
+        RegionOutcome("pip_flexion_deg", False),
+        RegionOutcome("palm_over_face_width", False),
+    ]
     crop = Box(300, 300, 700, 700)  # cuts `left` away, keeps `right`
     assert outcomes_for_image(r, "cropped", crop, [], S) == [
-        RegionOutcome("pip_flexion_deg", True), RegionOutcome("palm_over_face_width", False)]
+        RegionOutcome("pip_flexion_deg", True),
+        RegionOutcome("palm_over_face_width", False),
+    ]
     half = Box(50, 0, 950, 950)  # half of `left` inside: says nothing about it
     assert outcomes_for_image(r, "cropped", half, [], S) == [RegionOutcome("palm_over_face_width", False)]
     assert outcomes_for_image(r, "rejected", None, ["long_hand"], S) == [RegionOutcome("palm_over_face_width", True)]

@@ -42,10 +42,18 @@ EXTRACTORS = ["phash", "hands", "pose", "face", "saliency", "quality", "anomalie
 
 
 def renditions(src: np.ndarray) -> list[np.ndarray]:
-    return [src, src[:, ::-1], cv2.resize(src, None, fx=0.97, fy=0.97), cv2.resize(src, None, fx=1.03, fy=1.03),
-            np.clip(src.astype(int) + 3, 0, 255).astype(np.uint8), np.clip(src.astype(int) - 3, 0, 255).astype(np.uint8),
-            cv2.resize(src, None, fx=0.99, fy=0.99), np.clip(src.astype(int) + 5, 0, 255).astype(np.uint8),
-            cv2.resize(src, None, fx=1.01, fy=1.01), cv2.GaussianBlur(src, (3, 3), 0.6)]
+    return [
+        src,
+        src[:, ::-1],
+        cv2.resize(src, None, fx=0.97, fy=0.97),
+        cv2.resize(src, None, fx=1.03, fy=1.03),
+        np.clip(src.astype(int) + 3, 0, 255).astype(np.uint8),
+        np.clip(src.astype(int) - 3, 0, 255).astype(np.uint8),
+        cv2.resize(src, None, fx=0.99, fy=0.99),
+        np.clip(src.astype(int) + 5, 0, 255).astype(np.uint8),
+        cv2.resize(src, None, fx=1.01, fy=1.01),
+        cv2.GaussianBlur(src, (3, 3), 0.6),
+    ]
 
 
 def ingest(ctx: Ctx, engine: Engine) -> None:
@@ -59,8 +67,9 @@ def proposed_crop(ctx: Ctx, sha: str) -> dict[str, Any]:
     """The crop in the newest proposal of the set holding this image."""
     with ctx.store.read() as conn:
         set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar_one()
-        body = conn.execute(select(proposals.c.body).where(proposals.c.set_id == set_id)
-                            .order_by(proposals.c.id.desc()).limit(1)).scalar_one()
+        body = conn.execute(
+            select(proposals.c.body).where(proposals.c.set_id == set_id).order_by(proposals.c.id.desc()).limit(1)
+        ).scalar_one()
     crop: dict[str, Any] = json.loads(body)["crop"]
     return crop
 
@@ -88,8 +97,7 @@ def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data:
     rank.round()  # a (shadow) proposal for every set
 
     with ctx.store.read() as conn:
-        taken = sorted((m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id)),
-                       key=lambda m: m[1])
+        taken = sorted((m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id)), key=lambda m: m[1])
     assert len(taken) == 9
     waiting = taken.pop()  # take8: nobody decides it yet
     assert proposed_crop(ctx, waiting[0])["verdict"] == "reject"
@@ -99,7 +107,8 @@ def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data:
         src = ctx.abs(rel)
         # Six approved as they are (malformed finger and all), one rejected for it, one to crop.
         dst = {6: ctx.cfg.path("rejected") / "extra_fingers", 7: ctx.cfg.path("to_crop")}.get(
-            k, ctx.cfg.path("approved")) / src.name
+            k, ctx.cfg.path("approved")
+        ) / src.name
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.rename(src, dst)
         engine.handle(FileMoved(src, dst))

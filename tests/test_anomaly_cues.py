@@ -17,17 +17,41 @@ from core.sidecar_types import POSE, Box, Face, Hand, Pose, SubjectMask
 W, H = 1000, 1400
 
 # An open right hand, palm to the camera, fingers up; wrist at the origin, palm length 100.
-CANON_HAND = np.array([
-    [0, 0], [-25, -20], [-50, -45], [-65, -70], [-75, -90],  # wrist, thumb CMC..tip
-    [-30, -95], [-32, -140], [-33, -168], [-34, -190],  # index MCP, PIP, DIP, tip
-    [-5, -100], [-5, -148], [-5, -178], [-5, -201],  # middle
-    [18, -95], [20, -140], [21, -168], [22, -190],  # ring
-    [38, -85], [42, -122], [44, -144], [46, -162],  # pinky
-], dtype=np.float64)
+CANON_HAND = np.array(
+    [
+        [0, 0],
+        [-25, -20],
+        [-50, -45],
+        [-65, -70],
+        [-75, -90],  # wrist, thumb CMC..tip
+        [-30, -95],
+        [-32, -140],
+        [-33, -168],
+        [-34, -190],  # index MCP, PIP, DIP, tip
+        [-5, -100],
+        [-5, -148],
+        [-5, -178],
+        [-5, -201],  # middle
+        [18, -95],
+        [20, -140],
+        [21, -168],
+        [22, -190],  # ring
+        [38, -85],
+        [42, -122],
+        [44, -144],
+        [46, -162],  # pinky
+    ],
+    dtype=np.float64,
+)
 
 
-def make_hand(wrist: tuple[float, float], scale: float = 0.8, angle_deg: float = 180.0, score: float = 0.98,
-              pts: np.ndarray | None = None) -> Hand:
+def make_hand(
+    wrist: tuple[float, float],
+    scale: float = 0.8,
+    angle_deg: float = 180.0,
+    score: float = 0.98,
+    pts: np.ndarray | None = None,
+) -> Hand:
     """CANON_HAND (or `pts` in its frame) scaled, rotated (180 = fingers down) and moved to `wrist`."""
     a = np.radians(angle_deg)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
@@ -59,8 +83,11 @@ def make_pose(**moves: tuple[float, float]) -> Pose:
 # The right upper arm pointing at the camera-like stub: 40 px against a 160 px forearm.
 FORESHORTENED = {"right_elbow": (395.0, 440.0), "right_wrist": (390.0, 600.0)}
 
-FACE = Face(Box(455, 250, 90, 95), 0.95, np.array([[485, 290], [515, 290], [500, 305], [500, 322], [465, 295],
-                                                   [535, 295]], dtype=np.float64))
+FACE = Face(
+    Box(455, 250, 90, 95),
+    0.95,
+    np.array([[485, 290], [515, 290], [500, 305], [500, 322], [465, 295], [535, 295]], dtype=np.float64),
+)
 
 
 def hand_on(pose: Pose, side: str, **kw: Any) -> Hand:
@@ -87,8 +114,9 @@ def person(**moves: tuple[float, float]) -> tuple[list[Hand], list[Pose], list[F
     return hands, [pose], [FACE]
 
 
-def run(hands: list[Hand], poses: list[Pose], faces: list[Face], s: AnomalySettings | None = None,
-        **kw: Any) -> AnomalyReport:
+def run(
+    hands: list[Hand], poses: list[Pose], faces: list[Face], s: AnomalySettings | None = None, **kw: Any
+) -> AnomalyReport:
     return detect_anomalies(hands, poses, faces, W, H, s or AnomalySettings(), **kw)
 
 
@@ -178,7 +206,8 @@ def test_hand_away_from_the_arm_is_misaligned() -> None:
     inputs = hands, [agree(agree(pose, "right", shifted), "left", hands[1])], [FACE]
     r = run(*inputs)
     assert [(a.tag, a.evidence["measurement"]) for a in r.anomalies] == [
-        ("limb_misaligned", "hand_wrist_to_pose_wrist_palms")]
+        ("limb_misaligned", "hand_wrist_to_pose_wrist_palms")
+    ]
     assert run(*inputs, s=_with(AnomalySettings(), "hand", wrist_offset_max_palms=3.0)).anomalies == []
 
 
@@ -200,8 +229,9 @@ def test_third_hand_on_one_person() -> None:
     assert len(tagged) == 1 and tagged[0].tag == "limb_misaligned"
     assert tagged[0].evidence["value"] == 3
     ok = AnomalySettings().model_copy(update={"max_hands_per_person": 3})
-    assert not [a for a in run([*hands, extra], poses, faces, s=ok).anomalies
-                if a.evidence["measurement"] == "hands_per_person"]
+    assert not [
+        a for a in run([*hands, extra], poses, faces, s=ok).anomalies if a.evidence["measurement"] == "hands_per_person"
+    ]
 
 
 def test_visible_wrist_without_a_hand_is_uncertain_not_clean() -> None:
@@ -254,12 +284,18 @@ def test_faces_without_pose_are_uncertain_unless_configured() -> None:
 @pytest.mark.parametrize(
     ("moves", "tag", "measurement"),
     [
-        ({"left_wrist": (800, 820), "left_pinky": (805, 880), "left_index": (800, 890), "left_thumb": (785, 870)},
-         "limb_misaligned", "forearm_left_right_ratio"),
+        (
+            {"left_wrist": (800, 820), "left_pinky": (805, 880), "left_index": (800, 890), "left_thumb": (785, 870)},
+            "limb_misaligned",
+            "forearm_left_right_ratio",
+        ),
         (FORESHORTENED, "foreshortened_upper_arm", "upper_arm_over_forearm"),
         ({"left_heel": (570, 1215), "left_foot_index": (870, 1230)}, "long_foot", "foot_over_shin"),
-        ({"right_knee": (370, 950), "right_heel": (420, 1215), "right_foot_index": (530, 1225)},
-         "limb_misaligned", "knee_hyperextension_deg"),
+        (
+            {"right_knee": (370, 950), "right_heel": (420, 1215), "right_foot_index": (530, 1225)},
+            "limb_misaligned",
+            "knee_hyperextension_deg",
+        ),
     ],
 )
 def test_limb_cues(moves: dict[str, tuple[float, float]], tag: str, measurement: str) -> None:
@@ -314,7 +350,8 @@ def test_region_scorer_decides_the_final_score() -> None:
     assert len(halved.anomalies) < len(geo.anomalies) or all(a.score <= 0.5 for a in halved.anomalies)
     keep_all = AnomalySettings().model_copy(update={"min_score": 0.0})
     assert [a.score for a in run(hands, poses, faces, s=keep_all, scorer=_HalfScorer()).anomalies] == [
-        pytest.approx(a.score / 2) for a in geo.anomalies]
+        pytest.approx(a.score / 2) for a in geo.anomalies
+    ]
 
 
 def test_vocabulary_is_the_users() -> None:

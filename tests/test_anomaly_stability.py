@@ -46,7 +46,7 @@ def collapsed(world: np.ndarray, keep: float = 0.1) -> np.ndarray:
     proximal phalanx: fingers springing straight from the knuckles."""
     w = world.copy()
     for mcp, pip in ((5, 6), (9, 10), (13, 14), (17, 18)):
-        w[pip:pip + 3] -= (1.0 - keep) * (w[pip] - w[mcp])
+        w[pip : pip + 3] -= (1.0 - keep) * (w[pip] - w[mcp])
     return w
 
 
@@ -171,8 +171,16 @@ def analysed(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Ana
             hands = results["hands"]
             assert not isinstance(hands, Exception)
             world = hand_world_from_payload(hands.payload)
-            report = detect_anomalies(inputs.hands, inputs.poses, inputs.faces, img.width, img.height, cfg.anomaly,
-                                      subject=inputs.subject, hand_world=world)
+            report = detect_anomalies(
+                inputs.hands,
+                inputs.poses,
+                inputs.faces,
+                img.width,
+                img.height,
+                cfg.anomaly,
+                subject=inputs.subject,
+                hand_world=world,
+            )
             out[path.name] = (inputs, world, report)
     finally:
         for e in extractors:
@@ -229,8 +237,13 @@ def _variants(rgb: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
         m = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.0)
         out.append((f"rot{a}", cv2.warpAffine(rgb, m, (w, h), borderMode=cv2.BORDER_REFLECT), m))
     for s in (0.6, 1.5):
-        out.append((f"x{s}", cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA),
-                    np.array([[s, 0, 0], [0, s, 0.0]])))
+        out.append(
+            (
+                f"x{s}",
+                cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA),
+                np.array([[s, 0, 0], [0, s, 0.0]]),
+            )
+        )
     return out
 
 

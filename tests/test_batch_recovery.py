@@ -32,14 +32,20 @@ pytestmark = pytest.mark.slow
 
 
 def tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for area in ("raw", "exports") for p in sorted((root / area).rglob("*.png"))
-            if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for area in ("raw", "exports")
+        for p in sorted((root / area).rglob("*.png"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def session_lines(root: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for f in sorted((root / "labels" / "sessions").glob("*.jsonl"))
-            for line in f.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for f in sorted((root / "labels" / "sessions").glob("*.jsonl"))
+        for line in f.read_text().splitlines()
+    ]
 
 
 @pytest.fixture()
@@ -48,7 +54,9 @@ def proposed(tmp_path: Path) -> Ctx:
     for s in range(2):
         for i in range(3):
             write_png(root / "inbox" / f"set{s}" / f"img_{s}_{i}.png", textured(40 + 10 * s + i, w=64, h=96))
-    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}}))
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
     engine = Engine(ctx)
     engine.reconcile(direct=True)
     engine.file_ready_sets(force_close=True)
@@ -61,8 +69,9 @@ def proposed(tmp_path: Path) -> Ctx:
 def crash_mid_batch(ctx: Ctx, set_id: str, batch_id: str, moves: int) -> None:
     """What run_batch has done for this set when it dies after `moves` of its members moved."""
     with ctx.store.write() as conn:
-        p = conn.execute(select(proposals).where(proposals.c.set_id == set_id)
-                         .order_by(proposals.c.id.desc()).limit(1)).one()
+        p = conn.execute(
+            select(proposals).where(proposals.c.set_id == set_id).order_by(proposals.c.id.desc()).limit(1)
+        ).one()
         conn.execute(update(proposals).where(proposals.c.id == p.id).values(batch_id=batch_id))
     with ctx.store.read() as conn:
         mem = members_of(conn, set_id)

@@ -11,10 +11,13 @@ from core.errors import ConfigError
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize(("text", "field"), [
-    ("watch:\n  stable_secondz: 2\n", "watch.stable_secondz"),  # an unknown key is rejected and named
-    ("grouping:\n  max_set_size: 0\n", "grouping.max_set_size"),  # a bad value names its field
-])
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("watch:\n  stable_secondz: 2\n", "watch.stable_secondz"),  # an unknown key is rejected and named
+        ("grouping:\n  max_set_size: 0\n", "grouping.max_set_size"),  # a bad value names its field
+    ],
+)
 def test_config_errors_name_the_field(tmp_path: Path, text: str, field: str) -> None:
     f = tmp_path / "c.yaml"
     f.write_text(text)

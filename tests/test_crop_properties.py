@@ -32,8 +32,9 @@ def boxes(draw: st.DrawFn, width: int, height: int) -> Box:
 def scenes(draw: st.DrawFn, lo: int, hi: int) -> tuple[int, int, AnomalyReport, list[Face]]:
     width, height = draw(st.integers(lo, hi)), draw(st.integers(lo, hi))
     anomalies = [
-        Anomaly("long_hand", b, draw(st.floats(0.5, 1.0)), {"measurement": "m", "value": 1.0, "threshold": 1.0},
-                f"hand:{i}")
+        Anomaly(
+            "long_hand", b, draw(st.floats(0.5, 1.0)), {"measurement": "m", "value": 1.0, "threshold": 1.0}, f"hand:{i}"
+        )
         for i, b in enumerate(draw(st.lists(boxes(width, height), min_size=0, max_size=3)))
     ]
     faces = []
@@ -56,7 +57,8 @@ def brute(width: int, height: int, report: AnomalyReport, faces: list[Face], s: 
         resid = np.zeros(len(x0), dtype=int)
         for bx0, by0, bx1, by1 in ctx.t_box:
             inter = np.clip(np.minimum(x1, bx1) - np.maximum(x0, bx0), 0, None) * np.clip(
-                np.minimum(y1, by1) - np.maximum(y0, by0), 0, None)
+                np.minimum(y1, by1) - np.maximum(y0, by0), 0, None
+            )
             resid += inter / ((bx1 - bx0) * (by1 - by0)) > s.removed_max_overlap
         cut = np.zeros(len(x0), dtype=int)
         for (hx0, hy0, hx1, hy1), primary in zip(ctx.h_box, ctx.h_primary, strict=True):
@@ -101,8 +103,21 @@ _EV = {"measurement": "m", "value": 1.0, "threshold": 1.0}
 @given(scenes(40, 4000))
 # Found by hypothesis in CI: a sub-pixel region is skipped, and target ids used to shift onto the
 # next anomaly instead of indexing the report.
-@example((40, 40, AnomalyReport(40, 40, [Anomaly("long_hand", Box(0.0, 0.99999, 2.0, 0.5), 1.0, _EV, "hand:0"),
-                                         Anomaly("long_hand", Box(0.0, 0.0, 1.0, 1.0), 1.0, _EV, "hand:1")]), []))
+@example(
+    (
+        40,
+        40,
+        AnomalyReport(
+            40,
+            40,
+            [
+                Anomaly("long_hand", Box(0.0, 0.99999, 2.0, 0.5), 1.0, _EV, "hand:0"),
+                Anomaly("long_hand", Box(0.0, 0.0, 1.0, 1.0), 1.0, _EV, "hand:1"),
+            ],
+        ),
+        [],
+    )
+)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_large_images_inside_and_exact(scene: tuple[int, int, AnomalyReport, list[Face]]) -> None:
     width, height, report, faces = scene
@@ -125,8 +140,13 @@ def test_large_images_inside_and_exact(scene: tuple[int, int, AnomalyReport, lis
 
 def test_awkward_sizes_report_their_aspect() -> None:
     for width, height in ((1023, 1537), (7, 3000), (3000, 7), (1024, 683)):
-        a = Anomaly("long_hand", Box(0, 0, width * 0.2, height * 0.2), 0.9,
-                    {"measurement": "m", "value": 1.0, "threshold": 1.0}, "hand:0")
+        a = Anomaly(
+            "long_hand",
+            Box(0, 0, width * 0.2, height * 0.2),
+            0.9,
+            {"measurement": "m", "value": 1.0, "threshold": 1.0},
+            "hand:0",
+        )
         p = propose_crop(width, height, AnomalyReport(width, height, [a]))
         assert not p.aspect["exact"]
         assert p.aspect["min_error"] is not None and p.aspect["min_error"] < 1e-3

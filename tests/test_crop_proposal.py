@@ -24,7 +24,8 @@ EV = {"measurement": "m", "value": 1.0, "threshold": 0.5}
 
 def report_with(*boxes: Box, uncertain: tuple[Box, ...] = ()) -> AnomalyReport:
     return AnomalyReport(
-        W, H,
+        W,
+        H,
         [Anomaly("extra_fingers", b, 0.8, EV, f"hand:{i}") for i, b in enumerate(boxes)],
         [Anomaly("hand_undetected", b, 0.8, EV, f"pose:0:{i}") for i, b in enumerate(uncertain)],
         bool(uncertain),
@@ -83,8 +84,9 @@ def test_uncertain_hand_removed_when_possible_else_review() -> None:
     q = propose_crop(W, H, report_with(uncertain=(face_side,)), faces=faces, poses=poses)
     assert q.verdict == "review"
     assert (q.best.w, q.best.h) == (W, H)  # nothing to gain from a crop that removes nothing
-    off = propose_crop(W, H, report_with(uncertain=(corner,)), faces=faces, poses=poses,
-                       settings=CropSettings(remove_uncertain=False))
+    off = propose_crop(
+        W, H, report_with(uncertain=(corner,)), faces=faces, poses=poses, settings=CropSettings(remove_uncertain=False)
+    )
     assert off.verdict == "no_crop_needed"
 
 
@@ -95,8 +97,9 @@ def test_subject_lost_recommends_reject() -> None:
     subject = SubjectMask(mask, 0.1)
     # Anomalies down both sides of the body: only a thin slice survives.
     bad = (Box(200, 400, 150, 900), Box(650, 400, 150, 900))
-    p = propose_crop(W, H, report_with(*bad), faces=faces, poses=poses, subject=subject,
-                     settings=CropSettings(min_subject_kept=0.9))
+    p = propose_crop(
+        W, H, report_with(*bad), faces=faces, poses=poses, subject=subject, settings=CropSettings(min_subject_kept=0.9)
+    )
     assert p.verdict == "reject"
     assert "subject" in p.reason or "remove" in p.reason
 
@@ -120,8 +123,14 @@ def test_missing_saliency_uses_prior_and_says_so() -> None:
     _hands, poses, faces = person()
     p = propose_crop(W, H, report_with(Box(820, 1250, 150, 140)), faces=faces, poses=poses)
     assert any("no subject mask" in n for n in p.notes)
-    with_mask = propose_crop(W, H, report_with(Box(820, 1250, 150, 140)), faces=faces, poses=poses,
-                             subject=SubjectMask(np.ones((140, 100), np.float32), 0.1))
+    with_mask = propose_crop(
+        W,
+        H,
+        report_with(Box(820, 1250, 150, 140)),
+        faces=faces,
+        poses=poses,
+        subject=SubjectMask(np.ones((140, 100), np.float32), 0.1),
+    )
     assert not any("no subject mask" in n for n in with_mask.notes)
 
 

@@ -79,7 +79,8 @@ def _names() -> list[object]:
         return ["absent"]
     return [
         pytest.param(p.name, marks=pytest.mark.xfail(strict=True, reason=LANDMARKS_MISS[p.name]))
-        if p.name in LANDMARKS_MISS else p.name
+        if p.name in LANDMARKS_MISS
+        else p.name
         for p in _images(SHARED_DATA)
     ]
 

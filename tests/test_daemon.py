@@ -47,8 +47,11 @@ def test_folder_drop_and_loose_files_become_sets(tmp_path: Path) -> None:
             _prompted(root / "inbox", f"m{i}.png", 10 + i, "a man with a hat")
         wait_for(lambda: len(filed_sets(root)) == 3, timeout=40, what="three sets filed")
         sets = filed_sets(root)
-        assert sorted(sets.values()) == [["a0.png", "a1.png", "a2.png", "a3.png"], ["b0.png", "b1.png", "b2.png"],
-                                         ["m0.png", "m1.png"]]
+        assert sorted(sets.values()) == [
+            ["a0.png", "a1.png", "a2.png", "a3.png"],
+            ["b0.png", "b1.png", "b2.png"],
+            ["m0.png", "m1.png"],
+        ]
         a_set = next(k for k, v in sets.items() if "a0.png" in v)
         assert (root / "raw" / a_set / "a0.yaml").read_text().startswith("prompt: a woman")
         b_set = next(k for k, v in sets.items() if "b0.png" in v)
@@ -111,8 +114,15 @@ def test_bad_inputs_are_reported_and_left_in_place(tmp_path: Path) -> None:
                 f.flush()
                 time.sleep(0.8)
 
-        expect = {"inbox/zero.png", "inbox/truncated.png", "inbox/fake.png", "inbox/huge.png", "inbox/badyaml.png",
-                  "inbox/fifo.png", "inbox/link.png"}
+        expect = {
+            "inbox/zero.png",
+            "inbox/truncated.png",
+            "inbox/fake.png",
+            "inbox/huge.png",
+            "inbox/badyaml.png",
+            "inbox/fifo.png",
+            "inbox/link.png",
+        }
 
         def reported() -> bool:
             return expect <= {e["path"] for e in status(root)["errors"]}
@@ -136,8 +146,11 @@ def test_bad_inputs_are_reported_and_left_in_place(tmp_path: Path) -> None:
         assert "vanish.png" not in str(status(root)["errors"])
         # Fixing the YAML lets the image through.
         (inbox / "badyaml.yaml").write_text("prompt: fixed\n")
-        wait_for(lambda: "badyaml.png" in {n for v in filed_sets(root).values() for n in v}, timeout=20,
-                 what="fixed YAML filed")
+        wait_for(
+            lambda: "badyaml.png" in {n for v in filed_sets(root).values() for n in v},
+            timeout=20,
+            what="fixed YAML filed",
+        )
         assert d.proc is not None and d.proc.poll() is None
 
 
@@ -192,13 +205,17 @@ def test_kill9_mid_ingest_then_restart_matches_uninterrupted(tmp_path: Path) -> 
     killed_at = []
     for at_least in (1, 4, 8):
         d = DaemonProc(crash).start()
-        wait_for(lambda n=at_least: len(filed_sets(crash)) >= n, timeout=60, interval=0.005,
-                 what=f"{at_least} sets filed")
+        wait_for(
+            lambda n=at_least: len(filed_sets(crash)) >= n, timeout=60, interval=0.005, what=f"{at_least} sets filed"
+        )
         d.kill9()
         killed_at.append(len(filed_sets(crash)))
     with DaemonProc(crash):
-        wait_for(lambda: len(filed_sets(crash)) == 11 and not db_rows(crash, "select 1 from sets where status='filing'"),
-                 timeout=60, what="restart finished filing")
+        wait_for(
+            lambda: len(filed_sets(crash)) == 11 and not db_rows(crash, "select 1 from sets where status='filing'"),
+            timeout=60,
+            what="restart finished filing",
+        )
     print("sets filed when killed:", killed_at)
     assert _snapshot(crash) == _snapshot(ref), f"killed after {killed_at} sets"
     # Every journaled move finished or was resolved; none is left half-done.

@@ -23,8 +23,10 @@ def ingest(ctx: Ctx) -> None:
 
 
 def snapshot(root: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    return (db_rows(root, "SELECT sha256, group_id FROM dup_groups ORDER BY sha256"),
-            db_rows(root, "SELECT set_id, sha256, near_duplicate_of FROM set_members ORDER BY set_id, sha256"))
+    return (
+        db_rows(root, "SELECT sha256, group_id FROM dup_groups ORDER BY sha256"),
+        db_rows(root, "SELECT set_id, sha256, near_duplicate_of FROM set_members ORDER BY set_id, sha256"),
+    )
 
 
 def test_incremental_refresh_matches_a_full_one(tmp_path: Path) -> None:

@@ -23,16 +23,21 @@ DETECTORS = ("hands", "pose", "face", "saliency")
 
 def created(ctx: Ctx, name: str) -> dict[str, float]:
     with ctx.store.read() as conn:
-        return {r.sha256: r.created_at for r in conn.execute(
-            select(sidecars.c.sha256, sidecars.c.created_at).where(sidecars.c.extractor == name))}
+        return {
+            r.sha256: r.created_at
+            for r in conn.execute(select(sidecars.c.sha256, sidecars.c.created_at).where(sidecars.c.extractor == name))
+        }
 
 
 def test_recomputing_the_report_and_crop_reads_stored_detections(tmp_path: Path) -> None:
     root = tmp_path / "root"
     for i in range(2):
         write_png(root / "inbox" / "s" / f"img_{i}.png", textured(300 + i, w=96, h=128))
-    ctx = build_ctx(load_config(root=root, env={}, overrides={
-        "extractors": {"enabled": ["phash", *DETECTORS, "anomalies", "crop"]}}))
+    ctx = build_ctx(
+        load_config(
+            root=root, env={}, overrides={"extractors": {"enabled": ["phash", *DETECTORS, "anomalies", "crop"]}}
+        )
+    )
     engine = Engine(ctx)
     engine.reconcile(direct=True)
     engine.file_ready_sets(force_close=True)
@@ -64,6 +69,7 @@ def test_recomputing_the_report_and_crop_reads_stored_detections(tmp_path: Path)
     assert run_extract_pass(ctx) == 1
     assert [e.name for e in ctx.extractors if e.loaded] == ["saliency"]
     with ctx.store.read() as conn:
-        row = conn.execute(select(sidecars.c.payload).where(sidecars.c.sha256 == shas[0],
-                                                             sidecars.c.extractor == "anomalies")).one()
+        row = conn.execute(
+            select(sidecars.c.payload).where(sidecars.c.sha256 == shas[0], sidecars.c.extractor == "anomalies")
+        ).one()
     assert json.loads(row.payload)["image_size"] == [96, 128]

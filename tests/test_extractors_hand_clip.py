@@ -138,7 +138,9 @@ def test_no_hands_gives_an_empty_array_and_loads_nothing(hands: HandsExtractor, 
 @pytest.mark.shared_data
 def test_build_extractors_shares_the_clip_model(shared_data: Path, tmp_path: Path) -> None:
     settings = ExtractorSettings(
-        device="cpu", enabled=["clip", "hands", "hand_clip"], clip=ClipSettings(checkpoint=random_clip_checkpoint(tmp_path))
+        device="cpu",
+        enabled=["clip", "hands", "hand_clip"],
+        clip=ClipSettings(checkpoint=random_clip_checkpoint(tmp_path)),
     )
     clip, hand_ext, ext = build_extractors(settings, tmp_path / "models")
     assert isinstance(clip, ClipExtractor) and isinstance(ext, HandClipExtractor)

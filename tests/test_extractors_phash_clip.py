@@ -27,7 +27,6 @@ from tests.helpers import decoded, random_clip_checkpoint
 REPO_ID = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 
 
-
 def smooth(seed: int, w: int = 256, h: int = 384) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(6, 4, 3), dtype=np.uint8)

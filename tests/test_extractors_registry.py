@@ -22,7 +22,6 @@ from tests.helpers import decoded
 ALL = ["phash", "clip", "hands", "hand_clip", "pose", "face", "saliency", "quality", "anomalies", "crop"]
 
 
-
 def person_like(seed: int, w: int = 200, h: int = 300) -> np.ndarray:
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, size=(5, 4, 3), dtype=np.uint8)

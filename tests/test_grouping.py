@@ -12,10 +12,24 @@ from core.grouping import LooseImage, group_loose, set_id_for
 CFG = GroupingSettings(quiet_seconds=10, time_window_seconds=600, phash_max_distance=10)
 
 
-def img(i: int, key: str | None = None, phash: int | None = None, mtime: float | None = None,
-        arrived: float = 0.0, emb: np.ndarray | None = None) -> LooseImage:
-    return LooseImage(f"{i:064x}", f"img_{i:03}.png", float(i) if mtime is None else mtime, arrived,
-                      meta_key=key, seed=i, phash=phash, embedding=emb)
+def img(
+    i: int,
+    key: str | None = None,
+    phash: int | None = None,
+    mtime: float | None = None,
+    arrived: float = 0.0,
+    emb: np.ndarray | None = None,
+) -> LooseImage:
+    return LooseImage(
+        f"{i:064x}",
+        f"img_{i:03}.png",
+        float(i) if mtime is None else mtime,
+        arrived,
+        meta_key=key,
+        seed=i,
+        phash=phash,
+        embedding=emb,
+    )
 
 
 def test_same_prompt_groups_and_closes_at_four() -> None:
@@ -58,8 +72,12 @@ def test_time_window_splits() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["prompt:a", "prompt:b", None]), st.integers(0, 2**64 - 1)),
-                min_size=1, max_size=14), st.randoms())
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["prompt:a", "prompt:b", None]), st.integers(0, 2**64 - 1)), min_size=1, max_size=14
+    ),
+    st.randoms(),
+)
 def test_grouping_ignores_input_order(items: list[tuple[str | None, int]], rnd: random.Random) -> None:
     imgs = [img(i, k, ph) for i, (k, ph) in enumerate(items)]
     a = group_loose(imgs, CFG, now=0)

@@ -43,7 +43,8 @@ def _clusters(rng: np.random.Generator, n: int, spread: float = 0.05) -> tuple[n
 
 def _examples(pos: np.ndarray, neg: np.ndarray) -> list[HandExample]:
     return [HandExample(f"p{i:03d}", e, True) for i, e in enumerate(pos)] + [
-        HandExample(f"n{i:03d}", e, False) for i, e in enumerate(neg)]
+        HandExample(f"n{i:03d}", e, False) for i, e in enumerate(neg)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,8 @@ def test_near_duplicate_siblings_cannot_leak_across_folds() -> None:
 
 
 def test_dict_and_file_round_trips_predict_the_same(
-        fitted: tuple[HandModel, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    fitted: tuple[HandModel, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     model, fresh_pos, fresh_neg = fitted
     x = np.vstack([fresh_pos, fresh_neg])
     again = HandModel.from_dict(json.loads(json.dumps(model.to_dict())))

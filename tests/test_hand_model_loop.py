@@ -70,22 +70,32 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     root = tmp_path / "root"
     gestures = sorted((shared_data / "ai_malformed_hands").glob("*.jpg"))
     others = sorted((shared_data / "ai_portraits_hands" / "image").glob("*.png")) + sorted(
-        (shared_data / "ai_people_flux").glob("*.png"))
+        (shared_data / "ai_people_flux").glob("*.png")
+    )
     for p in gestures + others:
         (root / "inbox" / p.stem).mkdir(parents=True)
         shutil.copy(p, root / "inbox" / p.stem / p.name)
-    cfg = load_config(root=root, env={}, overrides={
-        "extractors": {"device": "cpu", "enabled": EXTRACTORS,
-                       "clip": {"checkpoint": str(random_clip_checkpoint(tmp_path))}},
-        "anomaly": {"hand_model": {"min_positives": 4, "min_negatives": 4, "pca_components": 4}},
-    })
+    cfg = load_config(
+        root=root,
+        env={},
+        overrides={
+            "extractors": {
+                "device": "cpu",
+                "enabled": EXTRACTORS,
+                "clip": {"checkpoint": str(random_clip_checkpoint(tmp_path))},
+            },
+            "anomaly": {"hand_model": {"min_positives": 4, "min_negatives": 4, "pca_components": 4}},
+        },
+    )
     ctx = build_ctx(cfg)
     engine = Engine(ctx)
     tracker = DecisionTracker(ctx)
     engine.move_observers.append(tracker.on_move)
     ingest(ctx, engine)
     with ctx.store.read() as conn:
-        members = {name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)}
+        members = {
+            name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)
+        }
     assert len(members) == 13
 
     for p in others:
@@ -119,8 +129,12 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     ingest(ctx, engine)
     flagged: dict[str, int] = {}
     with ctx.store.read() as conn:
-        new = [(sha, name) for r in conn.execute(select(sets.c.id)) for sha, name, _ in members_of(conn, r.id)
-               if name.startswith("new_")]
+        new = [
+            (sha, name)
+            for r in conn.execute(select(sets.c.id))
+            for sha, name, _ in members_of(conn, r.id)
+            if name.startswith("new_")
+        ]
         assert len(new) == 2
         for sha, name in new:
             emb = stored_result(cfg, conn, sha, "hand_clip")
@@ -142,8 +156,13 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     assert isinstance(in_force, HandModel) and in_force.version == version
 
     # A later fit that fails the gate leaves the model in force, and status says both.
-    stricter = cfg.model_copy(update={"anomaly": cfg.anomaly.model_copy(update={
-        "hand_model": cfg.anomaly.hand_model.model_copy(update={"min_positives": 50})})})
+    stricter = cfg.model_copy(
+        update={
+            "anomaly": cfg.anomaly.model_copy(
+                update={"hand_model": cfg.anomaly.hand_model.model_copy(update={"min_positives": 50})}
+            )
+        }
+    )
     assert learn_hand_model(dataclasses.replace(ctx, cfg=stricter)) is None
     assert state(ctx, STATE_KEY) == version
     assert str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")

@@ -55,14 +55,28 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ctx, Engine, Decisio
     for s in range(N_SETS):
         base = textured(1000 + s, w=96, h=128).astype(np.float64)
         for i in rng.permutation(len(LEVELS)):
-            write_png(root / "inbox" / f"set{s:02}" / f"img_{s:02}_{i}.png",
-                      np.clip(base * LEVELS[i], 0, 255).astype(np.uint8))
-    cfg = load_config(root=root, env={}, overrides={
-        "extractors": {"enabled": ["phash", "saliency", "quality"]},
-        "rank": {"recommend_after_decisions": 4, "min_train_decisions": 4, "retrain_every_decisions": 4,
-                 "batch_after_agreeing_sets": 6, "batch_min_calibration_sets": 6, "batch_precision_target": 0.8,
-                 "precision_bound_z": 0.0, "heldout_fraction": 0.25, "pca_components": 0},
-    })
+            write_png(
+                root / "inbox" / f"set{s:02}" / f"img_{s:02}_{i}.png",
+                np.clip(base * LEVELS[i], 0, 255).astype(np.uint8),
+            )
+    cfg = load_config(
+        root=root,
+        env={},
+        overrides={
+            "extractors": {"enabled": ["phash", "saliency", "quality"]},
+            "rank": {
+                "recommend_after_decisions": 4,
+                "min_train_decisions": 4,
+                "retrain_every_decisions": 4,
+                "batch_after_agreeing_sets": 6,
+                "batch_min_calibration_sets": 6,
+                "batch_precision_target": 0.8,
+                "precision_bound_z": 0.0,
+                "heldout_fraction": 0.25,
+                "pca_components": 0,
+            },
+        },
+    )
     ctx = build_ctx(cfg)
     engine = Engine(ctx)
     tracker = DecisionTracker(ctx)
@@ -78,8 +92,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ctx, Engine, Decisio
 
 def latest_proposal(ctx: Ctx, set_id: str) -> dict[str, object]:
     with ctx.store.read() as conn:
-        row = conn.execute(select(proposals).where(proposals.c.set_id == set_id)
-                           .order_by(proposals.c.id.desc()).limit(1)).one()
+        row = conn.execute(
+            select(proposals).where(proposals.c.set_id == set_id).order_by(proposals.c.id.desc()).limit(1)
+        ).one()
     return dict(row._mapping)
 
 
@@ -144,8 +159,9 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
     # and the learned model agrees more than the prior did.
     for h in hist:
         with ctx.store.read() as conn:
-            p = conn.execute(select(proposals.c.ts).where(proposals.c.set_id == h.set_id)
-                             .order_by(proposals.c.id)).first()
+            p = conn.execute(
+                select(proposals.c.ts).where(proposals.c.set_id == h.set_id).order_by(proposals.c.id)
+            ).first()
         assert p is None or p.ts <= h.ts
     user_hist = [h for h in hist if not h.auto_decided]
     early = [h for h in user_hist if h.source == "prior"]
@@ -156,8 +172,9 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
 
     # The round that entered batch mode decided confident sets by moving files.
     with ctx.store.read() as conn:
-        batch_ids = {r.batch_id for r in conn.execute(select(proposals.c.batch_id).where(
-            proposals.c.batch_id.is_not(None)))}
+        batch_ids = {
+            r.batch_id for r in conn.execute(select(proposals.c.batch_id).where(proposals.c.batch_id.is_not(None)))
+        }
     assert len(batch_ids) == 1
     batch_id = batch_ids.pop()
     after = tree(ctx.root)
@@ -166,8 +183,11 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
     assert any(k.startswith("exports/rejected/") for k in moved_in)
     review = ctx.cfg.path("review_queue") / batch_id
     assert (review / "batch.json").exists() and any(p.is_symlink() for p in review.iterdir())
-    lines = [json.loads(ln) for f in (ctx.cfg.path("labels") / "sessions").glob("*.jsonl")
-             for ln in f.read_text().splitlines()]
+    lines = [
+        json.loads(ln)
+        for f in (ctx.cfg.path("labels") / "sessions").glob("*.jsonl")
+        for ln in f.read_text().splitlines()
+    ]
     assert any(ln.get("bestshot", {}).get("source") == "batch" for ln in lines)
     # Our own proposal tags on the winners are never taken for the user's anomaly tags.
     assert not [t for ln in lines for t in ln["anomaly_tags"] if t.startswith("bestshot:")]
@@ -182,7 +202,9 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
 
     undo_batch(ctx, batch_id, tracker)
     restored = tree(ctx.root)
-    diff = {k: (before.get(k), restored.get(k)) for k in set(before) | set(restored) if before.get(k) != restored.get(k)}
+    diff = {
+        k: (before.get(k), restored.get(k)) for k in set(before) | set(restored) if before.get(k) != restored.get(k)
+    }
     assert not diff, diff
     assert restored == before  # every file back
     rank.round()  # an undone set is the user's to decide: batch must not redo it

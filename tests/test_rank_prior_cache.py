@@ -30,7 +30,9 @@ def _ingest(ctx: Ctx, folder: Path, seeds: range) -> None:
 
 def test_prior_is_reused_until_the_library_changes(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}}))
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
     _ingest(ctx, root / "inbox" / "a", range(0, 4))
     _ingest(ctx, root / "inbox" / "b", range(4, 8))
     _ingest(ctx, root / "inbox" / "c", range(8, 10))
@@ -54,7 +56,9 @@ def test_prior_is_reused_until_the_library_changes(tmp_path: Path) -> None:
 
 def test_signals_read_only_the_requested_images_with_their_duplicate_marks(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}}))
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
     base = textured(900, w=96, h=128)
     write_png(root / "inbox" / "s" / "a.png", base)
     write_png(root / "inbox" / "s" / "b.png", textured(901, w=96, h=128, base=base, noise=2.0))  # near-duplicate of a

@@ -9,8 +9,9 @@ from tests.helpers import bestshot
 
 def test_launchd_plist_content(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    res = bestshot("service", "install", "--no-load", "--platform", "darwin", "--home", str(home),
-                   root=tmp_path / "root")
+    res = bestshot(
+        "service", "install", "--no-load", "--platform", "darwin", "--home", str(home), root=tmp_path / "root"
+    )
     target = home / "Library" / "LaunchAgents" / "com.bestshot.agent.plist"
     assert f"wrote {target}" in res.stdout
     pl = plistlib.loads(target.read_bytes())
@@ -43,7 +44,13 @@ def test_full_disk_access_warning() -> None:
 def test_example_plist_in_repo_matches_generator() -> None:
     repo = Path(__file__).resolve().parent.parent
     example = plistlib.loads((repo / "launchd" / "com.bestshot.agent.plist").read_bytes())
-    generated = service.launchd_plist(service.ServiceSpec(
-        python=Path("/Users/you/bestshot/.venv/bin/python"), root=Path("/Users/you/bestshot-data"),
-        config=None, log_dir=Path("/Users/you/bestshot-data/logs"), home=Path("/Users/you")))
+    generated = service.launchd_plist(
+        service.ServiceSpec(
+            python=Path("/Users/you/bestshot/.venv/bin/python"),
+            root=Path("/Users/you/bestshot-data"),
+            config=None,
+            log_dir=Path("/Users/you/bestshot-data/logs"),
+            home=Path("/Users/you"),
+        )
+    )
     assert example == generated

@@ -74,21 +74,33 @@ def scanned(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     }
     write_config(root, {"extractors": {"enabled": ALL}})
     out = bestshot("scan", root=root, timeout=300)
-    return {"root": root, "shas": shas, "gt": gt, "status": status(root), "bad_bytes": bad_bytes,
-            "scan_out": out.stdout}
+    return {
+        "root": root,
+        "shas": shas,
+        "gt": gt,
+        "status": status(root),
+        "bad_bytes": bad_bytes,
+        "scan_out": out.stdout,
+    }
 
 
 def sidecar_rows(root: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """(sha, extractor) -> row of the latest version."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for sha, ext, ver, payload, blob, files in db_rows(
-            root, "SELECT sha256, extractor, version, payload, blob, files FROM sidecars ORDER BY version"):
-        out[(sha, ext)] = {"version": ver, "payload": json.loads(payload), "blob": blob,
-                           "files": json.loads(files) if files else []}
+        root, "SELECT sha256, extractor, version, payload, blob, files FROM sidecars ORDER BY version"
+    ):
+        out[(sha, ext)] = {
+            "version": ver,
+            "payload": json.loads(payload),
+            "blob": blob,
+            "files": json.loads(files) if files else [],
+        }
     return out
 
 
 # ---- the scan ----------------------------------------------------------------------------------
+
 
 def test_every_good_image_has_a_row_per_available_extractor_and_no_clip(scanned: dict[str, Any]) -> None:
     root, shas = scanned["root"], scanned["shas"]
@@ -233,6 +245,7 @@ def test_export_parquet_rewrites_the_files_from_the_db(scanned: dict[str, Any]) 
 
 # ---- version bumps -----------------------------------------------------------------------------
 
+
 def requeue(root: Path) -> int:
     """What the daemon does at start-up: reconcile (which enqueues missing jobs), then drain the queue."""
     ctx = build_ctx(load_config(root / "bestshot.yaml", root=root))
@@ -272,8 +285,9 @@ def test_version_bump_recomputes_and_keeps_old_rows(
             assert json.loads(payload) == old[(s, "quality")]["payload"]
     # Quality's dependency was recomputed in memory, not stored again under a new version.
     assert db_rows(root, "SELECT sha256, version FROM sidecars WHERE extractor = 'saliency'") == old_saliency
-    assert db_rows(root, f"SELECT COUNT(*) FROM jobs WHERE kind = 'quality' AND version = {v + 1} "
-                         "AND state = 'done'") == [(4,)]
+    assert db_rows(
+        root, f"SELECT COUNT(*) FROM jobs WHERE kind = 'quality' AND version = {v + 1} AND state = 'done'"
+    ) == [(4,)]
     assert requeue(root) == 0  # nothing left to do
 
 
@@ -289,6 +303,7 @@ def test_phash_version_bump_recomputes(
 
 
 # ---- one-shot commands -------------------------------------------------------------------------
+
 
 def test_phash_command_over_a_folder(shared_data: Path, tmp_path: Path) -> None:
     loose = tmp_path / "loose"
@@ -339,12 +354,16 @@ def test_models_list_shows_u2netp_present_and_open_clip_missing(tmp_path: Path) 
 
 # ---- per-image failure isolation ---------------------------------------------------------------
 
+
 def test_odd_images_do_not_stop_the_others(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     inbox = root / "inbox"
     inbox.mkdir(parents=True)
-    good = Path(shutil.copy(shared_data / "ai_portraits_hands" / "image" / "9cb940e48d21acc3272b25a5a57fe1c5.png",
-                            inbox / "good.png"))
+    good = Path(
+        shutil.copy(
+            shared_data / "ai_portraits_hands" / "image" / "9cb940e48d21acc3272b25a5a57fe1c5.png", inbox / "good.png"
+        )
+    )
     good_sha = sha_of(good)  # before the scan files it into raw/
     write_png(inbox / "strip.png", textured(5, w=20000, h=20))
     write_png(inbox / "dot.png", np.full((1, 1, 3), 128, np.uint8))

@@ -115,8 +115,11 @@ def test_finder_tags_and_tag_subfolders(tmp_path: Path) -> None:
     with DaemonProc(root):
         folder = drop_set(root, tmp_path, "t", n=2, seed=70)
         # A Finder tag in the real binary-plist format (under Linux's user. namespace) on the reject.
-        os.setxattr(folder / "t_0.png", "user.com.apple.metadata:_kMDItemUserTags",
-                    plistlib.dumps(["long_hand", "Red\n6"], fmt=plistlib.FMT_BINARY))
+        os.setxattr(
+            folder / "t_0.png",
+            "user.com.apple.metadata:_kMDItemUserTags",
+            plistlib.dumps(["long_hand", "Red\n6"], fmt=plistlib.FMT_BINARY),
+        )
         sub = root / "exports" / "rejected" / "extra_fingers"
         sub.mkdir(parents=True)
         (root / "exports" / "approved").mkdir(parents=True, exist_ok=True)
@@ -125,8 +128,11 @@ def test_finder_tags_and_tag_subfolders(tmp_path: Path) -> None:
         wait_for(lambda: session_lines(root), timeout=20, what="line")
         line = session_lines(root)[-1]
         # A tag added in Finder after the move is picked up too (an attribute-only change).
-        os.setxattr(root / "exports" / "approved" / "t_1.png", "user.com.apple.metadata:_kMDItemUserTags",
-                    plistlib.dumps(["warped_wrist"], fmt=plistlib.FMT_BINARY))
+        os.setxattr(
+            root / "exports" / "approved" / "t_1.png",
+            "user.com.apple.metadata:_kMDItemUserTags",
+            plistlib.dumps(["warped_wrist"], fmt=plistlib.FMT_BINARY),
+        )
         wait_for(lambda: "warped_wrist" in session_lines(root)[-1]["anomaly_tags"], timeout=20, what="late tag")
     assert {"extra_fingers", "long_hand", "Red"} <= set(line["anomaly_tags"])  # type: ignore[arg-type]
 
@@ -184,9 +190,16 @@ def test_log_command_records_valid_lines_and_rejects_invalid(tmp_path: Path) -> 
 
     root = tmp_path / "root"
     write_config(root)
-    good = {"ts": "2026-11-20T10:00:00+01:00", "set_id": "set_web1", "images": ["a.png", "b.png"], "winner": "a.png",
-            "needs_crop": True, "delete": ["b.png"], "crop_box": {"x": 0, "y": 0, "w": 100, "h": 150},
-            "anomaly_tags": ["extra_fingers"]}
+    good = {
+        "ts": "2026-11-20T10:00:00+01:00",
+        "set_id": "set_web1",
+        "images": ["a.png", "b.png"],
+        "winner": "a.png",
+        "needs_crop": True,
+        "delete": ["b.png"],
+        "crop_box": {"x": 0, "y": 0, "w": 100, "h": 150},
+        "anomaly_tags": ["extra_fingers"],
+    }
     bad_winner = dict(good, winner="zzz.png")
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join([json.dumps(good), "{not json", json.dumps(bad_winner), json.dumps(dict(good, ts="x"))]))

@@ -57,8 +57,9 @@ def box_inside_fraction(region: Box, crop: Box) -> float:
     return region.intersection(crop) / area if area > 0 else 0.0
 
 
-def outcomes_for_image(report: AnomalyReport, role: Role, crop_box: Box | None, tags: Iterable[str],
-                       s: CalibrationSettings) -> list[RegionOutcome]:
+def outcomes_for_image(
+    report: AnomalyReport, role: Role, crop_box: Box | None, tags: Iterable[str], s: CalibrationSettings
+) -> list[RegionOutcome]:
     """What the user's decision says about each flagged region (anomalies and suppressed ones).
 
     - approved without a crop: every region kept;
@@ -111,8 +112,12 @@ class CueCalibration:
         return (removed + self.prior_strength * geometric) / (n + self.prior_strength)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "prior_strength": self.prior_strength, "min_observations": self.min_observations,
-                "counts": {c: {"removed": r, "kept": k} for c, (r, k) in sorted(self.counts.items())}}
+        return {
+            "format": FORMAT,
+            "prior_strength": self.prior_strength,
+            "min_observations": self.min_observations,
+            "counts": {c: {"removed": r, "kept": k} for c, (r, k) in sorted(self.counts.items())},
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CueCalibration:

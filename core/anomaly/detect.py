@@ -77,8 +77,10 @@ def detect_anomalies(
     reasons: list[str] = []
     unread = sum(1 for i in range(len(hands)) if hand_world is None or hand_world[i] is None)
     if unread:
-        reasons.append(f"{unread} hand(s) without world landmarks (hands sidecar before version 2, or not "
-                       "passed in): image/world consistency not checked")
+        reasons.append(
+            f"{unread} hand(s) without world landmarks (hands sidecar before version 2, or not "
+            "passed in): image/world consistency not checked"
+        )
     found: list[Anomaly] = []
     uncertain_regions: list[Anomaly] = []
 
@@ -106,15 +108,19 @@ def detect_anomalies(
         cues, notes = hand_cues(hand, i, ctx, width, height, settings, box)
         found += cues
         reasons += notes
-        unsure = _unreliable_hand(hand, i, w, box, settings, width, height,
-                                  hand_world[i] if hand_world is not None else None)
+        unsure = _unreliable_hand(
+            hand, i, w, box, settings, width, height, hand_world[i] if hand_world is not None else None
+        )
         if not unsure:
             unsure = _interacting_hand(hand, i, w, wrists, faces, box, settings)
         if not unsure and hand_suspicion is not None:
             unsure = _suspect_hand(hand_suspicion, i, box, settings)
         uncertain_regions += unsure
-        reasons += [f"hand:{i}: {u.evidence['measurement']} {u.evidence['value']} vs {u.evidence['threshold']}: "
-                    "its landmarks cannot be trusted" for u in unsure]
+        reasons += [
+            f"hand:{i}: {u.evidence['measurement']} {u.evidence['value']} vs {u.evidence['threshold']}: "
+            "its landmarks cannot be trusted"
+            for u in unsure
+        ]
 
     found += _extra_hands(hands, owner, settings, width, height)
 
@@ -129,10 +135,15 @@ def detect_anomalies(
         if subject is not None and _mask_mean(subject, region) < us.background_mask_max:
             reasons.append(f"pose:{w.pose}:{w.side}_wrist lies on background per the subject mask; not a hand")
             continue
-        uncertain_regions.append(Anomaly(
-            "hand_undetected", region, w.visibility,
-            evidence("pose_wrist_visibility", w.visibility, us.wrist_min_visibility, side=w.side),
-            f"pose:{w.pose}:{w.side}_hand"))
+        uncertain_regions.append(
+            Anomaly(
+                "hand_undetected",
+                region,
+                w.visibility,
+                evidence("pose_wrist_visibility", w.visibility, us.wrist_min_visibility, side=w.side),
+                f"pose:{w.pose}:{w.side}_hand",
+            )
+        )
         reasons.append(f"pose:{w.pose}: {w.side} wrist visible ({w.visibility:.2f}) but no hand detected there")
 
     for j, pose in enumerate(poses):
@@ -161,8 +172,10 @@ def detect_anomalies(
         ev = a.evidence
         reasons.append(f"{a.source}: {a.tag} ({ev['measurement']} {ev['value']} vs {ev['threshold']})")
     for a in suppressed:
-        reasons.append(f"{a.source}: {a.tag} suppressed by the {scorer.name} scorer "
-                       f"({a.evidence.get('cue_score', a.score)} -> {a.score:.3f})")
+        reasons.append(
+            f"{a.source}: {a.tag} suppressed by the {scorer.name} scorer "
+            f"({a.evidence.get('cue_score', a.score)} -> {a.score:.3f})"
+        )
     return AnomalyReport(width, height, kept, uncertain_regions, uncertain, reasons, scorer.name, suppressed)
 
 
@@ -171,12 +184,26 @@ def _suspect_hand(suspicion: HandSuspicion, i: int, box: Box, settings: AnomalyS
     thr = settings.hand_model.flag_probability
     if p is None or p < thr:
         return []
-    return [Anomaly("hand_suspect", box, round(p, 4),
-                    evidence("learned_hand_probability", p, thr, model=suspicion.model), f"hand:{i}")]
+    return [
+        Anomaly(
+            "hand_suspect",
+            box,
+            round(p, 4),
+            evidence("learned_hand_probability", p, thr, model=suspicion.model),
+            f"hand:{i}",
+        )
+    ]
 
 
-def _interacting_hand(hand: Hand, i: int, own: _Wrist | None, wrists: list[_Wrist], faces: Sequence[Face],
-                      box: Box, settings: AnomalySettings) -> list[Anomaly]:
+def _interacting_hand(
+    hand: Hand,
+    i: int,
+    own: _Wrist | None,
+    wrists: list[_Wrist],
+    faces: Sequence[Face],
+    box: Box,
+    settings: AnomalySettings,
+) -> list[Anomaly]:
     """A hand in front of a face or on the other arm: occluded or interlocked, so plausible
     landmarks prove little (the model fits a whole hand to what it sees), and this is where
     generators fail most. Uncertain, so the user checks it; never an anomaly by itself."""
@@ -192,9 +219,15 @@ def _interacting_hand(hand: Hand, i: int, own: _Wrist | None, wrists: list[_Wris
         ih = max(0.0, min(tight.y2, f.box.y2) - max(tight.y, f.box.y))
         share = iw * ih / area
         if share >= us.hand_on_face_min:
-            return [Anomaly("hand_low_confidence", box, round(share, 3),
-                            evidence("hand_box_share_on_face", round(share, 3), us.hand_on_face_min),
-                            f"hand:{i}")]
+            return [
+                Anomaly(
+                    "hand_low_confidence",
+                    box,
+                    round(share, 3),
+                    evidence("hand_box_share_on_face", round(share, 3), us.hand_on_face_min),
+                    f"hand:{i}",
+                )
+            ]
     centre = lm.mean(axis=0)
     for w in wrists:
         if w is own or w.elbow is None or w.visibility < settings.limb.min_visibility:
@@ -203,10 +236,20 @@ def _interacting_hand(hand: Hand, i: int, own: _Wrist | None, wrists: list[_Wris
             continue
         d = _segment_distance(centre, w.elbow, w.xy) / palm
         if d <= us.hand_on_other_forearm_max:
-            return [Anomaly("hand_low_confidence", box, round(1.0 - d / (2 * us.hand_on_other_forearm_max), 3),
-                            evidence("distance_to_other_forearm_palms", round(d, 3), us.hand_on_other_forearm_max,
-                                     arm=f"pose:{w.pose}:{w.side}"),
-                            f"hand:{i}")]
+            return [
+                Anomaly(
+                    "hand_low_confidence",
+                    box,
+                    round(1.0 - d / (2 * us.hand_on_other_forearm_max), 3),
+                    evidence(
+                        "distance_to_other_forearm_palms",
+                        round(d, 3),
+                        us.hand_on_other_forearm_max,
+                        arm=f"pose:{w.pose}:{w.side}",
+                    ),
+                    f"hand:{i}",
+                )
+            ]
     return []
 
 
@@ -268,8 +311,16 @@ def _assign_hands(hands: Sequence[Hand], wrists: list[_Wrist], reach: float) -> 
     return out
 
 
-def _unreliable_hand(hand: Hand, i: int, w: _Wrist | None, box: Box, s: AnomalySettings, width: int,
-                     height: int, world: np.ndarray | None) -> list[Anomaly]:
+def _unreliable_hand(
+    hand: Hand,
+    i: int,
+    w: _Wrist | None,
+    box: Box,
+    s: AnomalySettings,
+    width: int,
+    height: int,
+    world: np.ndarray | None,
+) -> list[Anomaly]:
     """Low landmark confidence where a hand is: a low detector score, the pose model's own hand
     points (wrist, pinky, index, thumb) centred elsewhere than the hand model's palm, or the hand
     model's image and world readings contradicting each other."""
@@ -282,13 +333,25 @@ def _unreliable_hand(hand: Hand, i: int, w: _Wrist | None, box: Box, s: AnomalyS
         palm = hand.landmarks[[0, 5, 9, 13, 17], :2].mean(axis=0)
         off = dist(w.hand_points.mean(axis=0), palm) / palm_scale(hand.landmarks)
         if off > us.pose_hand_disagreement_max:
-            out.append(Anomaly(
-                "hand_low_confidence", box, excess_score(off, us.pose_hand_disagreement_max,
-                                                         2 * us.pose_hand_disagreement_max),
-                evidence("pose_vs_hand_palm_centre_palms", off, us.pose_hand_disagreement_max), f"hand:{i}"))
+            out.append(
+                Anomaly(
+                    "hand_low_confidence",
+                    box,
+                    excess_score(off, us.pose_hand_disagreement_max, 2 * us.pose_hand_disagreement_max),
+                    evidence("pose_vs_hand_palm_centre_palms", off, us.pose_hand_disagreement_max),
+                    f"hand:{i}",
+                )
+            )
     if hand.score < us.hand_min_score:
-        out.append(Anomaly("hand_low_confidence", box, 1.0 - hand.score,
-                           evidence("hand_detector_score", hand.score, us.hand_min_score), f"hand:{i}"))
+        out.append(
+            Anomaly(
+                "hand_low_confidence",
+                box,
+                1.0 - hand.score,
+                evidence("hand_detector_score", hand.score, us.hand_min_score),
+                f"hand:{i}",
+            )
+        )
     return out
 
 
@@ -304,12 +367,18 @@ def _extra_hands(
         n = len(items)
         if n <= s.max_hands_per_person:
             continue
-        for _, i in sorted(items)[s.max_hands_per_person:]:
+        for _, i in sorted(items)[s.max_hands_per_person :]:
             box = clip_box(hands[i].box(s.hand_box_pad), width, height)
             if box is not None:
-                out.append(Anomaly(
-                    "limb_misaligned", box, excess_score(n, s.max_hands_per_person, s.max_hands_per_person + 2),
-                    evidence("hands_per_person", n, s.max_hands_per_person, pose=pose), f"hand:{i}"))
+                out.append(
+                    Anomaly(
+                        "limb_misaligned",
+                        box,
+                        excess_score(n, s.max_hands_per_person, s.max_hands_per_person + 2),
+                        evidence("hands_per_person", n, s.max_hands_per_person, pose=pose),
+                        f"hand:{i}",
+                    )
+                )
     return out
 
 
@@ -326,7 +395,7 @@ def _mask_mean(subject: SubjectMask, box: Box) -> float:
     m = subject.mask
     x0, y0 = int(box.x * subject.scale), int(box.y * subject.scale)
     x1, y1 = int(np.ceil(box.x2 * subject.scale)), int(np.ceil(box.y2 * subject.scale))
-    patch = m[max(0, y0):max(y0 + 1, y1), max(0, x0):max(x0 + 1, x1)]
+    patch = m[max(0, y0) : max(y0 + 1, y1), max(0, x0) : max(x0 + 1, x1)]
     return float(patch.mean()) if patch.size else 0.0
 
 
@@ -345,4 +414,3 @@ def _merge(found: list[Anomaly]) -> list[Anomaly]:
             best = dataclasses.replace(best, evidence=ev)
         out.append(best)
     return out
-

@@ -42,8 +42,9 @@ class HandModelError(BestshotError):
     kind = "hand_model"
 
 
-def hand_labels(boxes: Sequence[Box], role: Role, crop_box: Box | None, tags: Iterable[str],
-                s: CalibrationSettings) -> list[bool | None]:
+def hand_labels(
+    boxes: Sequence[Box], role: Role, crop_box: Box | None, tags: Iterable[str], s: CalibrationSettings
+) -> list[bool | None]:
     """Per hand box: True (the user removed it), False (kept it) or None (the decision cannot tell)."""
     if role == "approved":
         return [False] * len(boxes)
@@ -96,10 +97,20 @@ class HandModel:
         return _sigmoid((x - self.mean) @ self.components.T @ self.weights + self.bias)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": self.version, "embedding_model": self.embedding_model,
-                "dim": self.dim, "mean": self.mean.tolist(), "components": self.components.tolist(),
-                "weights": self.weights.tolist(), "bias": self.bias, "cv_auc": self.cv_auc,
-                "positives": self.positives, "negatives": self.negatives, "trained_at": self.trained_at}
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "embedding_model": self.embedding_model,
+            "dim": self.dim,
+            "mean": self.mean.tolist(),
+            "components": self.components.tolist(),
+            "weights": self.weights.tolist(),
+            "bias": self.bias,
+            "cv_auc": self.cv_auc,
+            "positives": self.positives,
+            "negatives": self.negatives,
+            "trained_at": self.trained_at,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: Path | None = None) -> HandModel:
@@ -117,8 +128,19 @@ class HandModel:
                 raise ValueError(f"weights {w.shape} do not match {comps.shape[0]} components")
             if not all(np.isfinite(a).all() for a in (mean, comps, w, np.array(bias))):
                 raise ValueError("non-finite parameters")
-            return cls(str(d["version"]), str(d["embedding_model"]), dim, mean, comps, w, bias,
-                       float(d["cv_auc"]), int(d["positives"]), int(d["negatives"]), str(d["trained_at"]))
+            return cls(
+                str(d["version"]),
+                str(d["embedding_model"]),
+                dim,
+                mean,
+                comps,
+                w,
+                bias,
+                float(d["cv_auc"]),
+                int(d["positives"]),
+                int(d["negatives"]),
+                str(d["trained_at"]),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise HandModelError(path, f"not a valid hand model: {e}") from e
 
@@ -223,8 +245,9 @@ def _version(mean: np.ndarray, comps: np.ndarray, w: np.ndarray, b: float, embed
     return "hand-" + h.hexdigest()[:12]
 
 
-def fit_hand_model(examples: Sequence[HandExample], s: HandModelSettings, embedding_model: str,
-                   when: datetime) -> HandModel:
+def fit_hand_model(
+    examples: Sequence[HandExample], s: HandModelSettings, embedding_model: str, when: datetime
+) -> HandModel:
     """The hand model, or HandModelError when data is too scarce or the held-out AUC too low."""
     dims = {np.asarray(e.embedding).reshape(-1).shape[0] for e in examples}
     if len(dims) > 1:
@@ -242,5 +265,16 @@ def fit_hand_model(examples: Sequence[HandExample], s: HandModelSettings, embedd
     if auc < s.min_cv_auc:
         raise HandModelError(None, f"cross-validated AUC {auc:.3f} is below the required {s.min_cv_auc:.3f}")
     mean, comps, w, b = _fit(x, y, s)
-    return HandModel(_version(mean, comps, w, b, embedding_model), embedding_model, x.shape[1], mean, comps, w, b,
-                     auc, pos, neg, when.astimezone(UTC).isoformat(timespec="seconds"))
+    return HandModel(
+        _version(mean, comps, w, b, embedding_model),
+        embedding_model,
+        x.shape[1],
+        mean,
+        comps,
+        w,
+        b,
+        auc,
+        pos,
+        neg,
+        when.astimezone(UTC).isoformat(timespec="seconds"),
+    )

@@ -84,24 +84,36 @@ def hand_cues(
     if ctx.face_width:
         r = scale / ctx.face_width
         if r > hs.palm_over_face_max:
-            add("long_hand", excess_score(r, hs.palm_over_face_max, 2 * hs.palm_over_face_max),
-                evidence("palm_over_face_width", r, hs.palm_over_face_max, palm_px=scale))
+            add(
+                "long_hand",
+                excess_score(r, hs.palm_over_face_max, 2 * hs.palm_over_face_max),
+                evidence("palm_over_face_width", r, hs.palm_over_face_max, palm_px=scale),
+            )
     if ctx.shoulder_width:
         r = scale / ctx.shoulder_width
         if r > hs.palm_over_shoulder_max:
-            add("long_hand", excess_score(r, hs.palm_over_shoulder_max, 2 * hs.palm_over_shoulder_max),
-                evidence("palm_over_shoulder_width", r, hs.palm_over_shoulder_max, palm_px=scale))
+            add(
+                "long_hand",
+                excess_score(r, hs.palm_over_shoulder_max, 2 * hs.palm_over_shoulder_max),
+                evidence("palm_over_shoulder_width", r, hs.palm_over_shoulder_max, palm_px=scale),
+            )
     if ctx.pose_wrist is not None:
         off = dist(p2[HAND_WRIST], ctx.pose_wrist) / scale
         if off > hs.wrist_offset_max_palms:
-            add("limb_misaligned", excess_score(off, hs.wrist_offset_max_palms, 3 * hs.wrist_offset_max_palms),
-                evidence("hand_wrist_to_pose_wrist_palms", off, hs.wrist_offset_max_palms, side=ctx.side))
+            add(
+                "limb_misaligned",
+                excess_score(off, hs.wrist_offset_max_palms, 3 * hs.wrist_offset_max_palms),
+                evidence("hand_wrist_to_pose_wrist_palms", off, hs.wrist_offset_max_palms, side=ctx.side),
+            )
         if ctx.pose_elbow is not None and dist(ctx.pose_elbow, ctx.pose_wrist) > scale * 0.5:
             # Forearm from the pose, hand direction from the hand's own wrist to middle MCP.
             ang = bend_deg(ctx.pose_elbow, ctx.pose_wrist, ctx.pose_wrist + (p2[9] - p2[HAND_WRIST]))
             if ang > hs.wrist_bend_max_deg:
-                add("warped_wrist", excess_score(ang, hs.wrist_bend_max_deg, 180.0),
-                    evidence("wrist_bend_deg", ang, hs.wrist_bend_max_deg, side=ctx.side))
+                add(
+                    "warped_wrist",
+                    excess_score(ang, hs.wrist_bend_max_deg, 180.0),
+                    evidence("wrist_bend_deg", ang, hs.wrist_bend_max_deg, side=ctx.side),
+                )
     return out, notes
 
 
@@ -119,10 +131,11 @@ def _finger_cues(p2: np.ndarray, p3: np.ndarray, scale: float, hs: HandCueSettin
         if name == "thumb":
             r = max(s2, s3) / s1
             if r > hs.thumb_phalanx_over_metacarpal_max:
-                add("extra_fingers", excess_score(r, hs.thumb_phalanx_over_metacarpal_max,
-                                                  2 * hs.thumb_phalanx_over_metacarpal_max),
-                    evidence("thumb_phalanx_over_metacarpal", r, hs.thumb_phalanx_over_metacarpal_max,
-                             finger=name))
+                add(
+                    "extra_fingers",
+                    excess_score(r, hs.thumb_phalanx_over_metacarpal_max, 2 * hs.thumb_phalanx_over_metacarpal_max),
+                    evidence("thumb_phalanx_over_metacarpal", r, hs.thumb_phalanx_over_metacarpal_max, finger=name),
+                )
             continue
         for label, val, thr in (
             ("middle_over_proximal_phalanx", s2 / s1, hs.middle_over_proximal_max),
@@ -132,8 +145,11 @@ def _finger_cues(p2: np.ndarray, p3: np.ndarray, scale: float, hs: HandCueSettin
                 add("extra_fingers", excess_score(val, thr, 2 * thr), evidence(label, val, thr, finger=name))
         r = length2d[name] / scale
         if r > hs.finger_over_palm_max:
-            add("long_hand", excess_score(r, hs.finger_over_palm_max, 1.6 * hs.finger_over_palm_max),
-                evidence("finger_over_palm", r, hs.finger_over_palm_max, finger=name))
+            add(
+                "long_hand",
+                excess_score(r, hs.finger_over_palm_max, 1.6 * hs.finger_over_palm_max),
+                evidence("finger_over_palm", r, hs.finger_over_palm_max, finger=name),
+            )
 
     for name in FINGERS:
         mcp, pip, dip, tip = HAND_FINGERS[name]
@@ -144,19 +160,26 @@ def _finger_cues(p2: np.ndarray, p3: np.ndarray, scale: float, hs: HandCueSettin
         ):
             ang = bend_deg(a, b, c)
             if ang > limit:
-                add("extra_fingers", excess_score(ang, limit, 180.0),
-                    evidence(f"{joint}_flexion_deg", ang, limit, finger=name))
+                add(
+                    "extra_fingers",
+                    excess_score(ang, limit, 180.0),
+                    evidence(f"{joint}_flexion_deg", ang, limit, finger=name),
+                )
 
     for fa, fb in ADJACENT:
         _, _, dip_a, tip_a = HAND_FINGERS[fa]
         _, _, dip_b, tip_b = HAND_FINGERS[fb]
         flen = 0.5 * (length2d[fa] + length2d[fb])
-        extended = all(dist(p2[HAND_FINGERS[f][3]], p2[HAND_WRIST]) > 1.3 * dist(p2[HAND_FINGERS[f][0]],
-                                                                                p2[HAND_WRIST])
-                       for f in (fa, fb))
+        extended = all(
+            dist(p2[HAND_FINGERS[f][3]], p2[HAND_WRIST]) > 1.3 * dist(p2[HAND_FINGERS[f][0]], p2[HAND_WRIST])
+            for f in (fa, fb)
+        )
         if not extended or flen < 0.3 * scale:
             continue
         gap = max(dist(p2[tip_a], p2[tip_b]), dist(p2[dip_a], p2[dip_b])) / flen
         if gap < hs.fused_finger_max_gap:
-            add("extra_fingers", excess_score(-gap, -hs.fused_finger_max_gap, 0.0),
-                evidence("adjacent_finger_gap_over_length", gap, hs.fused_finger_max_gap, fingers=f"{fa}+{fb}"))
+            add(
+                "extra_fingers",
+                excess_score(-gap, -hs.fused_finger_max_gap, 0.0),
+                evidence("adjacent_finger_gap_over_length", gap, hs.fused_finger_max_gap, fingers=f"{fa}+{fb}"),
+            )

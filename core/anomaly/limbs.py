@@ -97,9 +97,15 @@ def limb_cues(
         overlong = max(ll, lr) / (EXPECTED[seg] * scale)
         if r > ls.asymmetry_max and overlong > ls.overlong_min:
             longer, side = (left, "left") if ll > lr else (right, "right")
-            add("limb_misaligned", longer, excess_score(r, ls.asymmetry_max, 2 * ls.asymmetry_max),
-                evidence(f"{seg}_left_right_ratio", r, ls.asymmetry_max, longer_side=side,
-                         longer_over_expected=overlong), f"{side}_{seg}")
+            add(
+                "limb_misaligned",
+                longer,
+                excess_score(r, ls.asymmetry_max, 2 * ls.asymmetry_max),
+                evidence(
+                    f"{seg}_left_right_ratio", r, ls.asymmetry_max, longer_side=side, longer_over_expected=overlong
+                ),
+                f"{side}_{seg}",
+            )
 
     for side in ("left", "right"):
         _arm_cues(v, side, scale, s, add)
@@ -117,13 +123,23 @@ def _arm_cues(v: PoseView, side: str, scale: float, s: AnomalySettings, add: _Ad
     upper_full = EXPECTED["upper_arm"] * scale
     if fore >= ls.in_plane_min * fore_full and upper / fore < ls.upper_over_forearm_min:
         r = upper / fore
-        add("foreshortened_upper_arm", (sh, el), excess_score(-r, -ls.upper_over_forearm_min, 0.0),
-            evidence("upper_arm_over_forearm", r, ls.upper_over_forearm_min, side=side), f"{side}_arm")
+        add(
+            "foreshortened_upper_arm",
+            (sh, el),
+            excess_score(-r, -ls.upper_over_forearm_min, 0.0),
+            evidence("upper_arm_over_forearm", r, ls.upper_over_forearm_min, side=side),
+            f"{side}_arm",
+        )
     if fore >= fore_full and upper >= upper_full:
         ang = interior_deg(v.xy(sh), v.xy(el), v.xy(wr))
         if ang < ls.elbow_min_deg:
-            add("limb_misaligned", (sh, el, wr), excess_score(-ang, -ls.elbow_min_deg, 0.0),
-                evidence("elbow_interior_deg", ang, ls.elbow_min_deg, side=side), f"{side}_arm")
+            add(
+                "limb_misaligned",
+                (sh, el, wr),
+                excess_score(-ang, -ls.elbow_min_deg, 0.0),
+                evidence("elbow_interior_deg", ang, ls.elbow_min_deg, side=side),
+                f"{side}_arm",
+            )
 
 
 def _leg_cues(v: PoseView, side: str, scale: float, min_seg: float, s: AnomalySettings, add: _Add) -> None:
@@ -145,12 +161,20 @@ def _leg_cues(v: PoseView, side: str, scale: float, min_seg: float, s: AnomalySe
             knee_side = float((v.xy(knee) - v.xy(hip)) @ n)
             bend = 180.0 - interior_deg(v.xy(hip), v.xy(knee), v.xy(ankle))
             if knee_side * float(foot @ n) < 0 and bend > ls.knee_hyperextension_max_deg:
-                add("limb_misaligned", (hip, knee, ankle),
+                add(
+                    "limb_misaligned",
+                    (hip, knee, ankle),
                     excess_score(bend, ls.knee_hyperextension_max_deg, 3 * ls.knee_hyperextension_max_deg),
                     evidence("knee_hyperextension_deg", bend, ls.knee_hyperextension_max_deg, side=side),
-                    f"{side}_leg")
+                    f"{side}_leg",
+                )
     if shin >= ls.in_plane_min * EXPECTED["shin"] * scale:
         r = float(np.linalg.norm(foot)) / shin
         if r > ls.foot_over_shin_max:
-            add("long_foot", (ankle, heel, toe), excess_score(r, ls.foot_over_shin_max, 2 * ls.foot_over_shin_max),
-                evidence("foot_over_shin", r, ls.foot_over_shin_max, side=side), f"{side}_foot")
+            add(
+                "long_foot",
+                (ankle, heel, toe),
+                excess_score(r, ls.foot_over_shin_max, 2 * ls.foot_over_shin_max),
+                evidence("foot_over_shin", r, ls.foot_over_shin_max, side=side),
+                f"{side}_foot",
+            )

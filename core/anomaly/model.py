@@ -119,8 +119,11 @@ class AnomalyReport:
 
 def evidence(measurement: str, value: float, threshold: float, **extra: Any) -> dict[str, Any]:
     """The evidence dict every cue attaches; extra keys add context (finger, side, ...)."""
-    out: dict[str, Any] = {"measurement": measurement, "value": round(float(value), 4),
-                           "threshold": round(float(threshold), 4)}
+    out: dict[str, Any] = {
+        "measurement": measurement,
+        "value": round(float(value), 4),
+        "threshold": round(float(threshold), 4),
+    }
     for k, v in extra.items():
         out[k] = round(float(v), 4) if isinstance(v, float) else v
     return out

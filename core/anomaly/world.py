@@ -66,21 +66,32 @@ def palm_normal_angle_deg(image_pts: np.ndarray, world: np.ndarray) -> float | N
     return float(np.degrees(np.arccos(np.clip(float(normals[0] @ normals[1]), -1.0, 1.0))))
 
 
-def world_cues(image_pts: np.ndarray, world: np.ndarray, box: Box, source: str,
-               s: UncertainSettings) -> list[Anomaly]:
+def world_cues(image_pts: np.ndarray, world: np.ndarray, box: Box, source: str, s: UncertainSettings) -> list[Anomaly]:
     """`hand_low_confidence` regions where the two readings contradict each other.
     `image_pts` are the image landmarks with z in pixels (`core.anomaly.hands.points_3d`)."""
     out: list[Anomaly] = []
     r = proximal_over_palm(world)
     if r is not None and r < s.world_proximal_over_palm_min:
-        out.append(Anomaly(
-            "hand_low_confidence", box, excess_score(-r, -s.world_proximal_over_palm_min, 0.0),
-            evidence("world_proximal_phalanx_over_palm", r, s.world_proximal_over_palm_min), source))
+        out.append(
+            Anomaly(
+                "hand_low_confidence",
+                box,
+                excess_score(-r, -s.world_proximal_over_palm_min, 0.0),
+                evidence("world_proximal_phalanx_over_palm", r, s.world_proximal_over_palm_min),
+                source,
+            )
+        )
     ang = palm_normal_angle_deg(image_pts, world)
     if ang is not None and ang > s.heads_palm_normal_max_deg:
-        out.append(Anomaly(
-            "hand_low_confidence", box, excess_score(ang, s.heads_palm_normal_max_deg, 180.0),
-            evidence("image_vs_world_palm_normal_deg", ang, s.heads_palm_normal_max_deg), source))
+        out.append(
+            Anomaly(
+                "hand_low_confidence",
+                box,
+                excess_score(ang, s.heads_palm_normal_max_deg, 180.0),
+                evidence("image_vs_world_palm_normal_deg", ang, s.heads_palm_normal_max_deg),
+                source,
+            )
+        )
     if len(out) < 2:
         return out
     # One region per hand: the stronger contradiction, the other kept in its evidence.

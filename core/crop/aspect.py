@@ -70,15 +70,27 @@ def plan_sizes(width: int, height: int, s: CropSettings) -> AspectPlan:
 
 
 @functools.lru_cache(maxsize=64)
-def _plan(width: int, height: int, min_side_frac: float, allow_near_exact: bool, max_aspect_error: float,
-          near_exact_tolerance: float) -> AspectPlan:
+def _plan(
+    width: int,
+    height: int,
+    min_side_frac: float,
+    allow_near_exact: bool,
+    max_aspect_error: float,
+    near_exact_tolerance: float,
+) -> AspectPlan:
     plan = _make_plan(width, height, min_side_frac, allow_near_exact, max_aspect_error, near_exact_tolerance)
     plan.sizes.setflags(write=False)  # shared between calls through the cache
     return plan
 
 
-def _make_plan(width: int, height: int, min_side_frac: float, allow_near_exact: bool, max_aspect_error: float,
-               near_exact_tolerance: float) -> AspectPlan:
+def _make_plan(
+    width: int,
+    height: int,
+    min_side_frac: float,
+    allow_near_exact: bool,
+    max_aspect_error: float,
+    near_exact_tolerance: float,
+) -> AspectPlan:
     g = math.gcd(width, height)
     a, b = width // g, height // g
     wmin, hmin = min_sides(width, height, min_side_frac)
@@ -91,8 +103,15 @@ def _make_plan(width: int, height: int, min_side_frac: float, allow_near_exact: 
 
     cand, err = near_sizes(width, height, min_side_frac)
     if len(cand) == 0:
-        return AspectPlan(a, b, True, full, math.inf, None,
-                          f"only the full frame fits {a}:{b}; the image is too small for any smaller crop")
+        return AspectPlan(
+            a,
+            b,
+            True,
+            full,
+            math.inf,
+            None,
+            f"only the full frame fits {a}:{b}; the image is too small for any smaller crop",
+        )
     i = int(np.argmin(err))
     min_err, best = float(err[i]), (int(cand[i, 0]), int(cand[i, 1]))
     head = f"only the full frame keeps {a}:{b} exactly; smallest achievable error {min_err:.3%} at {best[0]}x{best[1]}"
@@ -103,5 +122,12 @@ def _make_plan(width: int, height: int, min_side_frac: float, allow_near_exact: 
     near = cand[keep]
     near = near[np.argsort(near[:, 0], kind="stable")]
     sizes = np.concatenate([near, full])
-    return AspectPlan(a, b, False, sizes, min_err, best,
-                      f"{head}; proposing near-exact crops (error <= {max(near_exact_tolerance, min_err):.3%})")
+    return AspectPlan(
+        a,
+        b,
+        False,
+        sizes,
+        min_err,
+        best,
+        f"{head}; proposing near-exact crops (error <= {max(near_exact_tolerance, min_err):.3%})",
+    )

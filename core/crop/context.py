@@ -92,11 +92,26 @@ def build_context(
     e_box = np.concatenate([eye_pts[known] - 0.5, eye_pts[known] + 0.5], axis=1)
     e_weight = np.repeat(weights, 2)[known]
     return CropContext(
-        width, height, sat, scale, float(sat[-1, -1]), targets,
-        t_box, np.array([t.weight for t in targets], dtype=np.float64),
+        width,
+        height,
+        sat,
+        scale,
+        float(sat[-1, -1]),
+        targets,
+        t_box,
+        np.array([t.weight for t in targets], dtype=np.float64),
         np.array([t.kind == "anomaly" for t in targets], dtype=bool),
-        heads, weights, primary, eyes, np.concatenate([t_box, heads, e_box]).reshape(-1, 4), e_weight,
-        joints, margins, jw, spans, notes,
+        heads,
+        weights,
+        primary,
+        eyes,
+        np.concatenate([t_box, heads, e_box]).reshape(-1, 4),
+        e_weight,
+        joints,
+        margins,
+        jw,
+        spans,
+        notes,
     )
 
 
@@ -226,5 +241,5 @@ def _prior(width: int, height: int, poses: Sequence[Pose], heads: np.ndarray, si
             m = np.maximum(m, cv2.GaussianBlur(body, (0, 0), max(1.0, 0.02 * side)))
     for hb in heads:
         x0, y0, x1, y1 = (hb * scale).round().astype(int)
-        m[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = 1.0
+        m[max(0, y0) : max(0, y1), max(0, x0) : max(0, x1)] = 1.0
     return m.astype(np.float32), scale

@@ -86,9 +86,19 @@ def anomaly_report(
     scorer: RegionScorer | None = None,
     hand_suspicion: HandSuspicion | None = None,
 ) -> AnomalyReport:
-    report = detect_anomalies(inputs.hands, inputs.poses, inputs.faces, width, height, anomaly_settings,
-                              subject=inputs.subject, rgb=rgb, hand_world=inputs.hand_world, scorer=scorer,
-                              hand_suspicion=hand_suspicion)
+    report = detect_anomalies(
+        inputs.hands,
+        inputs.poses,
+        inputs.faces,
+        width,
+        height,
+        anomaly_settings,
+        subject=inputs.subject,
+        rgb=rgb,
+        hand_world=inputs.hand_world,
+        scorer=scorer,
+        hand_suspicion=hand_suspicion,
+    )
     if inputs.missing:
         reasons = [f"{name} sidecar missing: {why}" for name, why in inputs.missing.items()] + report.reasons
         # Without hands or pose nobody checked the anatomy: that is not a clean image.
@@ -97,10 +107,12 @@ def anomaly_report(
     return report
 
 
-def crop_for(inputs: CropInputs, report: AnomalyReport, width: int, height: int,
-             crop_settings: CropSettings) -> CropProposal:
-    return propose_crop(width, height, report, faces=inputs.faces, poses=inputs.poses,
-                        subject=inputs.subject, settings=crop_settings)
+def crop_for(
+    inputs: CropInputs, report: AnomalyReport, width: int, height: int, crop_settings: CropSettings
+) -> CropProposal:
+    return propose_crop(
+        width, height, report, faces=inputs.faces, poses=inputs.poses, subject=inputs.subject, settings=crop_settings
+    )
 
 
 def analyse(

@@ -74,7 +74,7 @@ def evaluate(ctx: CropContext, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: n
     nt, nf = len(ctx.t_box), len(ctx.h_box)
     if len(ctx.boxes):
         frac = _overlap_fraction(xf, yf, x2, y2, ctx.boxes)
-        ft, fh, fe = frac[:, :nt], frac[:, nt:nt + nf], frac[:, nt + nf:]
+        ft, fh, fe = frac[:, :nt], frac[:, nt : nt + nf], frac[:, nt + nf :]
         resid = ft > s.removed_max_overlap
         # A target left partly in frame is still there (and now cut as well): any residue counts
         # in full, so no crop trades content for half-removing something it cannot remove.
@@ -113,11 +113,21 @@ def evaluate(ctx: CropContext, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: n
     else:
         body = np.zeros(n)
 
-    objective = (s.alpha_saliency * saliency + s.epsilon_area * area - s.beta_anomaly * anomaly
-                 - s.gamma_head * head - s.delta_joint * joint - s.zeta_body * body)
+    objective = (
+        s.alpha_saliency * saliency
+        + s.epsilon_area * area
+        - s.beta_anomaly * anomaly
+        - s.gamma_head * head
+        - s.delta_joint * joint
+        - s.zeta_body * body
+    )
     lost = saliency < s.min_subject_kept
-    rank = (np.minimum(resid_anom, 999) * _R_ANOM + np.minimum(heads_cut, 99) * _R_HEAD
-            + lost * _R_LOST + np.minimum(resid_unc, 999)).astype(np.int64)
+    rank = (
+        np.minimum(resid_anom, 999) * _R_ANOM
+        + np.minimum(heads_cut, 99) * _R_HEAD
+        + lost * _R_LOST
+        + np.minimum(resid_unc, 999)
+    ).astype(np.int64)
     return Scores(saliency, area, anomaly, head, joint, body, objective, resid_anom, resid_unc, heads_cut, lost, rank)
 
 

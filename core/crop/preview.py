@@ -19,16 +19,24 @@ ORANGE = (255, 150, 20)
 VERDICT_COLOUR = {"crop": GREEN, "no_crop_needed": GREEN, "review": ORANGE, "reject": RED}
 
 
-def _dashed_rect(draw: ImageDraw.ImageDraw, box: tuple[float, float, float, float], colour: tuple[int, int, int],
-                 width: int, dash: int) -> None:
+def _dashed_rect(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[float, float, float, float],
+    colour: tuple[int, int, int],
+    width: int,
+    dash: int,
+) -> None:
     x0, y0, x1, y1 = box
     for (ax, ay), (bx, by) in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))):
         length = max(abs(bx - ax), abs(by - ay))
         steps = max(1, int(length // dash))
         for i in range(0, steps, 2):
             t0, t1 = i / steps, min(1.0, (i + 1) / steps)
-            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
-                      fill=colour, width=width)
+            draw.line(
+                [(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
+                fill=colour,
+                width=width,
+            )
 
 
 def render_preview(

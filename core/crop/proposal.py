@@ -57,9 +57,19 @@ class CropCandidate:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CropCandidate:
         b = d["box"]
-        return cls(int(b["x"]), int(b["y"]), int(b["w"]), int(b["h"]), float(d["score"]), dict(d["terms"]),
-                   float(d["aspect_error"]), list(d["removed"]), list(d["residual"]), int(d["heads_cut"]),
-                   bool(d["subject_kept"]))
+        return cls(
+            int(b["x"]),
+            int(b["y"]),
+            int(b["w"]),
+            int(b["h"]),
+            float(d["score"]),
+            dict(d["terms"]),
+            float(d["aspect_error"]),
+            list(d["removed"]),
+            list(d["residual"]),
+            int(d["heads_cut"]),
+            bool(d["subject_kept"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -93,9 +103,17 @@ class CropProposal:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CropProposal:
         w, h = d["image_size"]
-        return cls(int(w), int(h), dict(d["aspect"]), str(d["verdict"]), str(d["reason"]),
-                   CropCandidate.from_dict(d["best"]), [CropCandidate.from_dict(c) for c in d.get("fallbacks", [])],
-                   list(d.get("targets", [])), [str(n) for n in d.get("notes", [])])
+        return cls(
+            int(w),
+            int(h),
+            dict(d["aspect"]),
+            str(d["verdict"]),
+            str(d["reason"]),
+            CropCandidate.from_dict(d["best"]),
+            [CropCandidate.from_dict(c) for c in d.get("fallbacks", [])],
+            list(d.get("targets", [])),
+            [str(n) for n in d.get("notes", [])],
+        )
 
     @classmethod
     def from_json(cls, text: str) -> CropProposal:
@@ -126,8 +144,17 @@ def propose_crop(
     full = score(plan, ctx, np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([len(plan.sizes) - 1]), s)
 
     if not ctx.targets and not force:
-        return CropProposal(width, height, aspect, "no_crop_needed", "no anomaly or uncertain hand in frame",
-                            _candidate(plan, ctx, full, 0, s), [], targets, notes)
+        return CropProposal(
+            width,
+            height,
+            aspect,
+            "no_crop_needed",
+            "no anomaly or uncertain hand in frame",
+            _candidate(plan, ctx, full, 0, s),
+            [],
+            targets,
+            notes,
+        )
     if plan.only_full_frame:
         notes.append(plan.note)
         best = _candidate(plan, ctx, full, 0, s)
@@ -167,8 +194,12 @@ def _take(sc: Scores, idx: np.ndarray) -> Scores:
 
 def _concat(parts: list[Windows]) -> Windows:
     sc = Scores(*(np.concatenate([getattr(p.scores, f.name) for p in parts]) for f in dataclasses.fields(Scores)))
-    return Windows(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
-                   np.concatenate([p.si for p in parts]), sc)
+    return Windows(
+        np.concatenate([p.x for p in parts]),
+        np.concatenate([p.y for p in parts]),
+        np.concatenate([p.si for p in parts]),
+        sc,
+    )
 
 
 def _candidate(plan: AspectPlan, ctx: CropContext, win: Windows, i: int, s: CropSettings) -> CropCandidate:
@@ -183,9 +214,19 @@ def _candidate(plan: AspectPlan, ctx: CropContext, win: Windows, i: int, s: Crop
         frac = ix * iy / max(b.w * b.h, 1e-9)
         (residual if frac > s.removed_max_overlap else removed).append({**t.ref(), "inside": round(frac, 4)})
     sc = win.scores
-    return CropCandidate(x, y, w, h, float(sc.objective[i]), sc.terms(i),
-                         float(aspect_error(w, h, ctx.width, ctx.height)), removed, residual,
-                         int(sc.heads_cut[i]), not bool(sc.subject_lost[i]))
+    return CropCandidate(
+        x,
+        y,
+        w,
+        h,
+        float(sc.objective[i]),
+        sc.terms(i),
+        float(aspect_error(w, h, ctx.width, ctx.height)),
+        removed,
+        residual,
+        int(sc.heads_cut[i]),
+        not bool(sc.subject_lost[i]),
+    )
 
 
 def _verdict(best: CropCandidate, ctx: CropContext, s: CropSettings) -> tuple[str, str]:
@@ -199,8 +240,10 @@ def _verdict(best: CropCandidate, ctx: CropContext, s: CropSettings) -> tuple[st
     if best.heads_cut:
         return "reject", "removing the anomalies would cut the head (eyes/forehead)"
     if not best.subject_kept:
-        return "reject", (f"removing the anomalies keeps only {best.terms['saliency_inside']:.0%} of the subject "
-                          f"(min_subject_kept {s.min_subject_kept:.0%})")
+        return "reject", (
+            f"removing the anomalies keeps only {best.terms['saliency_inside']:.0%} of the subject "
+            f"(min_subject_kept {s.min_subject_kept:.0%})"
+        )
     if uncertain:
         what = "anomalies removed" if best.removed else "nothing removable"
         return "review", f"{what}; {len(uncertain)} uncertain hand region(s) remain in frame: check by eye"

@@ -41,8 +41,15 @@ def pick_sizes(plan: AspectPlan, ctx: CropContext, s: CropSettings) -> np.ndarra
     return out
 
 
-def _axis_positions(extent: int, sizes: np.ndarray, n_grid: int, starts: np.ndarray, ends: np.ndarray,
-                    keep_lo: np.ndarray, keep_hi: np.ndarray) -> np.ndarray:
+def _axis_positions(
+    extent: int,
+    sizes: np.ndarray,
+    n_grid: int,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    keep_lo: np.ndarray,
+    keep_hi: np.ndarray,
+) -> np.ndarray:
     """(n_sizes, n_grid + anchors) integer positions along one axis, each row within [0, extent - size]."""
     free = (extent - sizes).astype(np.float64)[:, None]
     even = free * np.linspace(0.0, 1.0, n_grid)[None, :]
@@ -57,10 +64,12 @@ def grid(plan: AspectPlan, ctx: CropContext, s: CropSettings) -> tuple[np.ndarra
     """Every size's grid and anchor positions, all combinations, duplicates removed."""
     si = pick_sizes(plan, ctx, s)
     w, h = plan.sizes[si, 0], plan.sizes[si, 1]
-    px = _axis_positions(ctx.width, w, s.grid_positions, ctx.t_box[:, 0], ctx.t_box[:, 2],
-                         ctx.h_box[:, 0], ctx.h_box[:, 2])
-    py = _axis_positions(ctx.height, h, s.grid_positions, ctx.t_box[:, 1], ctx.t_box[:, 3],
-                         ctx.h_box[:, 1], ctx.h_box[:, 3])
+    px = _axis_positions(
+        ctx.width, w, s.grid_positions, ctx.t_box[:, 0], ctx.t_box[:, 2], ctx.h_box[:, 0], ctx.h_box[:, 2]
+    )
+    py = _axis_positions(
+        ctx.height, h, s.grid_positions, ctx.t_box[:, 1], ctx.t_box[:, 3], ctx.h_box[:, 1], ctx.h_box[:, 3]
+    )
     nx, ny = px.shape[1], py.shape[1]
     X = np.broadcast_to(px[:, :, None], (len(si), nx, ny)).ravel()
     Y = np.broadcast_to(py[:, None, :], (len(si), nx, ny)).ravel()
@@ -70,8 +79,7 @@ def grid(plan: AspectPlan, ctx: CropContext, s: CropSettings) -> tuple[np.ndarra
     return key & 0xFFFFF, (key >> 20) & 0xFFFFF, key >> 40
 
 
-def score(plan: AspectPlan, ctx: CropContext, x: np.ndarray, y: np.ndarray, si: np.ndarray,
-          s: CropSettings) -> Windows:
+def score(plan: AspectPlan, ctx: CropContext, x: np.ndarray, y: np.ndarray, si: np.ndarray, s: CropSettings) -> Windows:
     return Windows(x, y, si, evaluate(ctx, x, y, plan.sizes[si, 0], plan.sizes[si, 1], s))
 
 
@@ -90,17 +98,20 @@ _FY = np.tile([0.5, 0.0, 0.0, 1.0, 1.0], 2)
 _SG = np.repeat([1, -1], 5)
 
 
-def _moves(plan: AspectPlan, ctx: CropContext, x: np.ndarray, y: np.ndarray, si: np.ndarray,
-           st: np.ndarray, ss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _moves(
+    plan: AspectPlan, ctx: CropContext, x: np.ndarray, y: np.ndarray, si: np.ndarray, st: np.ndarray, ss: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sizes = plan.sizes
     s2 = np.clip(si[:, None] + _SG * ss[:, None], 0, len(sizes) - 1)
     dw = sizes[s2, 0] - sizes[si, 0][:, None]
     dh = sizes[s2, 1] - sizes[si, 1][:, None]
     half = np.maximum(1, st // 2)[:, None]
-    X = np.concatenate([x[:, None] + _DX * st[:, None], x[:, None] + _DX * half,
-                        x[:, None] - np.rint(_FX * dw).astype(np.int64)], 1)
-    Y = np.concatenate([y[:, None] + _DY * st[:, None], y[:, None] + _DY * half,
-                        y[:, None] - np.rint(_FY * dh).astype(np.int64)], 1)
+    X = np.concatenate(
+        [x[:, None] + _DX * st[:, None], x[:, None] + _DX * half, x[:, None] - np.rint(_FX * dw).astype(np.int64)], 1
+    )
+    Y = np.concatenate(
+        [y[:, None] + _DY * st[:, None], y[:, None] + _DY * half, y[:, None] - np.rint(_FY * dh).astype(np.int64)], 1
+    )
     S = np.concatenate([np.broadcast_to(si[:, None], (len(si), 2 * len(_DX))), s2], 1)
     X = np.clip(X, 0, ctx.width - sizes[S, 0])
     Y = np.clip(Y, 0, ctx.height - sizes[S, 1])
@@ -142,8 +153,9 @@ def refine(plan: AspectPlan, ctx: CropContext, start: Windows, s: CropSettings) 
     return score(plan, ctx, x, y, si, s)
 
 
-def iou(ax: np.ndarray, ay: np.ndarray, aw: np.ndarray, ah: np.ndarray,
-        bx: float, by: float, bw: float, bh: float) -> np.ndarray:
+def iou(
+    ax: np.ndarray, ay: np.ndarray, aw: np.ndarray, ah: np.ndarray, bx: float, by: float, bw: float, bh: float
+) -> np.ndarray:
     ix = np.clip(np.minimum(ax + aw, bx + bw) - np.maximum(ax, bx), 0, None)
     iy = np.clip(np.minimum(ay + ah, by + bh) - np.maximum(ay, by), 0, None)
     inter = ix * iy

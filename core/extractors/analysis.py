@@ -29,8 +29,9 @@ class AnomaliesExtractor(Extractor):
     optional = ("hand_clip",)
     batch_size = 256
 
-    def __init__(self, settings: AnomalySettings, scorer: RegionScorer | None = None,
-                 hand_model: HandModel | None = None) -> None:
+    def __init__(
+        self, settings: AnomalySettings, scorer: RegionScorer | None = None, hand_model: HandModel | None = None
+    ) -> None:
         self.settings = settings
         # The daemon swaps in the user's calibration and hand model when it learns new ones;
         # reports name the scorer and the evidence names the hand model they were made with.
@@ -40,9 +41,15 @@ class AnomaliesExtractor(Extractor):
     def run(self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]) -> list[Outcome]:
         out: list[Outcome] = []
         for im, dep in zip(images, deps, strict=True):
-            report = anomaly_report(inputs_from_results(dep), im.width, im.height, self.settings, rgb=im.rgb,
-                                    scorer=self.scorer, hand_suspicion=hand_suspicion(self.hand_model,
-                                                                                      dep.get("hand_clip")))
+            report = anomaly_report(
+                inputs_from_results(dep),
+                im.width,
+                im.height,
+                self.settings,
+                rgb=im.rgb,
+                scorer=self.scorer,
+                hand_suspicion=hand_suspicion(self.hand_model, dep.get("hand_clip")),
+            )
             out.append(SidecarResult(report.to_dict()))
         return out
 

@@ -57,9 +57,7 @@ class Extractor(ABC):
         return False
 
     @abstractmethod
-    def run(
-        self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]
-    ) -> list[Outcome]:
+    def run(self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]) -> list[Outcome]:
         """One outcome per image, in order. Per-image failures are returned, not raised."""
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -22,7 +22,16 @@ class ExtractorSettings(BaseModel):
     device: Literal["auto", "mps", "cuda", "cpu"] = "auto"
     enabled: list[str] = Field(
         default_factory=lambda: [
-            "phash", "clip", "hands", "hand_clip", "pose", "face", "saliency", "quality", "anomalies", "crop"
+            "phash",
+            "clip",
+            "hands",
+            "hand_clip",
+            "pose",
+            "face",
+            "saliency",
+            "quality",
+            "anomalies",
+            "crop",
         ]
     )
     clip: ClipSettings = Field(default_factory=ClipSettings)

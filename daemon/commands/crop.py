@@ -35,8 +35,12 @@ log = logging.getLogger(__name__)
 def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("crop", help="flag anomalies and propose an exact-aspect crop for one image")
     p.add_argument("--img", type=Path, required=True, help="the image")
-    p.add_argument("--aspect", choices=["from_original"], default="from_original",
-                   help="crop aspect ratio: the original's, exactly (the only mode)")
+    p.add_argument(
+        "--aspect",
+        choices=["from_original"],
+        default="from_original",
+        help="crop aspect ratio: the original's, exactly (the only mode)",
+    )
     p.add_argument("--out", type=Path, help="crop JSON path (default: <image stem>.crop.json next to the image)")
     add_common(p)
     p.set_defaults(handler=handle)
@@ -103,8 +107,10 @@ def handle(args: argparse.Namespace) -> int:
     doc = {"image": str(img.path), "sha256": img.sha256, **proposal.to_dict(), "anomalies": report.to_dict()}
     atomic_write(out, (json.dumps(doc, indent=1) + "\n").encode())
     prev = preview_path(out)
-    atomic_write(prev, render_preview(img.rgb, proposal, report, max_side=cfg.crop.preview_max_side,
-                                      quality=cfg.crop.preview_quality))
+    atomic_write(
+        prev,
+        render_preview(img.rgb, proposal, report, max_side=cfg.crop.preview_max_side, quality=cfg.crop.preview_quality),
+    )
     if args.root is not None:
         atomic_write(cfg.path("sidecar") / "anomalies" / f"{img.sha256}.json", report.to_json().encode())
 
@@ -115,8 +121,10 @@ def handle(args: argparse.Namespace) -> int:
     print(f"  aspect {a}:{r} ({exactness}); crop x={b.x} y={b.y} w={b.w} h={b.h} of {img.width}x{img.height}")
     for an in report.anomalies:
         ev = an.evidence
-        print(f"  anomaly {an.tag} ({an.source}) score {an.score:.2f}: "
-              f"{ev['measurement']} {ev['value']} vs {ev['threshold']}")
+        print(
+            f"  anomaly {an.tag} ({an.source}) score {an.score:.2f}: "
+            f"{ev['measurement']} {ev['value']} vs {ev['threshold']}"
+        )
     if report.uncertain:
         print("  uncertain (hands that could not be checked):")
         for line in report.reasons:

@@ -35,8 +35,13 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
     inbox, raw = cfg.path("inbox"), cfg.path("raw")
     if inbox.exists() and raw.exists():
         same = inbox.stat().st_dev == raw.stat().st_dev
-        out.append((same, "inbox and raw/ are on one volume (moves are atomic renames)",
-                    "keep every folder under one root on one disk"))
+        out.append(
+            (
+                same,
+                "inbox and raw/ are on one volume (moves are atomic renames)",
+                "keep every folder under one root on one disk",
+            )
+        )
     try:
         store = open_store(cfg.db_url)
         out.append((True, f"database {cfg.db_url} opens, migrations {store.applied_migrations()}", ""))
@@ -45,24 +50,27 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
         out.append((False, f"database {cfg.db_url}: {e}", "check the path/URL and permissions"))
     for ext in build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop):
         a = ext.availability()
-        out.append((a.available, f"extractor {ext.name} v{ext.version}" + ("" if a.available else f": {a.reason}"),
-                    a.fix))
+        out.append(
+            (a.available, f"extractor {ext.name} v{ext.version}" + ("" if a.available else f": {a.reason}"), a.fix)
+        )
     try:
         out.append((True, f"torch device: {pick_device(cfg.extractors.device)}", ""))
     except Exception as e:
         out.append((False, f"torch device: {e}", "install torch from requirements.lock"))
     free = shutil.disk_usage(root if root.exists() else Path.cwd()).free
-    out.append((free > 2 * 1024**3, f"free disk space {free / 1024**3:.1f} GiB", "free some space (sidecars need room)"))
+    out.append(
+        (free > 2 * 1024**3, f"free disk space {free / 1024**3:.1f} GiB", "free some space (sidecars need room)")
+    )
     if sys.platform == "darwin":
         warn = service.fda_warning(root, Path.home())
-        out.append((warn is None, "root is readable by a launchd job (not in ~/Documents, ~/Desktop, ~/Downloads)",
-                    warn or ""))
+        out.append(
+            (warn is None, "root is readable by a launchd job (not in ~/Documents, ~/Desktop, ~/Downloads)", warn or "")
+        )
     elif sys.platform.startswith("linux"):
         limit = Path("/proc/sys/fs/inotify/max_user_watches")
         if limit.exists():
             n = int(limit.read_text().strip())
-            out.append((n >= 8192, f"inotify max_user_watches = {n}",
-                        "sudo sysctl fs.inotify.max_user_watches=524288"))
+            out.append((n >= 8192, f"inotify max_user_watches = {n}", "sudo sysctl fs.inotify.max_user_watches=524288"))
     return out
 
 

@@ -19,6 +19,8 @@ def register(subs: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     counts = export_parquet(build_ctx(cfg, with_extractors=False))
-    print(f"wrote {cfg.path('sidecar')}/embeddings.parquet ({counts['embeddings']} rows) "
-          f"and hashes.parquet ({counts['hashes']} rows)")
+    print(
+        f"wrote {cfg.path('sidecar')}/embeddings.parquet ({counts['embeddings']} rows) "
+        f"and hashes.parquet ({counts['hashes']} rows)"
+    )
     return 0

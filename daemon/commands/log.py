@@ -37,8 +37,12 @@ def handle(args: argparse.Namespace) -> int:
         raw_id = line.set_id[4:] if line.set_id.startswith("set_") else line.set_id
         with ctx.store.read() as conn:
             known = conn.execute(select(sets.c.id).where(sets.c.id == raw_id)).first()
-            prev = conn.execute(select(decisions.c.id).where(decisions.c.set_id == (raw_id if known else line.set_id))
-                                .order_by(decisions.c.id.desc()).limit(1)).scalar()
+            prev = conn.execute(
+                select(decisions.c.id)
+                .where(decisions.c.set_id == (raw_id if known else line.set_id))
+                .order_by(decisions.c.id.desc())
+                .limit(1)
+            ).scalar()
         tracker.record(raw_id if known else None, line, None, "log", prev)
     for lineno, reason in invalid:
         print(f"line {lineno}: rejected: {reason}", file=sys.stderr)

@@ -14,8 +14,12 @@ from daemon.cli import add_common, config_from_args
 def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("train", help="train the ranking model on the decisions so far")
     add_common(p)
-    p.add_argument("--device", choices=["auto", "mps", "cuda", "cpu"], default="auto",
-                   help="device for extractors; the ranking fit itself is numpy on the CPU at these sizes")
+    p.add_argument(
+        "--device",
+        choices=["auto", "mps", "cuda", "cpu"],
+        default="auto",
+        help="device for extractors; the ranking fit itself is numpy on the CPU at these sizes",
+    )
     p.set_defaults(handler=handle_train)
 
     p = subs.add_parser("queue", help="print the review order: uncertain sets first")
@@ -65,8 +69,10 @@ def handle_queue(args: argparse.Namespace) -> int:
     for i, it in enumerate(items, 1):
         flag = "CHECK" if it["uncertain"] else "     "
         why = "; ".join(it["uncertain_reasons"] or it["reasons"])
-        print(f"{i:>3}. {flag} {it['set_id']}  winner {it['winner']}  p={it['confidence']:.2f}  "
-              f"margin {it['margin']:.2f}  {why}")
+        print(
+            f"{i:>3}. {flag} {it['set_id']}  winner {it['winner']}  p={it['confidence']:.2f}  "
+            f"margin {it['margin']:.2f}  {why}"
+        )
     if not items:
         print("queue: no open proposals")
     return 0

@@ -63,8 +63,11 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
             decoded: list[DecodedImage] = []
             for f in files[start : start + batch]:
                 try:
-                    decoded.append(load(f, max_pixels=ctx.cfg.ingest.max_pixels,
-                                        accept_formats=tuple(ctx.cfg.ingest.accept_formats)))
+                    decoded.append(
+                        load(
+                            f, max_pixels=ctx.cfg.ingest.max_pixels, accept_formats=tuple(ctx.cfg.ingest.accept_formats)
+                        )
+                    )
                 except BestshotError as e:
                     failed += 1
                     print(f"{f}: {e.reason}", file=sys.stderr)
@@ -95,6 +98,8 @@ def handle(args: argparse.Namespace) -> int:
     files = expand(args.paths)
     ok, failed = compute(ctx, args.extractor_names, files, args.batch)
     counts = export_parquet(ctx)
-    print(f"{args.command}: {ok} images done, {failed} failed; sidecars under {cfg.path('sidecar')} "
-          f"({counts['embeddings']} embeddings, {counts['hashes']} hashes in parquet)")
+    print(
+        f"{args.command}: {ok} images done, {failed} failed; sidecars under {cfg.path('sidecar')} "
+        f"({counts['embeddings']} embeddings, {counts['hashes']} hashes in parquet)"
+    )
     return 0 if failed == 0 else 1

@@ -31,8 +31,12 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
     store = open_store(cfg.db_url)
     try:
         with store.read() as conn:
-            by_state: dict[str, int] = dict(conn.execute(select(images.c.state, func.count()).group_by(images.c.state)).all())
-            set_by_status: dict[str, int] = dict(conn.execute(select(sets.c.status, func.count()).group_by(sets.c.status)).all())
+            by_state: dict[str, int] = dict(
+                conn.execute(select(images.c.state, func.count()).group_by(images.c.state)).all()
+            )
+            set_by_status: dict[str, int] = dict(
+                conn.execute(select(sets.c.status, func.count()).group_by(sets.c.status)).all()
+            )
             out: dict[str, Any] = {
                 "root": str(cfg.root),
                 "images": int(sum(by_state.values())),
@@ -51,8 +55,11 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "hand_model": records.get_state(conn, STATUS_KEY) or "not trained yet",
             }
             groups: dict[str, list[str]] = {}
-            for r in conn.execute(select(dup_groups.c.group_id, images.c.path).join(
-                    images, images.c.sha256 == dup_groups.c.sha256).order_by(dup_groups.c.group_id, images.c.path)):
+            for r in conn.execute(
+                select(dup_groups.c.group_id, images.c.path)
+                .join(images, images.c.sha256 == dup_groups.c.sha256)
+                .order_by(dup_groups.c.group_id, images.c.path)
+            ):
                 groups.setdefault(r.group_id, []).append(r.path)
             out["duplicate_groups"] = list(groups.values())
     finally:
@@ -71,8 +78,12 @@ def _calibration(cfg: Config, conn: Connection) -> dict[str, Any] | None:
     cal = calibration_in_force(cfg, conn)
     if cal is None:
         return None
-    return {"version": cal.version, "observations": cal.observations, "min_observations": cal.min_observations,
-            "cues": {c: {"removed": r, "kept": k} for c, (r, k) in sorted(cal.counts.items())}}
+    return {
+        "version": cal.version,
+        "observations": cal.observations,
+        "min_observations": cal.min_observations,
+        "cues": {c: {"removed": r, "kept": k} for c, (r, k) in sorted(cal.counts.items())},
+    }
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -88,10 +99,15 @@ def handle(args: argparse.Namespace) -> int:
     if cal is None:
         print("cues     geometric scores (no calibration learned from your decisions yet)")
     else:
-        learned = [f"{c} {v['removed']}/{v['removed'] + v['kept']} removed" for c, v in cal["cues"].items()
-                   if v["removed"] + v["kept"] >= cal["min_observations"]]
-        print(f"cues     {cal['version']} from {cal['observations']} region outcomes"
-              + (f"; calibrated: {', '.join(learned)}" if learned else ""))
+        learned = [
+            f"{c} {v['removed']}/{v['removed'] + v['kept']} removed"
+            for c, v in cal["cues"].items()
+            if v["removed"] + v["kept"] >= cal["min_observations"]
+        ]
+        print(
+            f"cues     {cal['version']} from {cal['observations']} region outcomes"
+            + (f"; calibrated: {', '.join(learned)}" if learned else "")
+        )
     print(f"hands    learned model {info['hand_model']}")
     print(f"images   {info['images']}  {info['images_by_state']}")
     print(f"sets     {info['sets']}  {info['sets_by_status']}")

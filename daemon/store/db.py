@@ -38,8 +38,21 @@ def _m0005_sets_source_folder(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE sets ADD COLUMN source_folder TEXT")
 
 
-_V1_TABLES = {"schema_migrations", "images", "image_metadata", "files", "sets", "set_members", "jobs", "sidecars",
-              "errors", "journal", "decisions", "pairs", "state"}
+_V1_TABLES = {
+    "schema_migrations",
+    "images",
+    "image_metadata",
+    "files",
+    "sets",
+    "set_members",
+    "jobs",
+    "sidecars",
+    "errors",
+    "journal",
+    "decisions",
+    "pairs",
+    "state",
+}
 
 
 # Append only: a released migration is never edited, a new one is added with the next number.
