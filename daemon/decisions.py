@@ -372,7 +372,7 @@ def _match_from(d: dict[str, object]) -> CropMatch:
         quality=float(d["quality"]),  # type: ignore[arg-type]
         exact=bool(d["exact"]),
         scale=(float(scale[0]), float(scale[1])),
-        aspect_error=float(d["aspect_error"]),
+        aspect_error=float(d["aspect_error"]),  # type: ignore[arg-type]
         method=d["method"],  # type: ignore[arg-type]
         source_size=(int(size[0]), int(size[1])),
     )
