@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.anomaly.model import TAGS
 from core.anomaly.settings import AnomalySettings
 from core.crop.settings import CropSettings
 from core.errors import ConfigError
@@ -92,6 +93,21 @@ class LoggingSettings(_Section):
     file_backups: int = Field(3, ge=0)
 
 
+class ReviewSettings(_Section):
+    """The review page (`bestshot review`; daemon/review/). It only ever binds to 127.0.0.1."""
+
+    # The running daemon serves the page too (its URL, with the run's token, goes to the log and
+    # to <root>/logs/review.url).
+    enabled: bool = False
+    # 0: any free port.
+    port: int = Field(8765, ge=0, le=65535)
+    # Previews: longest side and JPEG quality (cached by sha256 under sidecar/previews/).
+    preview_max_side: int = Field(1600, ge=256, le=8192)
+    preview_quality: int = Field(85, ge=50, le=95)
+    # The tag toggles offered when rejecting and when marking a missed anomaly.
+    tags: list[str] = Field(default_factory=lambda: list(TAGS), min_length=1)
+
+
 class Config(_Section):
     root: Path = Path("data")
     mode: Literal["auto", "watch", "recommend", "batch"] = "auto"
@@ -105,6 +121,7 @@ class Config(_Section):
     crop: CropSettings = Field(default_factory=CropSettings)
     rank: RankSettings = Field(default_factory=RankSettings)
     labels: LabelSettings = Field(default_factory=LabelSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     def path(self, name: str) -> Path:

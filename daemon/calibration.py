@@ -20,6 +20,7 @@ from core.anomaly.calibration import (
     CalibratedScorer,
     CueCalibration,
     RegionOutcome,
+    cue_of,
     fit_calibration,
     outcomes_for_image,
 )
@@ -27,6 +28,7 @@ from core.anomaly.model import AnomalyReport
 from core.config import Config
 from core.extractors.analysis import AnomaliesExtractor
 from core.jsonfile import write_json_atomic
+from core.review.regions import split_report
 from daemon import records
 from daemon.context import Ctx
 from daemon.learning_data import DecidedImage, decided_images, reanalyse_open_sets
@@ -41,14 +43,16 @@ def calibration_dir(cfg: Config) -> Path:
 
 
 def decision_outcomes(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None) -> list[RegionOutcome]:
-    """Outcomes of every flagged region (kept or suppressed) in the images the user decided."""
+    """Outcomes of every flagged region (kept or suppressed) in the images the user decided. A
+    region the user labelled on the review page is the label's outcome; the others follow from
+    the decision."""
     out: list[RegionOutcome] = []
     for img in decided if decided is not None else decided_images(conn):
         payload = latest_payload(conn, img.sha256, "anomalies")
         if payload is not None:
-            out += outcomes_for_image(
-                AnomalyReport.from_dict(payload), img.role, img.crop_box, img.tags, ctx.cfg.anomaly.calibration
-            )
+            labelled, rest = split_report(AnomalyReport.from_dict(payload), img.regions)
+            out += [RegionOutcome(cue_of(a), removed) for a, removed in labelled]
+            out += outcomes_for_image(rest, img.role, img.crop_box, img.tags, ctx.cfg.anomaly.calibration)
     return out
 
 

@@ -28,6 +28,7 @@ COMMANDS = (
     "daemon.commands.log",
     "daemon.commands.rank",
     "daemon.commands.crop",
+    "daemon.commands.review",
 )
 
 

@@ -24,7 +24,7 @@ from core.labels.crop_recovery import CropMatch, CropNotMatchedError, match_crop
 from core.labels.decide import CropState, Decision, MemberState, SetState, decide, next_line
 from core.labels.session import SessionLine, parse_line
 from core.labels.tags import subfolder_tags
-from core.layout import locate
+from core.layout import DECISION_AREAS, locate
 from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
@@ -249,7 +249,9 @@ class DecisionTracker:
                 p = self.ctx.abs(r.path)
                 area = locate(self.ctx.cfg, p).area
                 try:
-                    tags = (*read_tags(p), *(subfolder_tags(p, self.ctx.cfg.path(area)) if area else ()))
+                    # Only export areas name tags by subfolder: raw/set_<id>/ is the set's folder.
+                    sub = subfolder_tags(p, self.ctx.cfg.path(area)) if area in DECISION_AREAS else ()
+                    tags = (*read_tags(p), *sub)
                 except BestshotError:
                     tags = ()
                 # Our own proposal tags (bestshot:winner...) are not the user's labels.

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from core.anomaly.hand_model import HandExample, HandModel, HandModelError, fit_hand_model, hand_labels
 from core.config import Config
 from core.extractors.analysis import AnomaliesExtractor, embedding_model_id
+from core.review.regions import hand_overrides
 from core.sidecar_types import hands_from_payload
 from daemon import records
 from daemon.context import Ctx
@@ -51,6 +52,7 @@ def hand_examples(
         if vectors is None or vectors.ndim != 2 or vectors.shape[0] != len(boxes):
             continue
         labels = hand_labels(boxes, img.role, img.crop_box, img.tags, ctx.cfg.anomaly.calibration)
+        labels = hand_overrides(boxes, img.regions, labels)  # the review page says which hand
         model = embedding_model_id(emb.payload)
         found += [
             (model, HandExample(img.set_id, vectors[i].astype(np.float64), lab))

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, func, select
 
 from core.anomaly.calibration import Role
 from core.layout import from_db_path
+from core.review.regions import RegionLabel, merge
 from core.sidecar_types import Box
 from daemon.context import Ctx
 from daemon.jobs import JobSpec, enqueue
@@ -25,6 +26,24 @@ class DecidedImage:
     role: Role
     crop_box: Box | None  # the winner's crop, in its original pixels
     tags: tuple[str, ...]  # the user's tags on this image
+    # What the user said about single regions of this image (review page), from every line of
+    # its set: a later decision made in Finder does not unsay them.
+    regions: tuple[RegionLabel, ...] = ()
+
+
+def _region_labels(conn: Connection, set_id: str) -> dict[str, tuple[RegionLabel, ...]]:
+    merged: tuple[RegionLabel, ...] = ()
+    rows = conn.execute(
+        select(decisions.c.line)
+        .where(decisions.c.set_id == set_id, decisions.c.line.like('%"region_labels"%'))
+        .order_by(decisions.c.id)
+    )
+    for (line,) in rows:
+        merged = merge(merged, (RegionLabel.from_dict(r) for r in json.loads(line).get("region_labels") or ()))
+    out: dict[str, tuple[RegionLabel, ...]] = {}
+    for r in merged:
+        out[r.image] = (*out.get(r.image, ()), r)
+    return out
 
 
 def decided_images(conn: Connection) -> Iterator[DecidedImage]:
@@ -43,14 +62,17 @@ def decided_images(conn: Connection) -> Iterator[DecidedImage]:
             .join(images, images.c.sha256 == set_members.c.sha256)
             .where(set_members.c.set_id == d.set_id)
         ).all()
+        regions = _region_labels(conn, d.set_id)
         for m in members:
             role: Role = "other"
             if m.sha256 == d.winner:
                 role = "cropped" if crop is not None else ("other" if d.needs_crop else "approved")
             elif m.sha256 in deleted:
                 role = "rejected"
-            tags = tuple(image_tags.get(Path(from_db_path(m.original_name)).name, []))
-            yield DecidedImage(d.set_id, m.sha256, role, crop if m.sha256 == d.winner else None, tags)
+            name = Path(from_db_path(m.original_name)).name
+            tags = tuple(image_tags.get(name, []))
+            crop_box = crop if m.sha256 == d.winner else None
+            yield DecidedImage(d.set_id, m.sha256, role, crop_box, tags, regions.get(name, ()))
 
 
 def reanalyse_open_sets(ctx: Ctx, conn: Connection) -> int:

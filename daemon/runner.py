@@ -29,6 +29,8 @@ from daemon.extract import run_extract_pass
 from daemon.parquet_export import export_parquet
 from daemon.rank_loop import RankLoop
 from daemon.recovery import STARTUP_STEPS
+from daemon.review.server import QueueWriter, ReviewCall, ReviewServer, make_app
+from daemon.review.service import ReviewService
 from daemon.settle import Settler
 from daemon.watcher import start_observer
 
@@ -48,6 +50,7 @@ class Daemon:
         self.engine.touch_observers.append(self.tracker.on_touch)
         self.rank = RankLoop(ctx, self.tracker)
         self.stopping = threading.Event()
+        self.review: ReviewServer | None = None
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         self.stopping.set()
@@ -88,11 +91,15 @@ class Daemon:
         )
         scheduler.start()
         self.events.put(RescanRequested("start-up"))
+        if cfg.review.enabled:
+            self._guard("review page", self._start_review)
         log.info("bestshot daemon running on %s (db %s)", cfg.root, cfg.db_url)
         try:
             self._loop()
             log.info("stopping")
         finally:
+            if self.review is not None:
+                self.review.stop()
             scheduler.shutdown(wait=False)
             observer.stop()
             self.settler.stop()
@@ -162,8 +169,19 @@ class Daemon:
                 log.exception("cannot record the failure of %s", what)
             return None
 
+    def _start_review(self) -> None:
+        """The review page, its actions run on this worker (QueueWriter): one writer per root."""
+        server = ReviewServer(self.ctx.cfg.root, self.ctx.cfg.review.port)
+        service = ReviewService(self.ctx, self.tracker)
+        writer = QueueWriter(self.events.put)  # type: ignore[arg-type]
+        server.start_thread(make_app(service, writer, server.token, lambda: server.port))
+        self.review = server
+        log.info("review page: %s", server.url)
+
     def _handle(self, ev: Event) -> None:
-        if isinstance(ev, RetrainRequested):
+        if isinstance(ev, ReviewCall):
+            ev.run()
+        elif isinstance(ev, RetrainRequested):
             self._guard("retrain", lambda: self.rank.retrain(ev.reason))
         else:
             self.engine.handle(ev)

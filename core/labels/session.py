@@ -12,6 +12,9 @@ contract; `parse_line` checks it plus what a schema cannot say):
 - `crop_box`: {x, y, w, h} in the winner's original pixels, only when it was cropped;
 - `anomaly_tags`: tag strings, union over the set (per image: `bestshot.image_tags`).
 
+Optional: `region_labels`, what the user said about single regions on the review page
+(core.review.regions); absent when there are none, so earlier lines and readers are unaffected.
+
 bestshot's own extras live under the single key "bestshot"; other tools may add "x-<tool>" keys.
 Lines are never rewritten: a correction is a later line with `bestshot.revision` + 1.
 """
@@ -31,6 +34,7 @@ from typing import Any
 import jsonschema
 
 from core.errors import BestshotError
+from core.review.regions import RegionLabel
 from core.sidecar_types import Box
 
 NAMESPACE = "bestshot"
@@ -90,6 +94,7 @@ class SessionLine:
     # The "bestshot" namespace (empty: key omitted) and other tools' "x-..." keys, kept as given.
     bestshot: Mapping[str, Any] = field(default_factory=dict)
     extensions: Mapping[str, Any] = field(default_factory=dict)
+    region_labels: tuple[RegionLabel, ...] = ()
 
     def __post_init__(self) -> None:
         problems = _semantic_problems(self)
@@ -107,8 +112,9 @@ class SessionLine:
 
     @property
     def observed(self) -> bool:
-        """Written by the watcher (not received through `bestshot log`)."""
-        return self.bestshot.get("source") == "observed"
+        """Made by moving files (the watcher saw them, or the review page made them), not received
+        through `bestshot log`: moving every file back retracts it."""
+        return self.bestshot.get("source") in ("observed", "review")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data in the stable key order of the user's schema."""
@@ -124,6 +130,8 @@ class SessionLine:
             b = self.crop_box
             out["crop_box"] = {"x": _number(b.x), "y": _number(b.y), "w": _number(b.w), "h": _number(b.h)}
         out["anomaly_tags"] = list(self.anomaly_tags)
+        if self.region_labels:
+            out["region_labels"] = [r.to_dict() for r in self.region_labels]
         if self.bestshot:
             out[NAMESPACE] = dict(self.bestshot)
         for key in sorted(self.extensions):
@@ -137,8 +145,9 @@ class SessionLine:
     def content_key(self) -> tuple[Any, ...]:
         """What the decision says, without when/why/how it was written: equal keys mean no news.
 
-        Excludes ts, revision, supersedes, closure reason, hashes, locations and crop quality,
-        so re-deciding the same observation compares equal.
+        Excludes ts, revision, supersedes, closure reason, hashes, locations, crop quality and
+        region labels (they say what is in an image, not what was decided), so re-deciding the
+        same observation compares equal: the watcher does not log a review page's decision again.
         """
         box = None
         if self.crop_box is not None:
@@ -180,6 +189,9 @@ def _semantic_problems(line: SessionLine) -> list[str]:
             problems.append("crop_box has a non-finite number")
         if line.winner is None or not line.needs_crop:
             problems.append("crop_box needs a winner and needs_crop true")
+    stray_regions = sorted({r.image for r in line.region_labels if r.image not in members})
+    if stray_regions:
+        problems.append(f"region_labels name {stray_regions} that are not in images")
     bad_ext = [k for k in line.extensions if not k.startswith(EXTENSION_PREFIX)]
     if bad_ext:
         problems.append(f"extension keys must start with {EXTENSION_PREFIX!r}: {bad_ext}")
@@ -219,6 +231,7 @@ def from_dict(data: Mapping[str, Any], *, lineno: int | None = None, path: Path 
             crop_box=Box.from_dict(box) if box is not None else None,
             bestshot=dict(data.get(NAMESPACE) or {}),
             extensions={k: v for k, v in data.items() if k.startswith(EXTENSION_PREFIX)},
+            region_labels=tuple(RegionLabel.from_dict(r) for r in data.get("region_labels") or ()),
         )
     except SessionLineError as e:
         raise SessionLineError(path, e.reason, lineno) from e
