@@ -132,7 +132,7 @@ def make_app(
             if post:
                 problem = _post_problem(request, token, port())
                 if problem:
-                    return _error(403 if "token" in problem or "origin" in problem else 415, problem)
+                    return _error(*problem)
                 raw = await request.body()
                 if len(raw) > MAX_BODY:
                     return _error(413, "request too large")
@@ -224,14 +224,14 @@ def _index(s: str) -> int:
     return int(s)
 
 
-def _post_problem(request: Request, token: str, port: int) -> str | None:
+def _post_problem(request: Request, token: str, port: int) -> tuple[int, str] | None:
     if not secrets.compare_digest(request.headers.get("x-bestshot-token", ""), token):
-        return "missing or wrong X-Bestshot-Token header"
+        return 403, "missing or wrong X-Bestshot-Token header"
     origin = request.headers.get("origin")
     if origin is not None and origin not in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
-        return f"origin {origin!r} may not change anything here"
+        return 403, f"origin {origin!r} may not change anything here"
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return "Content-Type must be application/json"
+        return 415, "Content-Type must be application/json"
     return None
 
 
@@ -265,6 +265,7 @@ class ReviewServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.sock.bind(("127.0.0.1", port))
+            self.sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
         except OSError as e:
             self.sock.close()
             raise BestshotError(None, f"cannot listen on 127.0.0.1:{port} ({e.strerror}); pick another --port") from e
