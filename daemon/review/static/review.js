@@ -61,7 +61,7 @@
     }
     S.pos = Math.max(0, Math.min(S.pos, S.queue.length - 1));
     if (!S.queue.length) {
-      S.set = null; $("members").innerHTML = ""; $("pos").textContent = "queue empty";
+      S.set = null; S.mode = "view"; $("reject-panel").hidden = true; $("members").innerHTML = ""; $("pos").textContent = "queue empty";
       $("folder").textContent = ""; $("conf").textContent = ""; $("reasons").textContent = "";
       return;
     }
@@ -321,7 +321,8 @@
 
   function key(k) {
     if (!$("zoom").hidden) { $("zoom").hidden = true; return; }
-    if (!S.set && k !== "u" && k !== "U") return;
+    if (k === "u" || k === "U") { undo(); return; }
+    if (!S.set) return;
     if (S.mode === "reject") {
       if (k === "Enter") {
         const reject = {};
