@@ -91,7 +91,10 @@ def test_review_in_a_real_browser(tmp_path: Path) -> None:
     assert sha_of(root / "exports" / "approved" / ma[1][2]) == ma[1][0]
     assert lb["winner"] == mb[0][2] and lb["crop_box"] == {"x": x, "y": y, "w": w, "h": h}
     assert sha_of(root / "exports" / "to_crop" / mb[0][2]) == mb[0][0]
-    with Image.open(root / "exports" / "cropped" / mb[0][2]) as im, Image.open(root / "exports" / "to_crop" / mb[0][2]) as s:
+    with (
+        Image.open(root / "exports" / "cropped" / mb[0][2]) as im,
+        Image.open(root / "exports" / "to_crop" / mb[0][2]) as s,
+    ):
         assert im.size == (w, h) and im.tobytes() == s.crop((x, y, x + w, y + h)).tobytes()
     assert lc["delete"] == [mc[2][2]] and lc["bestshot"]["image_tags"] == {mc[2][2]: ["long_hand"]}
     (drawn,) = lc["region_labels"]

@@ -257,3 +257,37 @@ def test_daemon_serves_the_page(tmp_path: Path) -> None:
     finally:
         con.close()
     assert json.loads(json.dumps(lines[0]))["winner"] == members(root, a)[0][2]
+
+
+def test_region_labels_feed_the_calibration(tmp_path: Path) -> None:
+    """A rejected image's flagged region counts as removed by its tag, unless the user said on the
+    page that it is not an anomaly: then it is a kept outcome for its cue."""
+    from core.config import load_config
+    from daemon.app import build_ctx
+    from daemon.calibration import decision_outcomes
+    from daemon.learning_data import decided_images
+
+    root = make_root(tmp_path / "root", sets=1)
+    with ReviewProc(root) as rp:
+        (set_id,) = [s["set_id"] for s in _queue(rp)]
+        mem = members(root, set_id)
+        region = {"x": 10, "y": 20, "w": 60, "h": 50}
+        for i in (1, 2):
+            flagged = {"tag": "extra_fingers", "box": region, "score": 0.8, "evidence": {"measurement": "finger_count"}}
+            add_report(root, mem[i][0], [flagged])
+        label = {"image": mem[1][2], "box": region, "tag": "extra_fingers", "label": "not_anomaly", "origin": "flagged"}
+        req = {
+            "action": "approve",
+            "winner": 0,
+            "reject": {"1": ["extra_fingers"], "2": ["extra_fingers"]},
+            "region_labels": [label],
+        }
+        status, res = http(rp.url + f"api/set/{set_id}/act", req, token=rp.token)
+        assert status == 200, res
+    ctx = build_ctx(load_config(root / "bestshot.yaml", root=root), with_extractors=False)
+    with ctx.store.read() as conn:
+        regions = {d.sha256: d.regions for d in decided_images(conn)}
+        outcomes = decision_outcomes(ctx, conn)
+    assert [r.to_dict() for r in regions[mem[1][0]]] == [label] and regions[mem[2][0]] == ()
+    # Member 2 (no label): removed by its tag; member 1: the user said it is not an anomaly.
+    assert sorted((o.cue, o.removed) for o in outcomes) == [("finger_count", False), ("finger_count", True)]

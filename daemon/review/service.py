@@ -38,7 +38,7 @@ from daemon.decisions import DecisionTracker
 from daemon.fileops import unique_destination
 from daemon.ranking import review_queue
 from daemon.sidecar_store import latest_payload
-from daemon.store.schema import crops, decisions, images, journal, proposals, set_members, sets
+from daemon.store.schema import crops, decisions, images, journal, observations, proposals, set_members, sets
 
 log = logging.getLogger(__name__)
 
@@ -367,9 +367,17 @@ class ReviewService:
             sha = conn.execute(select(images.c.sha256).where(images.c.path == self.ctx.rel(src))).scalar()
         if sha is None:
             return
+        # The path index, the image row and the observation (what tracker.on_move records) in
+        # one transaction: one commit per move instead of two.
         with self.ctx.store.write() as conn:
             records.relocate(conn, self.ctx.rel(src), self.ctx.rel(dst), sha, st.st_size, st.st_mtime_ns)
-        self.tracker.on_move(sha, self.ctx.rel(src), self.ctx.rel(dst))
+            set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar()
+            location = self.tracker.location_of(self.ctx.rel(dst))
+            records.upsert(
+                conn, observations, {"sha256": sha, "location": location, "moved_at": time.time()}, ["sha256"]
+            )
+        if set_id is not None:
+            self.tracker.dirty.add(set_id)
 
     def _write_crop(self, action_id: str, winner: MemberRow, source: Path, box: cropbox.IntBox) -> str:
         """The crop, in the source's format, as a new file in cropped/ (never over another), and
