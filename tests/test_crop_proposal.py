@@ -22,12 +22,12 @@ from tests.test_anomaly_cues import FACE, FORESHORTENED, H, W, person
 EV = {"measurement": "m", "value": 1.0, "threshold": 0.5}
 
 
-def report_with(*boxes: Box, uncertain: tuple[Box, ...] = ()) -> AnomalyReport:
+def report_with(*boxes: Box, uncertain: tuple[Box, ...] = (), uncertain_tag: str = "hand_undetected") -> AnomalyReport:
     return AnomalyReport(
         W,
         H,
         [Anomaly("extra_fingers", b, 0.8, EV, f"hand:{i}") for i, b in enumerate(boxes)],
-        [Anomaly("hand_undetected", b, 0.8, EV, f"pose:0:{i}") for i, b in enumerate(uncertain)],
+        [Anomaly(uncertain_tag, b, 0.8, EV, f"pose:0:{i}") for i, b in enumerate(uncertain)],
         bool(uncertain),
     )
 
@@ -74,10 +74,28 @@ def test_anomaly_on_the_face_recommends_reject() -> None:
     assert "head" in p.reason or "remove" in p.reason
 
 
+def test_unchecked_hand_keeps_the_full_frame_and_offers_the_crop() -> None:
+    _hands, poses, faces = person()
+    corner = Box(0, 1300, 120, 100)
+    # A hand nobody could check is no evidence of a defect: the full frame stands, for review.
+    p = propose_crop(W, H, report_with(uncertain=(corner,)), faces=faces, poses=poses)
+    assert p.verdict == "review" and (p.best.x, p.best.y, p.best.w, p.best.h) == (0, 0, W, H)
+    assert [r["tag"] for r in p.best.residual] == ["hand_undetected"]
+    # The crop that removes it is the first fallback, exact aspect.
+    assert p.fallbacks and disjoint(p.fallbacks[0], corner) and p.fallbacks[0].w * 7 == p.fallbacks[0].h * 5
+    assert all(f.removed for f in p.fallbacks) and len(p.fallbacks) <= CropSettings().n_fallbacks
+    # The learned hand model's suspicion is evidence: that hand is cropped away.
+    q = propose_crop(W, H, report_with(uncertain=(corner,), uncertain_tag="hand_suspect"), faces=faces, poses=poses)
+    assert q.verdict == "crop" and disjoint(q.best, corner) and q.best.w * 7 == q.best.h * 5
+    # Once an anomaly forces a crop, the unchecked hand is removed with it where possible.
+    r = propose_crop(W, H, report_with(Box(820, 1250, 150, 140), uncertain=(corner,)), faces=faces, poses=poses)
+    assert r.verdict == "crop" and disjoint(r.best, corner) and r.best.residual == []
+
+
 def test_uncertain_hand_removed_when_possible_else_review() -> None:
     _hands, poses, faces = person()
     corner = Box(0, 1300, 120, 100)
-    p = propose_crop(W, H, report_with(uncertain=(corner,)), faces=faces, poses=poses)
+    p = propose_crop(W, H, report_with(uncertain=(corner,), uncertain_tag="hand_suspect"), faces=faces, poses=poses)
     assert p.verdict == "crop" and disjoint(p.best, corner)
     # An uncertain hand beside the face cannot be cropped away without cutting the head.
     face_side = Box(430, 250, 30, 80)

@@ -13,7 +13,7 @@ import numpy as np
 
 from core.anomaly.model import AnomalyReport
 from core.crop.aspect import AspectPlan, aspect_error, plan_sizes
-from core.crop.context import CropContext, build_context
+from core.crop.context import CropContext, Target, build_context
 from core.crop.objective import Scores
 from core.crop.search import Windows, grid, order, refine, score, select
 from core.crop.settings import CropSettings
@@ -133,6 +133,9 @@ def propose_crop(
 ) -> CropProposal:
     """Propose an exact-aspect crop removing the report's anomalies (and uncertain hands).
 
+    A crop is proposed only when a target is evidence of a defect (an anomaly, or an uncertain
+    region tagged in `uncertain_evidence_tags`); regions that merely could not be checked keep
+    the full frame, with verdict `review` and the crops that remove them as fallbacks.
     `force` searches even when nothing needs removing (benchmarks, manual crops).
     """
     s = settings or CropSettings()
@@ -155,9 +158,12 @@ def propose_crop(
             targets,
             notes,
         )
+    unchecked_only = not force and not any(_is_evidence(t, s) for t in ctx.targets)
     if plan.only_full_frame:
         notes.append(plan.note)
         best = _candidate(plan, ctx, full, 0, s)
+        if unchecked_only:
+            return CropProposal(width, height, aspect, "review", _unchecked_reason(ctx), best, [], targets, notes)
         verdict, reason = _verdict(best, ctx, s)
         if verdict != "no_crop_needed":
             verdict, reason = ("reject" if best.residual else verdict), f"{reason}; {plan.note}"
@@ -172,10 +178,30 @@ def propose_crop(
     pool = _concat([refined, best_grid, full])
     picks = select(plan, pool, 1 + s.n_fallbacks, s.nms_iou)
     cands = [_candidate(plan, ctx, pool, i, s) for i in picks]
-    verdict, reason = _verdict(cands[0], ctx, s)
     if not plan.exact:
         notes.append(plan.note)
+    if unchecked_only:
+        # No evidence that the frame holds a defect, so no reason to pay a crop's cost in
+        # composition: the full frame stands, and the crops that remove the unchecked regions are
+        # there for the user who finds one bad.
+        alts = [c for c in cands if c.removed and (c.w, c.h) != (width, height)][: s.n_fallbacks]
+        best = _candidate(plan, ctx, full, 0, s)
+        return CropProposal(width, height, aspect, "review", _unchecked_reason(ctx), best, alts, targets, notes)
+    verdict, reason = _verdict(cands[0], ctx, s)
     return CropProposal(width, height, aspect, verdict, reason, cands[0], cands[1:], targets, notes)
+
+
+def _is_evidence(t: Target, s: CropSettings) -> bool:
+    """Does this target say the image has a defect (not merely that a region went unchecked)?"""
+    return t.kind == "anomaly" or t.tag in s.uncertain_evidence_tags
+
+
+def _unchecked_reason(ctx: CropContext) -> str:
+    tags = ", ".join(sorted({t.tag for t in ctx.targets}))
+    return (
+        f"{len(ctx.targets)} region(s) could not be checked ({tags}): check by eye; "
+        "no crop proposed without evidence of a defect (fallbacks remove them)"
+    )
 
 
 def _aspect_dict(plan: AspectPlan) -> dict[str, Any]:

@@ -31,6 +31,14 @@ class CropSettings(BaseModel):
     uncertain_weight: float = Field(default=0.5, ge=0)
     # Treat uncertain hand regions (undetectable / unreliable hands) as things to crop away.
     remove_uncertain: bool = True
+    # Uncertain regions with these tags are evidence of a defect (`hand_suspect`: the learned
+    # hand model's probability that you would cut the hand away): like anomalies, they make a
+    # crop worth proposing. The others only say a hand could not be checked (missed by the
+    # detector, landmarks that contradict each other, hands on a face or arm): on their own they
+    # send the image to review with the full frame proposed and the crops that remove them as
+    # fallbacks. A crop always costs composition (on GAICD human ratings the crops the search
+    # made around such regions scored below the uncropped photo), so it needs evidence.
+    uncertain_evidence_tags: list[str] = Field(default_factory=lambda: ["hand_suspect"])
 
     # Smallest crop side as a fraction of the original side; smaller crops are a different photo.
     min_side_frac: float = Field(default=0.5, gt=0, le=1)

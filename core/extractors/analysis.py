@@ -75,7 +75,9 @@ def embedding_model_id(hand_clip_payload: Mapping[str, object]) -> str:
 
 class CropExtractor(Extractor):
     name = "crop"
-    version = 2  # 2: region ids index the report's anomalies / uncertain_regions
+    # 2: region ids index the report's anomalies / uncertain_regions; 3: regions that could not be
+    # checked keep the full frame (verdict review), only evidence of a defect proposes a crop
+    version = 3
     requires = ("anomalies", *NEEDED)
     batch_size = 256
 
