@@ -13,8 +13,9 @@ Run: .venv/bin/python benchmarks/crop_quality.py [--data DIR] [--work DIR] [--fr
 3. A box's human score: GAICD rates ~90 candidate crops per photo (mean opinion score, 1-5).
    An arbitrary box gets the score of the rated candidate with the highest IoU; that IoU is
    printed beside it. The percentile is the share of the photo's candidates rated below that
-   score (ties count half). "proposed" is what the user is told to do: the best box when the
-   verdict is `crop`, else the full frame (needs_crop false). Fallbacks are listed as stored.
+   score (ties count half). "proposed" is the stored best box whatever the verdict (a `review`
+   verdict still draws it on the preview and the review page starts from it); needs_crop is
+   true only for the verdict `crop`. Fallbacks are listed as stored.
 
 The photos are real (no anatomy errors): nothing needs removing, so the target is
 proposed >= full frame on every photo.
@@ -160,7 +161,7 @@ def main() -> int:
         mos = np.asarray(table[p.name]["crops"]["score"], dtype=np.float64)
         w, h = crop["image_size"]
         frame = {"x": 0, "y": 0, "w": w, "h": h}
-        shown = crop["best"]["box"] if crop["verdict"] == "crop" else frame
+        shown = crop["best"]["box"]
         _, pp, pi = human_score(boxes, mos, shown)
         _, fp, fi = human_score(boxes, mos, frame)
         fbs = [human_score(boxes, mos, c["box"]) for c in crop["fallbacks"]]
