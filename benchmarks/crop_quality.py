@@ -15,7 +15,9 @@ Run: .venv/bin/python benchmarks/crop_quality.py [--data DIR] [--work DIR] [--fr
    printed beside it. The percentile is the share of the photo's candidates rated below that
    score (ties count half). "proposed" is the stored best box whatever the verdict (a `review`
    verdict still draws it on the preview and the review page starts from it); needs_crop is
-   true only for the verdict `crop`. Fallbacks are listed as stored.
+   true only for the verdict `crop`. Fallbacks are listed as stored. "headroom" is the best rated
+   candidate whose aspect is within 3% of the photo's: what a perfect aesthetic cropper could
+   reach (bestshot has no aesthetic model; its objective only grows with the window).
 
 The photos are real (no anatomy errors): nothing needs removing, so the target is
 proposed >= full frame on every photo.
@@ -143,9 +145,9 @@ def main() -> int:
     print("human score of a box = MOS of the rated GAICD candidate with the highest IoU; pct = MOS percentile\n")
     print(
         f"{'image':11s} {'verdict':15s} {'targets':24s} {'proposed pct':>12s} {'IoU':>5s} "
-        f"{'full frame pct':>14s} {'IoU':>5s}  fallbacks pct (IoU)"
+        f"{'full frame pct':>14s} {'IoU':>5s} {'headroom':>8s}  fallbacks pct (IoU)"
     )
-    proposed, full, fallback_rows, stale = [], [], [], []
+    proposed, full, headroom, fallback_rows, stale = [], [], [], [], []
     for p in paths:
         if p.name not in got:
             print(f"{p.name:11s} not registered by scan")
@@ -165,17 +167,21 @@ def main() -> int:
         _, pp, pi = human_score(boxes, mos, shown)
         _, fp, fi = human_score(boxes, mos, frame)
         fbs = [human_score(boxes, mos, c["box"]) for c in crop["fallbacks"]]
+        aspect = (boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1]) / (w / h)
+        same = mos[np.abs(aspect - 1) <= 0.03]
+        headroom.append(percentile(mos, float(same.max())) if len(same) else float("nan"))
         proposed.append(pp)
         full.append(fp)
         fallback_rows += [f[1] for f in fbs]
         fb = "  ".join(f"{f[1]:3.0f}% ({f[2]:.2f})" for f in fbs) or "-"
         print(
-            f"{p.name:11s} {crop['verdict']:15s} {tags[:24]:24s} {pp:>11.0f}% {pi:>5.2f} {fp:>13.0f}% {fi:>5.2f}  {fb}"
+            f"{p.name:11s} {crop['verdict']:15s} {tags[:24]:24s} {pp:>11.0f}% {pi:>5.2f} {fp:>13.0f}% {fi:>5.2f} {headroom[-1]:>7.0f}%  {fb}"
         )
     worse = sum(a < b for a, b in zip(proposed, full, strict=True))
     print(
         f"\nmean over {len(proposed)} scored photos: proposed {np.mean(proposed):.0f}th percentile, "
-        f"full frame {np.mean(full):.0f}th; proposed below the full frame on {worse} of {len(proposed)}"
+        f"full frame {np.mean(full):.0f}th; proposed below the full frame on {worse} of {len(proposed)} "
+        f"(headroom: best same-aspect rated candidate {np.nanmean(headroom):.0f}th)"
     )
     if fallback_rows:
         print(f"fallbacks: {len(fallback_rows)} boxes, mean {np.mean(fallback_rows):.0f}th percentile")
