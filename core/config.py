@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.anomaly.model import TAGS
 from core.anomaly.settings import AnomalySettings
+from core.canonical import canonical_path
 from core.crop.settings import CropSettings
 from core.errors import ConfigError
 from core.extractors.settings import ExtractorSettings
@@ -199,4 +200,10 @@ def load_config(
         cfg = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(file, _format_validation(e, source)) from e
-    return cfg.model_copy(update={"root": cfg.root.expanduser().absolute()})
+    # Resolved once, here: every path the daemon compares with an event's path derives from these.
+    paths = {
+        k: str(canonical_path(Path(v)))
+        for k, v in cfg.paths.model_dump().items()
+        if k != "db_url" and v is not None and Path(v).expanduser().is_absolute()
+    }
+    return cfg.model_copy(update={"root": canonical_path(cfg.root), "paths": cfg.paths.model_copy(update=paths)})
