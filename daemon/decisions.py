@@ -305,7 +305,7 @@ class DecisionTracker:
                         set_id=set_id or line.set_id,
                         winner=winner,
                         needs_crop=line.needs_crop,
-                        deleted=json.dumps([shas.get(n, n) for n in line.delete]),
+                        deleted=json.dumps([shas.get(n, n) for n in line.deleted]),
                         crop_box=json.dumps(line.crop_box.to_dict()) if line.crop_box else None,
                         anomaly_tags=json.dumps(list(line.anomaly_tags)),
                         source=source,

@@ -63,7 +63,7 @@ def test_winner_to_approved_losers_rejected_closes_at_once() -> None:
     assert d.closed == "all_placed" and d.ts == t(14)
     line = written(next_line(state, None, S, now=t(15)))
     assert line.winner == "a.png" and not line.needs_crop and line.crop_box is None
-    assert line.delete == ("b.png", "c.png", "d.png")
+    assert line.deleted == ("b.png", "c.png", "d.png") and line.delete is False  # a winner was kept
     assert line.bestshot["losers"] == ["b.png", "c.png", "d.png"] and line.revision == 0
     assert d.pairs() == [("a" * 64, "b" * 64), ("a" * 64, "c" * 64), ("a" * 64, "d" * 64)]
 
@@ -80,7 +80,7 @@ def test_same_observation_writes_nothing_new() -> None:
 def test_trash_and_missing_count_as_deleted() -> None:
     state = SetState("set_1", members(a=("to_crop", 5), b=("trash", 6), c=("missing", 7), d=("rejected", 8)))
     line = written(next_line(state, None, S, now=t(9)))
-    assert line.delete == ("b.png", "c.png", "d.png")
+    assert line.deleted == ("b.png", "c.png", "d.png")
     assert line.bestshot["locations"]["b.png"] == "trash"
 
 
@@ -96,7 +96,7 @@ def test_left_behind_waits_then_closes_when_user_moves_on() -> None:
     d = decide(two, S, now=t(171))
     assert isinstance(d, Decision) and d.closed == "moved_on" and d.ts == t(170)
     line = written(d.to_line())
-    assert line.winner == "a.png" and line.delete == ()
+    assert line.winner == "a.png" and line.deleted == ()
     assert line.bestshot["left_behind"] == ["b.png", "c.png", "d.png"]
     assert d.pairs() == [("a" * 64, k * 64) for k in "bcd"]  # left behind still lose to the winner
 
@@ -107,7 +107,7 @@ def test_timeout_closes_the_last_set_of_a_session() -> None:
     d = decide(state, S, now=t(731))
     assert isinstance(d, Decision) and d.closed == "timeout" and d.ts == t(730)
     line = written(d.to_line())
-    assert line.winner == "b.png" and line.needs_crop and line.delete == ("a.png",)
+    assert line.winner == "b.png" and line.needs_crop and line.deleted == ("a.png",)
 
 
 def test_closure_rules_can_be_switched_off() -> None:
@@ -122,7 +122,8 @@ def test_delete_only_set_is_a_decision_without_pairs() -> None:
     d = decide(state, S, now=t(5))
     assert isinstance(d, Decision) and d.winner is None and d.pairs() == []
     line = written(d.to_line())
-    assert line.winner is None and line.delete == NAMES and not line.needs_crop
+    assert line.winner is None and line.deleted == NAMES and not line.needs_crop
+    assert line.delete is True  # the plan's boolean: the set was thrown away
 
 
 def test_untouched_set_is_not_decided_however_old() -> None:
@@ -158,11 +159,11 @@ def test_to_crop_then_cropped_supersedes_with_the_box() -> None:
 def test_crop_proves_the_choice_when_the_tool_consumed_the_to_crop_file() -> None:
     placed = members(a=("rejected", 10), b=("missing", 400), c=("rejected", 12), d=("rejected", 13))
     line = written(next_line(SetState("set_1", placed, crops=(crop_state("b" * 64, 300),)), None, S, now=t(401)))
-    assert line.winner == "b.png" and line.crop_box is not None and line.delete == ("a.png", "c.png", "d.png")
+    assert line.winner == "b.png" and line.crop_box is not None and line.deleted == ("a.png", "c.png", "d.png")
     # ...but a source rejected after its crop appeared is a rejection.
     rejected = members(a=("rejected", 10), b=("rejected", 400), c=("rejected", 12), d=("rejected", 13))
     line = written(next_line(SetState("set_1", rejected, crops=(crop_state("b" * 64, 300),)), None, S, now=t(401)))
-    assert line.winner is None and "b.png" in line.delete
+    assert line.winner is None and "b.png" in line.deleted and line.delete is True
 
 
 def test_correction_choosing_differently_supersedes_and_keeps_history() -> None:
@@ -176,7 +177,7 @@ def test_correction_choosing_differently_supersedes_and_keeps_history() -> None:
     )
     assert next_line(second_state, first, S, now=t(520)) is None  # a is pending again: wait
     second = written(next_line(second_state, first, S, now=t(1200)))
-    assert second.winner == "b.png" and second.delete == ("c.png", "d.png")
+    assert second.winner == "b.png" and second.deleted == ("c.png", "d.png")
     assert second.bestshot["left_behind"] == ["a.png"] and second.revision == 1
     assert second.bestshot["supersedes"] == "2025-05-01T09:00:13.000+00:00"
     assert next_line(second_state, second, S, now=t(5000)) is None
@@ -193,7 +194,7 @@ def test_moving_everything_back_retracts_once() -> None:
     )
     back = SetState("s", members(a=("raw", 60), b=("raw", 61), c=("raw", 62), d=("raw", 63)))
     retraction = written(next_line(back, first, S, now=t(64)))
-    assert retraction.retracted and retraction.winner is None and retraction.delete == ()
+    assert retraction.retracted and retraction.winner is None and retraction.deleted == ()
     assert retraction.revision == 1 and retraction.ts == t(63)
     assert next_line(back, retraction, S, now=t(99)) is None
     # Deciding again after a retraction is new again, even if it repeats the first decision.

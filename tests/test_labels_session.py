@@ -32,10 +32,10 @@ def cropped_line() -> SessionLine:
         images=("a.png", "b.png", "c.png"),
         winner="b.png",
         needs_crop=True,
-        delete=("c.png",),
+        delete=False,
         anomaly_tags=("extra_fingers", "Rouge"),
         crop_box=Box(100, 200, 640, 960),
-        bestshot={"v": 1, "source": "observed", "closed": "all_placed", "revision": 0},
+        bestshot={"v": 2, "source": "observed", "closed": "all_placed", "revision": 0, "deleted": ["c.png"]},
     )
 
 
@@ -46,7 +46,8 @@ def valid_dict() -> dict[str, object]:
         "images": ["a.png", "b.png"],
         "winner": "a.png",
         "needs_crop": False,
-        "delete": ["b.png"],
+        "delete": False,
+        "crop_box": None,
         "anomaly_tags": [],
     }
 
@@ -63,11 +64,44 @@ def test_produced_line_is_one_line_in_schema_order_and_validates(validator: json
     assert data["ts"] == "2025-03-04T10:20:30.123+00:00"
 
 
-def test_line_without_crop_has_no_crop_box_key(validator: jsonschema.Draft202012Validator) -> None:
+def test_line_without_crop_is_the_plans_line_key_for_key(validator: jsonschema.Draft202012Validator) -> None:
     line = parse_line(json.dumps(valid_dict()), 1)
     data = json.loads(line.to_json_line())
     validator.validate(data)
-    assert "crop_box" not in data and "bestshot" not in data
+    assert list(data) == ["ts", "set_id", "images", "winner", "needs_crop", "delete", "crop_box", "anomaly_tags"]
+    assert data["crop_box"] is None and data["delete"] is False
+
+
+# The user's plan: {"ts", "set_id", "images", "winner", "needs_crop", "delete": false, "crop_box", "anomaly_tags"}
+PLAN_LINE = (
+    '{"ts": "2026-11-24T10:00:01+00:00", "set_id": "set_000123", "images": ["a.png", "b.png", "c.png"], '
+    '"winner": "b.png", "needs_crop": false, "delete": false, "crop_box": null, "anomaly_tags": []}'
+)
+
+
+def test_the_plans_example_line_is_read(validator: jsonschema.Draft202012Validator) -> None:
+    validator.validate(json.loads(PLAN_LINE))
+    line = parse_line(PLAN_LINE, 1)
+    assert line.delete is False and line.deleted == () and line.crop_box is None and line.winner == "b.png"
+    thrown = parse_line(
+        PLAN_LINE.replace('"winner": "b.png"', '"winner": null').replace('"delete": false', '"delete": true'), 1
+    )
+    assert thrown.delete is True and thrown.deleted == ("a.png", "b.png", "c.png")
+    naive = parse_line(PLAN_LINE.replace("+00:00", ""), 1)  # local time, as datetime.now().isoformat() writes
+    assert naive.ts.utcoffset() is not None and naive.ts.replace(tzinfo=None) == datetime(2026, 11, 24, 10, 0, 1)
+
+
+def test_earlier_bestshot_lines_are_still_read_and_mean_the_same(validator: jsonschema.Draft202012Validator) -> None:
+    """v1 wrote `delete` as a list of names and left crop_box out: same content as the v2 line."""
+    old = {**valid_dict(), "delete": ["b.png"], "bestshot": {"v": 1, "source": "observed", "revision": 0}}
+    del old["crop_box"]
+    validator.validate(old)
+    v1 = parse_line(json.dumps(old), 1)
+    assert v1.delete is False and v1.deleted == ("b.png",)
+    v2 = parse_line(v1.to_json_line(), 1)
+    assert json.loads(v1.to_json_line())["delete"] is False and v2.content_key() == v1.content_key()
+    gone = parse_line(json.dumps({**old, "winner": None, "delete": ["a.png", "b.png"]}), 1)
+    assert gone.delete is True and gone.deleted == ("a.png", "b.png")
 
 
 def test_round_trip_through_text() -> None:
@@ -79,7 +113,9 @@ def test_round_trip_through_text() -> None:
 
 def test_content_key_ignores_when_and_why_but_not_what() -> None:
     line = cropped_line()
-    later = SessionLine(**{**line.__dict__, "ts": TS + timedelta(hours=1), "bestshot": {"revision": 3}})
+    later = SessionLine(
+        **{**line.__dict__, "ts": TS + timedelta(hours=1), "bestshot": {"revision": 3, "deleted": ["c.png"]}}
+    )
     assert later.content_key() == line.content_key()
     other = SessionLine(**{**line.__dict__, "winner": "a.png", "crop_box": None, "needs_crop": False})
     assert other.content_key() != line.content_key()
@@ -112,7 +148,8 @@ INVALID = [
     (lambda d: d.update(delete=[1]), "delete", True),
     (lambda d: d.update(anomaly_tags="bad_hands"), "anomaly_tags", True),
     (lambda d: d.update(extra=1), "extra", True),
-    (lambda d: d.update(ts="2025-03-04T10:20:30"), "ts", True),
+    (lambda d: d.update(delete="no"), "delete", True),
+    (lambda d: d.pop("delete"), "delete", True),
     (lambda d: d.update(ts="yesterday"), "ts", True),
     (lambda d: d.update(set_id=17), "set_id", True),
     (lambda d: d.update(images=["raw/a.png", "b.png"], winner=None, delete=[]), "images", True),
@@ -123,6 +160,7 @@ INVALID = [
     (lambda d: d.update(winner="z.png"), "winner", False),
     (lambda d: d.update(delete=["z.png"]), "delete", False),
     (lambda d: d.update(delete=["a.png"]), "winner", False),
+    (lambda d: d.update(bestshot={"deleted": ["z.png"]}), "delete", False),
     (lambda d: d.update(ts="2025-02-30T10:00:00Z"), "ts", False),
 ]
 
@@ -158,9 +196,9 @@ def test_unparseable_text(text: str, word: str) -> None:
 
 def test_constructing_an_inconsistent_line_fails() -> None:
     with pytest.raises(SessionLineError, match="non-finite"):
-        SessionLine(TS, "s", ("a",), "a", True, (), (), crop_box=Box(math.nan, 0, 1, 1))
+        SessionLine(TS, "s", ("a",), "a", True, False, (), crop_box=Box(math.nan, 0, 1, 1))
     with pytest.raises(SessionLineError, match="timezone"):
-        SessionLine(datetime(2025, 1, 1), "s", ("a",), None, False, (), ())
+        SessionLine(datetime(2025, 1, 1), "s", ("a",), None, False, False, ())
 
 
 def test_parse_lines_keeps_valid_and_reports_invalid_by_number() -> None:

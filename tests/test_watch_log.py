@@ -8,6 +8,7 @@ import plistlib
 import shutil
 import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 
 import jsonschema
@@ -62,8 +63,9 @@ def test_winner_approved_losers_rejected_and_trash(tmp_path: Path) -> None:
     line = lines[0]
     assert line["set_id"] == folder.name and line["winner"] == "s_1.png"
     assert sorted(line["images"]) == ["s_0.png", "s_1.png", "s_2.png"]  # type: ignore[arg-type]
-    assert sorted(line["delete"]) == ["s_0.png", "s_2.png"]  # type: ignore[arg-type]
-    assert line["needs_crop"] is False and "crop_box" not in line
+    assert line["delete"] is False  # the plan's boolean: a winner was kept
+    assert sorted(line["bestshot"]["deleted"]) == ["s_0.png", "s_2.png"]  # type: ignore[index]
+    assert line["needs_crop"] is False and line["crop_box"] is None
     rows = db_rows(root, "select winner, source, logged from decisions")
     assert len(rows) == 1 and rows[0][1] == "observed" and rows[0][2] == 1
     assert len(db_rows(root, "select * from pairs")) == 2
@@ -90,7 +92,7 @@ def _crop_and_check(tmp_path: Path, scale: float) -> None:
         tmp_file = tmp_path / "c_0_crop.png"
         cut.save(tmp_file)
         shutil.move(str(tmp_file), cropped / "c_0_crop.png")
-        wait_for(lambda: any("crop_box" in ln for ln in session_lines(root)), timeout=30, what="line with crop")
+        wait_for(lambda: any(ln["crop_box"] for ln in session_lines(root)), timeout=30, what="line with crop")
         lines = session_lines(root)
     final = lines[-1]
     assert final["winner"] == "c_0.png" and final["needs_crop"] is True
@@ -156,7 +158,7 @@ def test_correction_supersedes(tmp_path: Path) -> None:
         lines = session_lines(root)
     assert lines[0]["winner"] == "k_0.png"  # history is never rewritten
     assert lines[-1]["bestshot"]["supersedes"] is not None  # type: ignore[index]
-    assert lines[-1]["delete"] == ["k_0.png"]
+    assert lines[-1]["bestshot"]["deleted"] == ["k_0.png"]  # type: ignore[index]
 
 
 def test_kill9_between_move_and_line_writes_exactly_one_line(tmp_path: Path) -> None:
@@ -196,7 +198,7 @@ def test_log_command_records_valid_lines_and_rejects_invalid(tmp_path: Path) -> 
         "images": ["a.png", "b.png"],
         "winner": "a.png",
         "needs_crop": True,
-        "delete": ["b.png"],
+        "delete": False,
         "crop_box": {"x": 0, "y": 0, "w": 100, "h": 150},
         "anomaly_tags": ["extra_fingers"],
     }
@@ -209,3 +211,65 @@ def test_log_command_records_valid_lines_and_rejects_invalid(tmp_path: Path) -> 
     lines = session_lines(root)
     assert len(lines) == 1 and lines[0]["winner"] == "a.png" and lines[0]["crop_box"] == good["crop_box"]
     assert db_rows(root, "select source, set_id from decisions") == [("log", "set_web1")]
+
+
+# The user's plan, verbatim in its keys and values' kinds:
+# {"ts": "...", "set_id": "...", "images": [...], "winner": "...", "needs_crop": false, "delete": false,
+#  "crop_box": null, "anomaly_tags": []}
+PLAN_EXAMPLE = (
+    '{"ts": "2026-11-24T10:00:01+00:00", "set_id": "set_000123", "images": ["img_1.png", "img_2.png"], '
+    '"winner": "img_2.png", "needs_crop": false, "delete": false, "crop_box": null, "anomaly_tags": []}'
+)
+
+
+def test_log_records_the_plans_example_line_verbatim(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "root"
+    write_config(root)
+    res = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", "log", "--root", str(root)],
+        input=PLAN_EXAMPLE + "\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "1 lines recorded, 0 rejected" in res.stdout
+    (line,) = session_lines(root)
+    plan = json.loads(PLAN_EXAMPLE)
+    assert list(line) == list(plan)  # written back in the plan's own schema, nothing added
+    assert {k: v for k, v in line.items() if k != "ts"} == {k: v for k, v in plan.items() if k != "ts"}
+    assert datetime.fromisoformat(str(line["ts"])) == datetime.fromisoformat(plan["ts"])  # ms precision added
+    assert db_rows(root, "select set_id, source, deleted from decisions") == [("set_000123", "log", "[]")]
+
+
+def test_an_earlier_bestshot_line_is_not_rewritten_after_an_upgrade(tmp_path: Path) -> None:
+    """A decision recorded by an earlier bestshot (delete as a list, no crop_box) still reads as the
+    same decision: a restart, which re-evaluates every decided set, writes no new line."""
+    root = tmp_path / "root"
+    write_config(root)
+    with DaemonProc(root):
+        folder = drop_set(root, tmp_path, "u", n=2, seed=150)
+        approved, rejected = root / "exports" / "approved", root / "exports" / "rejected"
+        approved.mkdir(parents=True, exist_ok=True)
+        rejected.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(folder / "u_0.png"), approved / "u_0.png")
+        shutil.move(str(folder / "u_1.png"), rejected / "u_1.png")
+        wait_for(lambda: session_lines(root), timeout=20, what="line")
+    (new,) = session_lines(root)
+    old = {k: v for k, v in new.items() if k != "crop_box"}
+    old["delete"] = new["bestshot"]["deleted"]  # type: ignore[index]
+    old["bestshot"] = {k: v for k, v in new["bestshot"].items() if k != "deleted"}  # type: ignore[attr-defined]
+    old["bestshot"]["v"] = 1
+    con = sqlite3.connect(root / "bestshot.sqlite")
+    con.execute("update decisions set line = ?", (json.dumps(old, separators=(",", ":")),))
+    con.commit()
+    con.close()
+    from tests.helpers import bestshot
+
+    bestshot("scan", root=root)  # start-up recovery re-evaluates every decided set, then decides
+    assert len(session_lines(root)) == 1

@@ -129,6 +129,7 @@ class Decision:
             ns["supersedes"] = format_ts(previous.ts)
         ns["hashes"] = {m.name: m.sha256 for m in self.members}
         ns["locations"] = {m.name: m.location for m in self.members}
+        ns["deleted"] = [m.name for m in self.deleted]
         ns["losers"] = [m.name for m in self.losers]
         ns["left_behind"] = [m.name for m in self.left_behind]
         if self.also_chosen:
@@ -152,7 +153,8 @@ class Decision:
             images=tuple(m.name for m in self.members),
             winner=self.winner.name if self.winner is not None else None,
             needs_crop=self.needs_crop,
-            delete=tuple(m.name for m in self.deleted),
+            # The plan's boolean: nothing kept, something thrown away (which: bestshot.deleted).
+            delete=self.winner is None and bool(self.deleted),
             anomaly_tags=unique(t for m in self.members for t in m.tags),
             crop_box=box,
             bestshot=ns,
@@ -243,7 +245,7 @@ def retraction(state: SetState, previous: SessionLine, now: datetime) -> Session
         images=tuple(m.name for m in state.members),
         winner=None,
         needs_crop=False,
-        delete=(),
+        delete=False,
         anomaly_tags=(),
         bestshot={
             "v": NAMESPACE_VERSION,

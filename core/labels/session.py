@@ -1,22 +1,29 @@
 """One line of `labels/sessions/<date>__session.jsonl`: the user's decision schema.
 
-Required keys and their types (the JSON Schema core/schemas/session_line.schema.json is the
-contract; `parse_line` checks it plus what a schema cannot say):
+The line is the user's plan, key for key and in this order:
 
-- `ts`: ISO-8601 date-time with a timezone, when the set was decided;
+    {"ts", "set_id", "images", "winner", "needs_crop", "delete": false, "crop_box", "anomaly_tags"}
+
+- `ts`: ISO-8601 date-time, when the set was decided (bestshot writes a timezone; a line
+  without one is read as this machine's local time);
 - `set_id`: the set's folder name under raw/;
 - `images`: file names of the set's members, set order;
 - `winner`: file name of the chosen member, or null;
 - `needs_crop`: bool, the winner went to to_crop/ or was cropped;
-- `delete`: file names of members rejected, trashed or gone;
-- `crop_box`: {x, y, w, h} in the winner's original pixels, only when it was cropped;
+- `delete`: bool, the set's images were deleted or rejected rather than kept (no winner);
+- `crop_box`: {x, y, w, h} in the winner's original pixels when it was cropped, else null;
 - `anomaly_tags`: tag strings, union over the set (per image: `bestshot.image_tags`).
 
 Optional: `region_labels`, what the user said about single regions on the review page
 (core.review.regions); absent when there are none, so earlier lines and readers are unaffected.
 
-bestshot's own extras live under the single key "bestshot"; other tools may add "x-<tool>" keys.
-Lines are never rewritten: a correction is a later line with `bestshot.revision` + 1.
+bestshot's own extras live under the single key "bestshot" (per file: `bestshot.deleted` lists
+the members rejected, trashed or gone); other tools may add "x-<tool>" keys. Lines are never
+rewritten: a correction is a later line with `bestshot.revision` + 1.
+
+Earlier bestshot lines (namespace v1) wrote `delete` as the list of deleted file names and left
+`crop_box` out when there was none; they are still read: the list becomes `bestshot.deleted` and
+`delete` becomes true when nothing was kept.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from core.review.regions import RegionLabel
 from core.sidecar_types import Box
 
 NAMESPACE = "bestshot"
-NAMESPACE_VERSION = 1
+NAMESPACE_VERSION = 2  # 2: `delete` is the plan's boolean, per-file detail in bestshot.deleted
 EXTENSION_PREFIX = "x-"
 SCHEMA_RESOURCE = "schemas/session_line.schema.json"
 
@@ -88,7 +95,7 @@ class SessionLine:
     images: tuple[str, ...]
     winner: str | None
     needs_crop: bool
-    delete: tuple[str, ...]
+    delete: bool
     anomaly_tags: tuple[str, ...]
     crop_box: Box | None = None
     # The "bestshot" namespace (empty: key omitted) and other tools' "x-..." keys, kept as given.
@@ -111,6 +118,15 @@ class SessionLine:
         return self.bestshot.get("retracted") is True
 
     @property
+    def deleted(self) -> tuple[str, ...]:
+        """The members deleted (rejected, trashed, gone): `bestshot.deleted` when the line says,
+        else, for a line from another tool, every member but the winner when `delete` is true."""
+        names = self.bestshot.get("deleted")
+        if isinstance(names, (list, tuple)):
+            return tuple(str(n) for n in names)
+        return tuple(n for n in self.images if n != self.winner) if self.delete else ()
+
+    @property
     def observed(self) -> bool:
         """Made by moving files (the watcher saw them, or the review page made them), not received
         through `bestshot log`: moving every file back retracts it."""
@@ -124,7 +140,8 @@ class SessionLine:
             "images": list(self.images),
             "winner": self.winner,
             "needs_crop": self.needs_crop,
-            "delete": list(self.delete),
+            "delete": self.delete,
+            "crop_box": None,
         }
         if self.crop_box is not None:
             b = self.crop_box
@@ -160,7 +177,8 @@ class SessionLine:
             self.images,
             self.winner,
             self.needs_crop,
-            tuple(sorted(self.delete)),
+            self.delete,
+            tuple(sorted(self.deleted)),
             box,
             tuple(sorted(self.anomaly_tags)),
             tags_key,
@@ -178,10 +196,10 @@ def _semantic_problems(line: SessionLine) -> list[str]:
         problems.append("images has duplicate names")
     if line.winner is not None and line.winner not in members:
         problems.append(f"winner {line.winner!r} is not one of images")
-    stray = [d for d in line.delete if d not in members]
+    stray = [d for d in line.deleted if d not in members]
     if stray:
         problems.append(f"delete names {stray} that are not in images")
-    if line.winner is not None and line.winner in line.delete:
+    if line.winner is not None and line.winner in line.deleted:
         problems.append(f"winner {line.winner!r} is also in delete")
     if line.crop_box is not None:
         b = line.crop_box
@@ -218,7 +236,14 @@ def from_dict(data: Mapping[str, Any], *, lineno: int | None = None, path: Path 
         ts = datetime.fromisoformat(data["ts"])
     except ValueError as e:
         raise SessionLineError(path, f"ts: not an ISO-8601 date-time ({e})", lineno) from e
+    if ts.tzinfo is None:  # the user's own tool may write local time without an offset
+        ts = ts.astimezone()
     box = data.get("crop_box")
+    ns = dict(data.get(NAMESPACE) or {})
+    delete = data["delete"]
+    if not isinstance(delete, bool):  # an earlier bestshot line: the list of deleted names
+        ns.setdefault("deleted", list(delete))
+        delete = data["winner"] is None and bool(delete)
     try:
         return SessionLine(
             ts=ts,
@@ -226,10 +251,10 @@ def from_dict(data: Mapping[str, Any], *, lineno: int | None = None, path: Path 
             images=tuple(data["images"]),
             winner=data["winner"],
             needs_crop=data["needs_crop"],
-            delete=tuple(data["delete"]),
+            delete=delete,
             anomaly_tags=tuple(data["anomaly_tags"]),
             crop_box=Box.from_dict(box) if box is not None else None,
-            bestshot=dict(data.get(NAMESPACE) or {}),
+            bestshot=ns,
             extensions={k: v for k, v in data.items() if k.startswith(EXTENSION_PREFIX)},
             region_labels=tuple(RegionLabel.from_dict(r) for r in data.get("region_labels") or ()),
         )
