@@ -21,7 +21,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from core.errors import BestshotError, NotReadyError
 from core.imaging import load
 from core.labels.crop_recovery import CropMatch, CropNotMatchedError, match_crop
-from core.labels.decide import CropState, Decision, MemberState, SetState, decide, next_line
+from core.labels.decide import CropState, Decision, MemberState, SetState, decide, kept_place, next_line
 from core.labels.session import SessionLine, parse_line
 from core.labels.tags import subfolder_tags
 from core.layout import DECISION_AREAS, locate
@@ -90,6 +90,12 @@ class DecisionTracker:
         with self.ctx.store.write() as conn:
             set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar()
             if set_id is None:
+                return
+            if new is None and self.in_force(conn, set_id) is not None:
+                # Left the root after its set was decided: an export, not a change of mind. The
+                # decision stands (state_of keeps its place) and it is not an action on the set.
+                conn.execute(update(images).where(images.c.sha256 == sha).values(state="exported"))
+                log.info("set %s: %s left the root after the decision (exported; decision kept)", set_id, old)
                 return
             records.upsert(
                 conn,
@@ -226,6 +232,15 @@ class DecisionTracker:
         ).all()
         return {r[0]: _dt(r[1]) for r in rows}
 
+    @staticmethod
+    def in_force(conn: Connection, set_id: str) -> SessionLine | None:
+        """The set's latest line unless it was retracted: the decision that stands."""
+        row = conn.execute(
+            select(decisions.c.line).where(decisions.c.set_id == set_id).order_by(decisions.c.id.desc()).limit(1)
+        ).first()
+        line = parse_line(row.line, 1) if row is not None else None
+        return line if line is not None and not line.retracted else None
+
     def state_of(self, conn: Connection, set_id: str, last_actions: dict[str, datetime]) -> SetState:
         rows = conn.execute(
             select(
@@ -242,8 +257,11 @@ class DecisionTracker:
             .order_by(set_members.c.position)
         ).all()
         members = []
+        decided = self.in_force(conn, set_id) if any(r.state != "present" for r in rows) else None
         for r in rows:
             location = self.location_of(r.path if r.state == "present" else None)
+            if r.state != "present":
+                location = kept_place(decided, Path(r.original_name).name) or location
             tags: tuple[str, ...] = ()
             if r.state == "present":
                 p = self.ctx.abs(r.path)

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from core.errors import BestshotError, NotReadyError
 from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved, FileSettled, RescanRequested
 from core.imaging import sha256_file
-from core.layout import AREAS, is_ignored_name, is_image_name, locate
+from core.layout import AREAS, area_roots, is_ignored_name, is_image_name, locate
 from core.metadata import FOLDER_META_NAMES
 from daemon import filing, pipeline, records
 from daemon.context import Ctx
@@ -198,22 +198,39 @@ class Engine:
             self.settler.cancel(p)
         self.watches.pop(p, None)
         rel = self.ctx.rel(p)
+        inside: list[str] = []
+        left: tuple[str | None] | None = None  # (where the image is now,) when this was its path
         with self.ctx.store.write() as conn:
             sha = records.forget_file(conn, rel)
             if sha is None:
-                return
-            img = records.image_row(conn, sha)
-            if img is None or img.path != rel:
-                return
-            other = conn.execute(select(files.c.path).where(files.c.sha256 == sha)).first()
-            if other is not None:
-                records.set_image_path(conn, sha, other.path)
-                new = other.path
-            else:
-                # Possibly moved out of the tree (Trash): reconcile or a later event may find it again.
-                conn.execute(update(images).where(images.c.sha256 == sha).values(state="missing"))
-                new = None
-        self._notify(sha, rel, new)
+                inside = records.paths_under(conn, rel)
+            elif (img := records.image_row(conn, sha)) is not None and img.path == rel:
+                other = conn.execute(select(files.c.path).where(files.c.sha256 == sha)).first()
+                if other is not None:
+                    records.set_image_path(conn, sha, other.path)
+                    left = (other.path,)
+                else:
+                    # Possibly moved out of the tree (Trash): reconcile or a later event may find it again.
+                    conn.execute(update(images).where(images.c.sha256 == sha).values(state="missing"))
+                    left = (None,)
+        if sha is None:
+            self._folder_gone(p, inside)
+        elif left is not None:
+            self._notify(sha, rel, left[0])
+
+    def _folder_gone(self, d: Path, inside: list[str]) -> None:
+        """A folder trashed or moved out of the root arrives as one event for the folder alone
+        (FSEvents and inotify alike): every known file that was under it left with it, now."""
+        if not inside or d.exists():
+            return
+        # A whole area folder gone (renamed, unmounted) is not the user deleting every file in it.
+        if any(d == base or d in base.parents for base in area_roots(self.ctx.cfg).values()):
+            log.warning("%s is gone; its files are kept as known until it comes back", d)
+            return
+        for rel in inside:
+            p = self.ctx.abs(rel)
+            if not p.exists():
+                self._deleted(p)
 
     def _dir(self, d: Path) -> None:
         # FSEvents may report only the folder for a whole folder drop or move: look inside.

@@ -80,6 +80,12 @@ def forget_file(conn: Connection, rel: str) -> str | None:
     return row.sha256 if row else None
 
 
+def paths_under(conn: Connection, folder_rel: str) -> list[str]:
+    """Known file paths below a folder (a range on the primary key: "/" sorts just before "0")."""
+    lo, hi = folder_rel + "/", folder_rel + "0"
+    return [r.path for r in conn.execute(select(files.c.path).where(files.c.path > lo, files.c.path < hi))]
+
+
 def known_file(conn: Connection, rel: str, size: int, mtime_ns: int) -> str | None:
     """sha256 of a file already hashed at this path with the same size and mtime."""
     row = conn.execute(

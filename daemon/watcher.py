@@ -38,6 +38,9 @@ class _Handler(FileSystemEventHandler):
         # The database, logs and sidecars live under the root too; their churn must not wake the worker.
         if not self.relevant(src) and (dst is None or not self.relevant(dst)):
             return
+        if isinstance(event, DirMovedEvent) and dst is not None and not self.relevant(dst):
+            self.out.put(FileDeleted(src))  # a folder moved out of the watched areas: what was in it left
+            return
         if isinstance(event, (DirCreatedEvent, DirMovedEvent)):
             self.out.put(DirChanged(_p(event.dest_path) if kind == "moved" else src))
             return

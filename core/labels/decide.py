@@ -11,6 +11,10 @@ acted on it, when they have acted on `labels.close_after_other_sets` other sets 
 action on it ("moved_on"), or `labels.close_after_seconds` have passed since that action
 ("timeout"). Members still pending then are "left behind": losers of the winner, not deleted.
 
+Exports: once a set is decided, a member that leaves the root (the user moves the approved winner
+to their final folder, or empties rejected/ into the Trash) is not a change of mind: it keeps the
+place the decision in force saw it in (`kept_place`), so no new line is written.
+
 Idempotence and corrections: `decide` is a pure function of the observation, and `next_line`
 compares its line with the last recorded one by `SessionLine.content_key`, so the same
 observation never writes twice, and any real change (another winner, an image moved back)
@@ -258,6 +262,20 @@ def retraction(state: SetState, previous: SessionLine, now: datetime) -> Session
             "locations": {m.name: m.location for m in state.members},
         },
     )
+
+
+def kept_place(in_force: SessionLine | None, name: str) -> Location | None:
+    """Where the decision in force placed a member that has left the root since, or None when no
+    decision is in force (before one, leaving the root is a delete)."""
+    if in_force is None or in_force.retracted:
+        return None
+    seen = (in_force.bestshot.get("locations") or {}).get(name)
+    if seen in LOCATIONS:
+        return seen  # type: ignore[no-any-return]
+    # A line from another tool says only what it decided, not where the files were.
+    if name == in_force.winner:
+        return "to_crop" if in_force.needs_crop else "approved"
+    return "rejected" if name in in_force.deleted else "raw"
 
 
 def next_line(state: SetState, last: SessionLine | None, settings: LabelSettings, now: datetime) -> SessionLine | None:

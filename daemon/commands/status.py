@@ -49,6 +49,8 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "mode_reason": records.get_state(conn, "mode_reason", ""),
                 "rank_model": records.get_state(conn, "rank_model") or "prior",
                 "decisions": int(conn.execute(select(func.count(func.distinct(decisions.c.set_id)))).scalar_one()),
+                # Images that left the root after their set was decided: exports, decisions kept.
+                "exported": int(by_state.get("exported", 0)),
                 "open_errors": records.count_open_errors(conn),
                 "errors": records.open_errors(conn, n_errors),
                 "anomaly_calibration": _calibration(cfg, conn),
@@ -111,6 +113,7 @@ def handle(args: argparse.Namespace) -> int:
     print(f"hands    learned model {info['hand_model']}")
     print(f"images   {info['images']}  {info['images_by_state']}")
     print(f"sets     {info['sets']}  {info['sets_by_status']}")
+    print(f"exported {info['exported']} images taken out of the root after their set was decided (decisions kept)")
     print(f"pending  {info['pending_jobs']} jobs")
     print("extractors:")
     for name, e in info["extractors"].items():
