@@ -53,6 +53,12 @@ def is_image_name(name: str) -> bool:
     )
 
 
+def is_finder_leftover(name: str) -> bool:
+    """Finder's own files: folder view state (.DS_Store) and AppleDouble (._name) on volumes
+    without extended attributes. They never keep an emptied folder alive."""
+    return name == ".DS_Store" or name.startswith("._")
+
+
 def is_ignored_name(name: str) -> bool:
     return name.startswith(IGNORED_PREFIXES) or name.endswith((".tmp", ".part", ".crdownload", ".download"))
 

@@ -28,13 +28,13 @@ from core.layout import DECISION_AREAS, locate
 from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
-from daemon.finder_tags import read_tags
+from daemon.finder_tags import OWN_TAG_PREFIX, read_tags
 from daemon.session_log import write_logged
 from daemon.store.schema import crops, decisions, images, observations, pairs, proposals, set_members, sets
+from daemon.tidy import after_decision
 
 log = logging.getLogger(__name__)
 
-OWN_TAG_PREFIX = "bestshot:"
 MAX_CROP_CANDIDATES = 32
 EXCELLENT_MATCH = 0.99  # stop looking once a source explains the crop this well
 _AREA_TO_LOCATION = {
@@ -350,6 +350,8 @@ class DecisionTracker:
                     update(sets).where(sets.c.id == set_id).values(status="filed" if line.retracted else "decided")
                 )
         write_logged(self.ctx, did, text)
+        if set_id is not None:
+            after_decision(self.ctx, set_id, retracted=line.retracted)
         self.recorded += 1
         log.info("decision for set %s: winner %s%s", line.set_id, line.winner, " (retracted)" if line.retracted else "")
         return did

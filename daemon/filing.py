@@ -6,7 +6,6 @@ mid-filing resumes the same set on restart instead of regrouping what is left.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ from daemon import records
 from daemon.context import Ctx
 from daemon.fileops import unique_destination
 from daemon.store.schema import errors, files, image_metadata, images, journal, set_members, sets, sidecars
+from daemon.tidy import remove_if_empty
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
             m = task.folder / name
             if m.is_file() and not (folder / name).exists():
                 ctx.fileops.move(m, folder / name, note=f"set metadata of {task.set_id}")
-        _remove_if_empty(task.folder)
+        remove_if_empty(task.folder)
     with ctx.store.write() as conn:
         conn.execute(update(sets).where(sets.c.id == task.set_id).values(status="filed"))
     log.info("filed set %s: %d images (%s)", task.set_id, len(rows), task.reason)
@@ -262,15 +262,6 @@ def _filed_from(ctx: Ctx, sha: str, now_at: Path) -> Path | None:
             .limit(1)
         ).scalar()
     return ctx.abs(src) if src else None
-
-
-def _remove_if_empty(d: Path) -> None:
-    """Tidy the emptied drop folder; anything left in it (e.g. a failed image) keeps it."""
-    for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):
-            sub.rmdir()
-    with contextlib.suppress(OSError):
-        d.rmdir()
 
 
 def unfinished_sets(ctx: Ctx) -> list[SetTask]:

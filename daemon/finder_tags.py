@@ -36,6 +36,7 @@ from core.labels.tags import (
 
 T = TypeVar("T")
 
+OWN_TAG_PREFIX = "bestshot:"  # bestshot's own proposal tags: never the user's labels
 MAC_ATTR = "com.apple.metadata:_kMDItemUserTags"
 LINUX_MAC_ATTR = "user." + MAC_ATTR
 XDG_ATTR = "user.xdg.tags"
@@ -203,3 +204,13 @@ def replace_prefixed_tags(path: Path, prefix: str, wanted: Iterable[str], platfo
     else:
         kept_x = [t for t in read_xdg_tags(path) if not t.startswith(prefix)]
         write_xdg_tags(path, [*kept_x, *new])
+
+
+def remove_prefixed_tags(path: Path, prefix: str, platform: str = sys.platform) -> bool:
+    """Take this program's own tags off `path`, the user's left exactly as they are; writes only
+    when there was one. Returns whether any was removed."""
+    tags = [t.name for t in read_finder_tags(path)] if platform == "darwin" else read_xdg_tags(path)
+    if not any(t.startswith(prefix) for t in tags):
+        return False
+    replace_prefixed_tags(path, prefix, [], platform)
+    return True

@@ -31,8 +31,7 @@ from core.rank.propose import Member, SetRanking, propose, review_order
 from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx, PriorFit
-from daemon.decisions import OWN_TAG_PREFIX
-from daemon.finder_tags import replace_prefixed_tags
+from daemon.finder_tags import OWN_TAG_PREFIX, replace_prefixed_tags
 from daemon.sidecar_store import atomic_write, latest_payload
 from daemon.store.schema import (
     decisions,

@@ -38,7 +38,7 @@ def test_exporting_the_winner_after_the_decision_is_not_a_change_of_mind(tmp_pat
         shutil.move(str(root / "exports" / "approved" / "e_1.png"), final / "e_1.png")
         shutil.move(str(root / "exports" / "rejected" / "e_0.png"), trash / "e_0.png")
         wait_for(
-            lambda: status(root)["exported"] == 2 or len(session_lines(root)) > 1, timeout=20, what="exports seen"
+            lambda: status(root).get("exported") == 2 or len(session_lines(root)) > 1, timeout=20, what="exports seen"
         )
         lines = session_lines(root)
     assert len(lines) == 1 and lines[0]["winner"] == "e_1.png" and lines[0]["delete"] is False
@@ -77,6 +77,6 @@ def test_a_folder_of_exports_moved_out_after_the_decision_keeps_it(tmp_path: Pat
         shutil.move(str(folder / "f_1.png"), root / "exports" / "rejected" / "f_1.png")
         wait_for(lambda: session_lines(root), timeout=20, what="the decision")
         shutil.move(str(batch), final / "client_x")  # the whole delivery folder leaves the root
-        wait_for(lambda: status(root)["exported"] == 1, timeout=20, what="the folder's export seen at once")
+        wait_for(lambda: status(root).get("exported") == 1, timeout=20, what="the folder's export seen at once")
         lines = session_lines(root)
     assert len(lines) == 1 and lines[0]["winner"] == "f_0.png"
