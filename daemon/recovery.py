@@ -12,6 +12,7 @@ from daemon.batch import recover_interrupted_batches
 from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.session_log import flush_unlogged
+from daemon.tidy import tidy_leftovers
 
 log = logging.getLogger(__name__)
 Step = Callable[[Ctx, DecisionTracker], object]
@@ -31,4 +32,5 @@ STARTUP_STEPS: tuple[tuple[str, Step], ...] = (
     ("batch recovery", recover_interrupted_batches),
     ("session log recovery", lambda ctx, _t: flush_unlogged(ctx)),
     ("decision recovery", lambda _ctx, tracker: tracker.mark_active_sets()),
+    ("decided set tidy", tidy_leftovers),
 )

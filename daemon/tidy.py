@@ -81,6 +81,19 @@ def after_decision(ctx: Ctx, set_id: str, retracted: bool) -> None:
             records.record_error(conn, f"set_{set_id}", "tidy", err)
 
 
+def tidy_leftovers(ctx: Ctx, _tracker: object = None) -> int:
+    """At start-up: decided sets whose folder is still in raw/ (decided by an earlier version, or
+    a crash between the line and the tidy) are tidied now. Returns how many."""
+    with ctx.store.read() as conn:
+        rows = conn.execute(select(sets.c.id, sets.c.folder).where(sets.c.status == "decided")).all()
+    left = [r.id for r in rows if ctx.abs(r.folder).is_dir()]
+    for set_id in left:
+        after_decision(ctx, set_id, retracted=False)
+    if left:
+        log.info("tidied %d decided sets left in raw/", len(left))
+    return len(left)
+
+
 def _set_folder(ctx: Ctx, set_id: str) -> Path | None:
     with ctx.store.read() as conn:
         folder = conn.execute(select(sets.c.folder).where(sets.c.id == set_id)).scalar()

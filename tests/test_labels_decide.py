@@ -245,3 +245,26 @@ def test_tags_from_finder_and_subfolders_reach_the_line() -> None:
 def test_unknown_location_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown location"):
         MemberState("a" * 64, "a.png", "desktop", None)  # type: ignore[arg-type]
+
+
+def test_leaving_the_root_after_the_decision_keeps_the_place_it_was_decided_in() -> None:
+    from core.labels.decide import kept_place
+
+    placed = SetState("s", members(a=("approved", 10), b=("rejected", 11), c=("rejected", 12), d=("rejected", 13)))
+    first = written(next_line(placed, None, S, now=t(14)))
+    # The winner goes to the user's final folder, b to the Trash: each keeps its decided place.
+    gone = {"a.png": kept_place(first, "a.png"), "b.png": kept_place(first, "b.png")}
+    assert gone == {"a.png": "approved", "b.png": "rejected"}
+    after = SetState("s", members(a=(gone["a.png"], 10), b=(gone["b.png"], 11), c=("rejected", 12), d=("rejected", 13)))
+    assert next_line(after, first, S, now=t(99)) is None
+    # Before any decision, or after a retraction, leaving the root is a delete (no kept place).
+    assert kept_place(None, "a.png") is None
+    retracted = SessionLine(**{**first.__dict__, "bestshot": {**first.bestshot, "retracted": True}})
+    assert kept_place(retracted, "a.png") is None
+    # A line from another tool has no locations: its roles say where the files were.
+    logged = parse_line(
+        '{"ts":"2025-05-01T09:00:00Z","set_id":"s","images":["a.png","b.png","c.png"],"winner":"b.png",'
+        '"needs_crop":true,"delete":false,"crop_box":null,"anomaly_tags":[]}',
+        1,
+    )
+    assert [kept_place(logged, n) for n in ("a.png", "b.png", "c.png")] == ["raw", "to_crop", "raw"]

@@ -76,3 +76,27 @@ def test_a_decided_set_leaves_nothing_behind(tmp_path: Path) -> None:
         assert not [p for p in queue.iterdir() if p.name.endswith(folder.name)]
         assert len(session_lines(root)) == 1
     assert filed_sets(root) == {}  # raw/ shows undecided sets only
+
+
+def test_start_up_tidies_decided_sets_an_earlier_version_left_in_raw(tmp_path: Path) -> None:
+    from tests.helpers import bestshot
+
+    root = tmp_path / "root"
+    write_config(root)
+    for i in range(2):
+        write_png(root / "inbox" / "old" / f"o_{i}.png", textured(420 + i, w=96, h=128))
+    bestshot("scan", root=root)
+    folder = root / "raw" / next(iter(filed_sets(root)))
+    for i, area in enumerate(("approved", "rejected")):
+        (root / "exports" / area).mkdir(parents=True, exist_ok=True)
+        shutil.move(str(folder / f"o_{i}.png"), root / "exports" / area / f"o_{i}.png")
+    bestshot("scan", root=root)  # decides the set, and tidies it
+    assert len(session_lines(root)) == 1 and not folder.exists()
+    # What an earlier version left behind: the set folder with its proposal and Finder's litter.
+    folder.mkdir()
+    (folder / "proposal.json").write_text("{}")
+    _finder_litter(folder)
+    bestshot("scan", root=root)
+    assert not folder.exists()
+    assert (root / "labels" / "sets" / folder.name / "proposal.json").read_text() == "{}"
+    assert len(session_lines(root)) == 1
