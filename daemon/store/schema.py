@@ -41,6 +41,7 @@ images = Table(
     Column("first_seen", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
     # present | missing (not found by the last scan) | deleted (gone for good, decided)
+    # | exported (left the root after its set was decided: the decision stands)
     Column("state", String(16), nullable=False, default="present"),
 )
 
