@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import Connection, func, select
 
 from core.anomaly.calibration import Role
+from core.labels.session import parse_line
 from core.layout import from_db_path
 from core.review.regions import RegionLabel, merge
 from core.sidecar_types import Box
@@ -39,7 +40,7 @@ def _region_labels(conn: Connection, set_id: str) -> dict[str, tuple[RegionLabel
         .order_by(decisions.c.id)
     )
     for (line,) in rows:
-        merged = merge(merged, (RegionLabel.from_dict(r) for r in json.loads(line).get("region_labels") or ()))
+        merged = merge(merged, parse_line(line, 1).region_labels)
     out: dict[str, tuple[RegionLabel, ...]] = {}
     for r in merged:
         out[r.image] = (*out.get(r.image, ()), r)

@@ -96,11 +96,16 @@ def test_review_in_a_real_browser(tmp_path: Path) -> None:
         Image.open(root / "exports" / "to_crop" / mb[0][2]) as s,
     ):
         assert im.size == (w, h) and im.tobytes() == s.crop((x, y, x + w, y + h)).tobytes()
-    assert lc["delete"] == [mc[2][2]] and lc["bestshot"]["image_tags"] == {mc[2][2]: ["long_hand"]}
-    (drawn,) = lc["region_labels"]
+    assert lc["delete"] is True and lc["bestshot"]["deleted"] == [mc[2][2]]
+    assert lc["bestshot"]["image_tags"] == {mc[2][2]: ["long_hand"]}
+    (drawn,) = lc["bestshot"]["region_labels"]
     assert drawn["image"] == mc[0][2] and drawn["origin"] == "drawn" and drawn["label"] == "anomaly"
     assert drawn["tag"] == "extra_fingers" and drawn["box"]["w"] > 10
-    assert lu["set_id"] == f"set_{c}" and lu["bestshot"]["retracted"] is True and lu["region_labels"] == [drawn]
+    assert (
+        lu["set_id"] == f"set_{c}"
+        and lu["bestshot"]["retracted"] is True
+        and lu["bestshot"]["region_labels"] == [drawn]
+    )
     assert sha_of(root / mc[2][1]) == mc[2][0]  # back in its set folder, same bytes
     assert not (root / "exports" / "rejected" / "long_hand" / mc[2][2]).exists()
     journal = db_rows(root, "select batch_id, state from journal where batch_id like '%review-%' order by id")

@@ -78,13 +78,15 @@ def test_region_labels_from_requests_are_checked() -> None:
 
 def test_session_field_is_optional_validated_and_round_trips() -> None:
     old = parse_line(OLD_LINE, 1)
-    assert old.region_labels == () and "region_labels" not in old.to_dict()
-    assert old.to_json_line() == OLD_LINE  # earlier lines are written exactly as before
+    assert old.region_labels == () and "region_labels" not in old.to_dict()["bestshot"]
+    # An earlier line is read as the same decision and written in the plan's schema.
+    assert parse_line(old.to_json_line(), 1).content_key() == old.content_key()
     new = json.loads(OLD_LINE)
     new["region_labels"] = [_label(image="b.png", label="not_anomaly", origin="flagged")]
     jsonschema.validate(new, SCHEMA)
     line = parse_line(json.dumps(new), 1)
-    assert line.to_dict()["region_labels"] == new["region_labels"]
+    assert line.to_dict()["bestshot"]["region_labels"] == new["region_labels"]  # bestshot's own, not the plan's
+    assert "region_labels" not in line.to_dict() and parse_line(line.to_json_line(), 1) == line
     assert line.content_key() == old.content_key()  # labels are not a different decision
     with pytest.raises(SessionLineError, match="region_labels"):
         parse_line(json.dumps({**new, "region_labels": [_label(image="zzz.png")]}), 1)

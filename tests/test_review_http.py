@@ -95,9 +95,9 @@ def test_actions_move_files_write_lines_and_undo(tmp_path: Path) -> None:
         assert la["bestshot"]["source"] == "review" and la["bestshot"]["losers"] == [ma[0][2], ma[2][2]]
         assert lb["winner"] == mb[0][2] and lb["needs_crop"] is True and lb["crop_box"] == box
         assert lb["bestshot"]["crop"]["method"] == "exact"
-        assert lc["winner"] is None and lc["delete"] == [mc[2][2]]
+        assert lc["winner"] is None and lc["delete"] is True and lc["bestshot"]["deleted"] == [mc[2][2]]
         assert lc["bestshot"]["image_tags"] == {mc[2][2]: ["extra_fingers", "warped_wrist"]}
-        assert lc["region_labels"] == labels
+        assert lc["bestshot"]["region_labels"] == labels
 
         # U undoes the last action (C): the file goes back, and a line retracts the decision.
         status, res = http(rp.url + "api/undo", {}, token=rp.token)
@@ -112,7 +112,7 @@ def test_actions_move_files_write_lines_and_undo(tmp_path: Path) -> None:
     lines = session_lines(root)
     assert len(lines) == 5
     assert lines[3]["set_id"] == f"set_{c}" and lines[3]["bestshot"]["retracted"] is True
-    assert lines[3]["region_labels"] == labels  # what the user said about regions still stands
+    assert lines[3]["bestshot"]["region_labels"] == labels  # what the user said about regions still stands
     assert lines[4]["set_id"] == f"set_{b}" and lines[4]["bestshot"]["retracted"] is True
     journal = db_rows(root, "select batch_id, state from journal where batch_id is not null order by id")
     assert [s for _b, s in journal[:3]] == ["done", "undone", "undone"]  # A stands; B and C undone

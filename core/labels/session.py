@@ -14,8 +14,9 @@ The line is the user's plan, key for key and in this order:
 - `crop_box`: {x, y, w, h} in the winner's original pixels when it was cropped, else null;
 - `anomaly_tags`: tag strings, union over the set (per image: `bestshot.image_tags`).
 
-Optional: `region_labels`, what the user said about single regions on the review page
-(core.review.regions); absent when there are none, so earlier lines and readers are unaffected.
+Optional: `bestshot.region_labels`, what the user said about single regions on the review page
+(core.review.regions); absent when there are none. Lines written before it moved into the
+namespace carried it as a top-level `region_labels` key; those are still read.
 
 bestshot's own extras live under the single key "bestshot" (per file: `bestshot.deleted` lists
 the members rejected, trashed or gone); other tools may add "x-<tool>" keys. Lines are never
@@ -147,10 +148,11 @@ class SessionLine:
             b = self.crop_box
             out["crop_box"] = {"x": _number(b.x), "y": _number(b.y), "w": _number(b.w), "h": _number(b.h)}
         out["anomaly_tags"] = list(self.anomaly_tags)
-        if self.region_labels:
-            out["region_labels"] = [r.to_dict() for r in self.region_labels]
-        if self.bestshot:
-            out[NAMESPACE] = dict(self.bestshot)
+        ns = dict(self.bestshot)
+        if self.region_labels:  # bestshot's own: the plan's keys stay exactly the plan's
+            ns["region_labels"] = [r.to_dict() for r in self.region_labels]
+        if ns:
+            out[NAMESPACE] = ns
         for key in sorted(self.extensions):
             out[key] = self.extensions[key]
         return out
@@ -240,6 +242,7 @@ def from_dict(data: Mapping[str, Any], *, lineno: int | None = None, path: Path 
         ts = ts.astimezone()
     box = data.get("crop_box")
     ns = dict(data.get(NAMESPACE) or {})
+    regions = ns.pop("region_labels", None) or data.get("region_labels") or ()  # top level: earlier lines
     delete = data["delete"]
     if not isinstance(delete, bool):  # an earlier bestshot line: the list of deleted names
         ns.setdefault("deleted", list(delete))
@@ -256,7 +259,7 @@ def from_dict(data: Mapping[str, Any], *, lineno: int | None = None, path: Path 
             crop_box=Box.from_dict(box) if box is not None else None,
             bestshot=ns,
             extensions={k: v for k, v in data.items() if k.startswith(EXTENSION_PREFIX)},
-            region_labels=tuple(RegionLabel.from_dict(r) for r in data.get("region_labels") or ()),
+            region_labels=tuple(RegionLabel.from_dict(r) for r in regions),
         )
     except SessionLineError as e:
         raise SessionLineError(path, e.reason, lineno) from e
