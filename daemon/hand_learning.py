@@ -1,9 +1,10 @@
 """The learned hand model (core.anomaly.hand_model): its examples from the user's decisions, its
 training, and the model in force in the `anomalies` extractor.
 
-Examples: every hand of every decided image with a hand_clip embedding whose label the decision
-gives (kept in an approved image or inside the user's crop; cut away by the crop; the only hand
-of an image rejected with a hand tag). Trained with every training run, it is put in force only
+Examples: every hand of every decided image with a representation (region descriptors from the
+`regions` extractor, which needs no model weights; the hand_clip embedding appended when the CLIP
+weights exist) whose label the decision gives (kept in an approved image or inside the user's
+crop; cut away by the crop; the only hand of an image rejected with a hand tag). Trained with every training run, it is put in force only
 once it clears its own gate (enough of both labels, held-out AUC); until then `bestshot status`
 says why not. Models are kept under models/hands/<version>.json; a new one re-analyses the
 images of undecided sets, as a new calibration does.
@@ -12,17 +13,15 @@ images of undecided sets, as a new calibration does.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import Connection
 
 from core.anomaly.hand_model import HandExample, HandModel, HandModelError, fit_hand_model, hand_labels
 from core.config import Config
-from core.extractors.analysis import AnomaliesExtractor, embedding_model_id
+from core.extractors.analysis import AnomaliesExtractor, hand_representations
 from core.review.regions import hand_overrides
 from core.sidecar_types import hands_from_payload
 from daemon import records
@@ -38,31 +37,32 @@ STATUS_KEY = "hand_model_status"  # why no model is in force, or what the last t
 def hand_examples(
     ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None
 ) -> tuple[list[HandExample], str | None]:
-    """Labelled hand embeddings from the user's decisions, and the embedding model they share (the
-    most common one, when the user changed CLIP models: the others cannot be mixed in)."""
-    found: list[tuple[str, HandExample]] = []
+    """Labelled hand vectors from the user's decisions, and the representation they share
+    (`hand_representations`: region descriptors, CLIP crop embeddings, or both): the one most
+    examples have, the richer one on a tie, since vectors of different kinds cannot be mixed."""
+    found: dict[str, list[HandExample]] = {}
     pad = ctx.cfg.anomaly.hand_box_pad
     for img in decided if decided is not None else decided_images(conn):
         hands = latest_payload(conn, img.sha256, "hands")
-        emb = stored_result(ctx.cfg, conn, img.sha256, "hand_clip")
-        if hands is None or emb is None:
+        if hands is None:
             continue
-        vectors = emb.arrays.get("embeddings")
+        reps = hand_representations(
+            stored_result(ctx.cfg, conn, img.sha256, "regions"), stored_result(ctx.cfg, conn, img.sha256, "hand_clip")
+        )
         boxes = [h.box(pad) for h in hands_from_payload(hands)]
-        if vectors is None or vectors.ndim != 2 or vectors.shape[0] != len(boxes):
-            continue
         labels = hand_labels(boxes, img.role, img.crop_box, img.tags, ctx.cfg.anomaly.calibration)
         labels = hand_overrides(boxes, img.regions, labels)  # the review page says which hand
-        model = embedding_model_id(emb.payload)
-        found += [
-            (model, HandExample(img.set_id, vectors[i].astype(np.float64), lab))
-            for i, lab in enumerate(labels)
-            if lab is not None
-        ]
+        for rep, vectors in reps.items():
+            if vectors.shape[0] != len(boxes):
+                continue
+            found.setdefault(rep, []).extend(
+                HandExample(img.set_id, vectors[i], lab) for i, lab in enumerate(labels) if lab is not None
+            )
+    found = {rep: ex for rep, ex in found.items() if ex}
     if not found:
         return [], None
-    model = Counter(m for m, _ in found).most_common(1)[0][0]
-    return [ex for m, ex in found if m == model], model
+    rep = max(found, key=lambda r: (len(found[r]), len(r)))
+    return found[rep], rep
 
 
 def models_dir(cfg: Config) -> Path:
@@ -75,7 +75,7 @@ def learn_hand_model(ctx: Ctx, decided: Sequence[DecidedImage] | None = None) ->
     with ctx.store.read() as conn:
         examples, emb_model = hand_examples(ctx, conn, decided)
     if emb_model is None:
-        _not_trained(ctx, "no decided image has hand embeddings yet (hand_clip needs the CLIP weights)")
+        _not_trained(ctx, "no decided image has hand descriptors or embeddings yet (regions or hand_clip sidecars)")
         return None
     try:
         model = fit_hand_model(examples, ctx.cfg.anomaly.hand_model, emb_model, datetime.now(UTC))

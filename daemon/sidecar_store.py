@@ -103,7 +103,7 @@ def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any]
 
 
 # The one array an extractor may keep as sidecar/<extractor>/<sha>.npy, by its key in SidecarResult.
-_NPY_KEYS = {"saliency": "subject", "hand_clip": "embeddings"}
+_NPY_KEYS = {"saliency": "subject", "hand_clip": "embeddings", "regions": "descriptors"}
 
 
 def stored_result(

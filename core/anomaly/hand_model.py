@@ -215,13 +215,32 @@ def _logistic(z: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, floa
     return theta[:-1], float(theta[-1])
 
 
-def _fit(x: np.ndarray, y: np.ndarray, s: HandModelSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    mean, comps = _pca(x, s.pca_components)
+def _fit(
+    x: np.ndarray, y: np.ndarray, s: HandModelSettings, standardise: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """`standardise`: z-score each column before the PCA (region descriptors mix angles, ratios and
+    gradient histograms on unrelated scales); the scaling is folded into the components, so the
+    model applies to raw vectors like any other."""
+    sd = np.ones(x.shape[1])
+    if standardise:
+        raw = x.std(axis=0)
+        sd = np.where(raw > 1e-9, raw, 1.0)
+    mean, comps = _pca(x / sd, s.pca_components)
+    comps = comps / sd
+    mean = mean * sd
     w, b = _logistic((x - mean) @ comps.T, y, s.l2)
     return mean, comps, w, b
 
 
-def cross_validated_auc(x: np.ndarray, y: np.ndarray, groups: Sequence[str], s: HandModelSettings) -> float:
+def standardised(representation: str) -> bool:
+    """Representations built on region descriptors (core.anomaly.regions) are z-scored per column;
+    a CLIP embedding alone is used as it comes."""
+    return representation.startswith("regions-")
+
+
+def cross_validated_auc(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], s: HandModelSettings, standardise: bool = False
+) -> float:
     """AUC of out-of-fold predictions pooled over grouped folds; PCA and fit redone per fold."""
     fold = assign_folds(groups, s.folds)
     oof = np.full(len(y), np.nan)
@@ -229,7 +248,7 @@ def cross_validated_auc(x: np.ndarray, y: np.ndarray, groups: Sequence[str], s: 
         train, test = fold != f, fold == f
         if y[train].all() or not y[train].any():
             continue  # a training part with one class cannot be fitted
-        mean, comps, w, b = _fit(x[train], y[train], s)
+        mean, comps, w, b = _fit(x[train], y[train], s, standardise)
         oof[test] = _sigmoid((x[test] - mean) @ comps.T @ w + b)
     seen = ~np.isnan(oof)
     if not (y[seen].any() and not y[seen].all()):
@@ -261,10 +280,11 @@ def fit_hand_model(
     x = np.stack([np.asarray(e.embedding, dtype=np.float64).reshape(-1) for e in examples])
     if not np.isfinite(x).all():
         raise HandModelError(None, "hand embeddings contain non-finite values")
-    auc = cross_validated_auc(x, y, [e.group for e in examples], s)
+    z = standardised(embedding_model)
+    auc = cross_validated_auc(x, y, [e.group for e in examples], s, z)
     if auc < s.min_cv_auc:
         raise HandModelError(None, f"cross-validated AUC {auc:.3f} is below the required {s.min_cv_auc:.3f}")
-    mean, comps, w, b = _fit(x, y, s)
+    mean, comps, w, b = _fit(x, y, s, z)
     return HandModel(
         _version(mean, comps, w, b, embedding_model),
         embedding_model,

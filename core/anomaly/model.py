@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from core.sidecar_types import Box
 
-REPORT_VERSION: Final = 2  # 2: `suppressed`
+REPORT_VERSION: Final = 3  # 2: `suppressed`; 3: `parts`
 
 # The user's tag vocabulary. Cues map onto it; the two below have no geometric cue.
 TAGS: Final = (
@@ -75,10 +75,16 @@ class AnomalyReport:
     # Cues the region scorer put below `min_score`: not anomalies, kept so the user's decisions
     # on those regions still count (core.anomaly.calibration).
     suppressed: list[Anomaly] = field(default_factory=list)
+    # P(error) per body part from the fitted image-level model (core.anomaly.parts):
+    # {"hands": {"score": p, "flag": bool, "threshold": t}, ...}; empty when not scored.
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
-        return not self.anomalies and not self.uncertain
+        return not self.anomalies and not self.uncertain and not self.flagged_parts()
+
+    def flagged_parts(self) -> list[str]:
+        return [name for name, p in self.parts.items() if p.get("flag")]
 
     def tags(self) -> list[str]:
         return sorted({a.tag for a in self.anomalies})
@@ -93,6 +99,7 @@ class AnomalyReport:
             "reasons": list(self.reasons),
             "scorer": self.scorer,
             "suppressed": [a.to_dict() for a in self.suppressed],
+            "parts": {k: dict(v) for k, v in self.parts.items()},
         }
 
     def to_json(self) -> str:
@@ -110,6 +117,7 @@ class AnomalyReport:
             reasons=[str(r) for r in d.get("reasons", [])],
             scorer=str(d.get("scorer", "geometric")),
             suppressed=[Anomaly.from_dict(a) for a in d.get("suppressed", [])],
+            parts={str(k): dict(v) for k, v in d.get("parts", {}).items()},
         )
 
     @classmethod

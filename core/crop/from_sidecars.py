@@ -14,6 +14,7 @@ import numpy as np
 
 from core.anomaly.detect import HandSuspicion, detect_anomalies
 from core.anomaly.model import AnomalyReport
+from core.anomaly.parts import PartsModel, part_features
 from core.anomaly.scorer import RegionScorer
 from core.anomaly.settings import AnomalySettings
 from core.anomaly.world import hand_world_from_payload
@@ -85,7 +86,9 @@ def anomaly_report(
     rgb: np.ndarray | None = None,
     scorer: RegionScorer | None = None,
     hand_suspicion: HandSuspicion | None = None,
+    parts_model: PartsModel | None = None,
 ) -> AnomalyReport:
+    """`parts_model`: scores P(error) per body part into the report's `parts` (none without it)."""
     report = detect_anomalies(
         inputs.hands,
         inputs.poses,
@@ -104,6 +107,11 @@ def anomaly_report(
         # Without hands or pose nobody checked the anatomy: that is not a clean image.
         unchecked = any(n in inputs.missing for n in ("hands", "pose"))
         report = dataclasses.replace(report, reasons=reasons, uncertain=report.uncertain or unchecked)
+    if parts_model is not None:
+        parts = parts_model.score(part_features(inputs.hands, inputs.poses, inputs.faces, report))
+        flagged = [f"{k} {v['score']:.2f} >= {v['threshold']:.2f}" for k, v in parts.items() if v["flag"]]
+        notes = [f"part evidence ({parts_model.version}): " + ", ".join(flagged)] if flagged else []
+        report = dataclasses.replace(report, parts=parts, reasons=report.reasons + notes)
     return report
 
 
@@ -123,6 +131,7 @@ def analyse(
     crop_settings: CropSettings,
     rgb: np.ndarray | None = None,
     scorer: RegionScorer | None = None,
+    parts_model: PartsModel | None = None,
 ) -> tuple[AnomalyReport, CropProposal]:
-    report = anomaly_report(inputs, width, height, anomaly_settings, rgb, scorer)
+    report = anomaly_report(inputs, width, height, anomaly_settings, rgb, scorer, parts_model=parts_model)
     return report, crop_for(inputs, report, width, height, crop_settings)

@@ -12,6 +12,7 @@ import numpy as np
 from core.anomaly.detect import HandSuspicion
 from core.anomaly.hand_model import HandModel
 from core.anomaly.model import AnomalyReport
+from core.anomaly.parts import PartsModel, shipped_parts_model
 from core.anomaly.scorer import RegionScorer
 from core.anomaly.settings import AnomalySettings
 from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_from_results
@@ -24,15 +25,20 @@ from core.imaging import DecodedImage
 
 class AnomaliesExtractor(Extractor):
     name = "anomalies"
-    version = 2  # 2: the report keeps the regions its scorer suppressed
+    version = 3  # 2: the report keeps the regions its scorer suppressed; 3: `parts` scores
     requires = NEEDED
-    optional = ("hand_clip",)
+    optional = ("hand_clip", "regions")
     batch_size = 256
 
     def __init__(
-        self, settings: AnomalySettings, scorer: RegionScorer | None = None, hand_model: HandModel | None = None
+        self,
+        settings: AnomalySettings,
+        scorer: RegionScorer | None = None,
+        hand_model: HandModel | None = None,
+        parts_model: PartsModel | None = None,
     ) -> None:
         self.settings = settings
+        self.parts_model = parts_model or shipped_parts_model()
         # The daemon swaps in the user's calibration and hand model when it learns new ones;
         # reports name the scorer and the evidence names the hand model they were made with.
         self.scorer = scorer
@@ -48,20 +54,23 @@ class AnomaliesExtractor(Extractor):
                 self.settings,
                 rgb=im.rgb,
                 scorer=self.scorer,
-                hand_suspicion=hand_suspicion(self.hand_model, dep.get("hand_clip")),
+                hand_suspicion=hand_suspicion(self.hand_model, dep.get("hand_clip"), dep.get("regions")),
+                parts_model=self.parts_model,
             )
             out.append(SidecarResult(report.to_dict()))
         return out
 
 
-def hand_suspicion(model: HandModel | None, hand_clip: SidecarResult | None) -> HandSuspicion | None:
-    """The hand model's probabilities for an image's hands, when there is a model and the hands
-    were embedded by the model it was trained on (another CLIP model's embeddings mean nothing
-    to it)."""
-    if model is None or hand_clip is None or embedding_model_id(hand_clip.payload) != model.embedding_model:
+def hand_suspicion(
+    model: HandModel | None, hand_clip: SidecarResult | None, regions: SidecarResult | None = None
+) -> HandSuspicion | None:
+    """The hand model's probabilities for an image's hands, when there is a model and the image's
+    hands have the representation it was trained on (another CLIP model's embeddings, or another
+    descriptor version, mean nothing to it)."""
+    if model is None:
         return None
-    vectors = hand_clip.arrays.get("embeddings")
-    if vectors is None or vectors.ndim != 2 or vectors.shape[0] == 0 or vectors.shape[1] != model.dim:
+    vectors = hand_representations(regions, hand_clip).get(model.embedding_model)
+    if vectors is None or vectors.shape[0] == 0 or vectors.shape[1] != model.dim:
         return None
     probs = model.probabilities(vectors.astype(np.float64))
     return HandSuspicion([float(p) for p in probs], model.version)
@@ -71,6 +80,30 @@ def embedding_model_id(hand_clip_payload: Mapping[str, object]) -> str:
     """Which embedding model made a hand_clip sidecar ("ViT-B-32/laion2b_s34b_b79k"; "/None" for
     the random-weights test model)."""
     return f"{hand_clip_payload.get('model')}/{hand_clip_payload.get('pretrained')}"
+
+
+def hand_representations(regions: SidecarResult | None, hand_clip: SidecarResult | None) -> dict[str, np.ndarray]:
+    """Every representation of an image's hands that its sidecars give, by id, one row per hand in
+    the hands sidecar's order: the region descriptors ("regions-1"), the CLIP crop embeddings
+    (the CLIP model's id) and, when both exist, the two side by side ("regions-1+<clip id>")."""
+    out: dict[str, np.ndarray] = {}
+    desc: np.ndarray | None = None
+    desc_id = ""
+    if regions is not None:
+        arr = regions.arrays.get("descriptors")
+        kinds = [r.get("kind") for r in regions.payload.get("regions", [])]
+        n = int(regions.payload.get("hands", -1))
+        if arr is not None and arr.ndim == 2 and len(kinds) == arr.shape[0] and kinds[:n] == ["hand"] * n:
+            desc, desc_id = arr[:n].astype(np.float64), str(regions.payload.get("descriptor"))
+            out[desc_id] = desc
+    if hand_clip is not None:
+        emb = hand_clip.arrays.get("embeddings")
+        if emb is not None and emb.ndim == 2:
+            clip_id = embedding_model_id(hand_clip.payload)
+            out[clip_id] = emb.astype(np.float64)
+            if desc is not None and emb.shape[0] == desc.shape[0]:
+                out[f"{desc_id}+{clip_id}"] = np.hstack([desc, emb.astype(np.float64)])
+    return out
 
 
 class CropExtractor(Extractor):

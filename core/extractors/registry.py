@@ -22,6 +22,7 @@ from core.extractors.hands import HandsExtractor
 from core.extractors.phash import PhashExtractor
 from core.extractors.pose import PoseExtractor
 from core.extractors.quality import QualityExtractor
+from core.extractors.regions import RegionsExtractor
 from core.extractors.saliency import SaliencyExtractor
 from core.extractors.settings import ExtractorSettings
 from core.imaging import DecodedImage
@@ -35,6 +36,7 @@ EXTRACTOR_CLASSES: dict[str, type[Extractor]] = {
     "hands": HandsExtractor,
     "hand_clip": HandClipExtractor,
     "pose": PoseExtractor,
+    "regions": RegionsExtractor,
     "face": FaceExtractor,
     "saliency": SaliencyExtractor,
     "quality": QualityExtractor,
@@ -47,6 +49,7 @@ _FACTORIES: dict[str, Callable[[ExtractorSettings, Path], Extractor]] = {
     "clip": ClipExtractor,
     "hands": lambda s, _m: HandsExtractor(s),
     "pose": lambda s, _m: PoseExtractor(s),
+    "regions": lambda _s, _m: RegionsExtractor(),
     "face": lambda s, _m: FaceExtractor(s),
     "saliency": lambda s, _m: SaliencyExtractor(s),
     "quality": lambda s, _m: QualityExtractor(s),

@@ -27,6 +27,7 @@ class ExtractorSettings(BaseModel):
             "hands",
             "hand_clip",
             "pose",
+            "regions",
             "face",
             "saliency",
             "quality",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.anomaly.calibration import CalibratedScorer
 from core.anomaly.detect import HandSuspicion
+from core.anomaly.parts import shipped_parts_model
 from core.anomaly.scorer import RegionScorer
 from core.config import Config
 from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_from_results
@@ -67,7 +68,11 @@ def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionSc
     try:
         with store.read() as conn:
             cal = calibration_in_force(cfg, conn)
-            suspicion = hand_suspicion(hand_model_in_force(cfg, conn), stored_result(cfg, conn, sha, "hand_clip"))
+            suspicion = hand_suspicion(
+                hand_model_in_force(cfg, conn),
+                stored_result(cfg, conn, sha, "hand_clip"),
+                stored_result(cfg, conn, sha, "regions"),
+            )
             for name in NEEDED:
                 got = stored_result(cfg, conn, sha, name)
                 if got is not None:  # else computed below (a saliency without its mask included)
@@ -100,7 +105,9 @@ def handle(args: argparse.Namespace) -> int:
     inputs = inputs_from_results(results)
     if suspicion is not None and len(suspicion.probabilities) != len(inputs.hands):
         suspicion = None  # the hands were detected again here and may differ from the stored ones
-    report = anomaly_report(inputs, img.width, img.height, cfg.anomaly, img.rgb, scorer, suspicion)
+    report = anomaly_report(
+        inputs, img.width, img.height, cfg.anomaly, img.rgb, scorer, suspicion, parts_model=shipped_parts_model()
+    )
     proposal = crop_for(inputs, report, img.width, img.height, cfg.crop)
 
     out = args.out or img.path.with_name(img.path.stem + ".crop.json")

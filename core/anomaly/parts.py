@@ -1,0 +1,183 @@
+"""Image-level evidence per body part: P(this part has an error), weighed by labelled data.
+
+The geometric cues flag regions; on real generated images none of them alone separates images
+with hand, limb or foot errors from those without. This module turns one image's detections and
+its anomaly report into a handful of interpretable features (how many people, visible wrists,
+hands found, wrists without a hand, each cue family's strongest score, ...) and scores each part
+with a small L2 logistic model. The weights, the features kept and the flag threshold per part are
+fitted by `scripts/fit_judgement.py` on a labelled set and shipped as `parts_model.json`, with a
+model card (`parts_model.md`) giving the data and the leave-one-prompt-out figures.
+
+A part whose score reaches its fitted threshold is flagged: the image is then not clean, even
+when no single region crossed a cue threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
+
+import numpy as np
+
+from core.anomaly.model import Anomaly, AnomalyReport
+from core.errors import BestshotError
+from core.sidecar_types import POSE, Face, Hand, Pose
+
+PARTS: Final = ("hands", "limbs", "feet")
+MODEL_RESOURCE: Final = "anomaly/parts_model.json"
+FORMAT: Final = 1
+# A pose landmark counts as visible at this visibility, inside the frame.
+VISIBLE: Final = 0.5
+_FOOT_POINTS = ("ankle", "heel", "foot_index")
+_LIMB_JOINTS = ("elbow", "knee")
+_WORLD_MEASUREMENTS = ("world_proximal_phalanx_over_palm", "image_vs_world_palm_normal_deg")
+
+# Every candidate feature, with what it measures; the fit keeps a subset per part.
+FEATURES: Final = {
+    "people": "log(1 + people): the larger of faces and poses found",
+    "visible_wrists": "log(1 + pose wrists visible in the frame)",
+    "hands": "log(1 + hands detected)",
+    "wrists_without_hands": "log(1 + visible pose wrists without a detected hand)",
+    "hand_low_score": "1 - the lowest hand detector score (0 without hands)",
+    "hand_cue": "strongest hand geometry cue score, suppressed ones included (0 when none)",
+    "hand_cues": "log(1 + hand geometry cues)",
+    "world_disagreement": "hands whose image and world landmarks contradict each other",
+    "unposed_faces": "log(1 + faces without a pose): people nobody checked",
+    "limb_joints": "log(1 + elbows and knees visible in the frame)",
+    "limb_cue": "strongest limb cue score (arms, legs), suppressed ones included",
+    "foot_points": "log(1 + ankle, heel and toe points visible in the frame)",
+    "foot_cue": "strongest foot cue score (long_foot), suppressed ones included",
+}
+
+
+class PartModelError(BestshotError):
+    kind = "parts_model"
+
+
+def _visible(p: np.ndarray, name: str, width: int, height: int) -> bool:
+    x, y, _, v = p[POSE[name]]
+    return bool(v >= VISIBLE and 0 <= x < width and 0 <= y < height)
+
+
+def _cue_score(a: Anomaly) -> float:
+    return float(a.evidence.get("cue_score", a.score))
+
+
+def part_features(
+    hands: Sequence[Hand],
+    poses: Sequence[Pose],
+    faces: Sequence[Face],
+    report: AnomalyReport,
+) -> dict[str, float]:
+    """Every candidate feature of one image (`FEATURES`), from its detections and report."""
+    w, h = report.width, report.height
+    wrists = limb = feet = 0
+    for pose in poses:
+        p = np.asarray(pose.landmarks, dtype=np.float64)
+        for side in ("left", "right"):
+            wrists += _visible(p, f"{side}_wrist", w, h)
+            limb += sum(_visible(p, f"{side}_{j}", w, h) for j in _LIMB_JOINTS)
+            feet += sum(_visible(p, f"{side}_{j}", w, h) for j in _FOOT_POINTS)
+    cues = [*report.anomalies, *report.suppressed]
+    hand_cues = [a for a in cues if a.source.startswith("hand:")]
+    limb_cues = [a for a in cues if a.source.startswith("pose:") and not a.source.endswith("_foot")]
+    foot_cues = [a for a in cues if a.source.endswith("_foot")]
+    world = {
+        a.source
+        for a in report.uncertain_regions
+        if a.evidence.get("measurement") in _WORLD_MEASUREMENTS
+        or any(e.get("measurement") in _WORLD_MEASUREMENTS for e in a.evidence.get("also", []))
+    }
+    unposed = max(0, len(faces) - len(poses))
+    return {
+        "people": math.log1p(max(len(faces), len(poses))),
+        "visible_wrists": math.log1p(wrists),
+        "hands": math.log1p(len(hands)),
+        "wrists_without_hands": math.log1p(max(0, wrists - len(hands))),
+        "hand_low_score": 1.0 - min((hd.score for hd in hands), default=1.0),
+        "hand_cue": max((_cue_score(a) for a in hand_cues), default=0.0),
+        "hand_cues": math.log1p(len(hand_cues)),
+        "world_disagreement": float(len(world)),
+        "unposed_faces": math.log1p(unposed),
+        "limb_joints": math.log1p(limb),
+        "limb_cue": max((_cue_score(a) for a in limb_cues), default=0.0),
+        "foot_points": math.log1p(feet),
+        "foot_cue": max((_cue_score(a) for a in foot_cues), default=0.0),
+    }
+
+
+def _sigmoid(u: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-500.0, min(500.0, u))))
+
+
+@dataclass(frozen=True)
+class PartModel:
+    """One part's fitted logistic model on standardised features, and its flag threshold."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    threshold: float
+
+    def probability(self, feats: Mapping[str, float]) -> float:
+        u = self.bias + sum(
+            w * (feats[f] - m) / s
+            for f, m, s, w in zip(self.features, self.mean, self.scale, self.weights, strict=True)
+        )
+        return _sigmoid(u)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PartModel:
+        feats = tuple(str(f) for f in d["features"])
+        unknown = [f for f in feats if f not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}")
+        cols = [tuple(float(v) for v in d[k]) for k in ("mean", "scale", "weights")]
+        if any(len(c) != len(feats) for c in cols) or any(s <= 0 for s in cols[1]):
+            raise ValueError("mean/scale/weights do not match the features (or a scale is not positive)")
+        return cls(feats, cols[0], cols[1], cols[2], float(d["bias"]), float(d["threshold"]))
+
+
+@dataclass(frozen=True)
+class PartsModel:
+    version: str
+    parts: dict[str, PartModel]
+
+    def score(self, feats: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+        """The report's `parts` field: {part: {"score": p, "flag": p >= threshold, "threshold": t}}."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, m in self.parts.items():
+            p = m.probability(feats)
+            out[name] = {"score": round(p, 4), "flag": p >= m.threshold, "threshold": round(m.threshold, 4)}
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PartsModel:
+        try:
+            if d.get("format") != FORMAT:
+                raise ValueError(f"format {d.get('format')!r}, this version reads {FORMAT}")
+            return cls(str(d["version"]), {str(k): PartModel.from_dict(v) for k, v in d["parts"].items()})
+        except (KeyError, TypeError, ValueError) as e:
+            raise PartModelError(None, f"not a valid parts model: {e}") from e
+
+
+def shipped_parts_model() -> PartsModel:
+    """The model fitted by scripts/fit_judgement.py and shipped with the code."""
+    text = resources.files("core").joinpath(MODEL_RESOURCE).read_text(encoding="utf-8")
+    return PartsModel.from_dict(json.loads(text))

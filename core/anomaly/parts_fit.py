@@ -1,0 +1,173 @@
+"""Fitting the per-part image model (core.anomaly.parts) on labelled images, grouped by prompt.
+
+Nothing here is fitted to single images: every figure is leave-one-group-out (a group is a
+prompt: fit on the others, predict the held-out one, pool the held-out predictions). A feature
+is kept only when dropping it lowers the held-out AUC (backward elimination); the honest figure
+of that selection is nested: the selection itself is redone inside each outer fold, on the
+training prompts only.
+
+The logistic model is unweighted (its output is meant as P(error), so the base rate stays in
+it), with an N(0, 1/l2) prior on the weights of standardised features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.anomaly.hand_model import roc_auc
+from core.anomaly.parts import PartModel
+from core.optim import backtrack
+
+_MAX_NEWTON = 50
+
+
+def _sigmoid(u: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(u, -500, 500)))
+    return out
+
+
+def logistic(z: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """MAP weights and bias of a logistic model on `z` (n, k), flat prior on the bias."""
+    n, k = z.shape
+    x = np.hstack([z, np.ones((n, 1))])
+    pen = np.append(np.full(k, l2), 1e-6)
+    yf = y.astype(np.float64)
+
+    def objective(t: np.ndarray) -> float:
+        u = x @ t
+        return float(np.sum(np.logaddexp(0.0, u) - yf * u) + 0.5 * pen @ (t * t))
+
+    theta = np.zeros(k + 1)
+    f = objective(theta)
+    for _ in range(_MAX_NEWTON):
+        p = _sigmoid(x @ theta)
+        grad = x.T @ (p - yf) + pen * theta
+        hess = (x.T * (p * (1 - p))) @ x + np.diag(pen)
+        step = np.linalg.solve(hess, grad)
+        decrement = float(grad @ step)
+        if decrement / 2 <= 1e-12:
+            break
+        theta, f = backtrack(objective, theta, step, f, decrement)
+    return theta[:-1], float(theta[-1])
+
+
+def fit_part(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float, threshold: float = 0.5) -> PartModel:
+    """A PartModel on the columns of `x` named `features` (already selected)."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    w, b = logistic((x - mean) / scale, y, l2)
+    return PartModel(
+        tuple(features),
+        tuple(float(v) for v in mean),
+        tuple(float(v) for v in scale),
+        tuple(float(v) for v in w),
+        b,
+        threshold,
+    )
+
+
+def _predict(m: PartModel, x: np.ndarray) -> np.ndarray:
+    z = (x - np.array(m.mean)) / np.array(m.scale)
+    return _sigmoid(z @ np.array(m.weights) + m.bias)
+
+
+def held_out(x: np.ndarray, y: np.ndarray, groups: Sequence[str], l2: float) -> np.ndarray:
+    """Leave-one-group-out predictions of a model on all columns of `x`."""
+    g = np.asarray(groups)
+    out = np.full(len(y), np.nan)
+    for name in np.unique(g):
+        test = g == name
+        train = ~test
+        if y[train].all() or not y[train].any():
+            out[test] = y[train].mean()  # one class to learn from: predict its base rate
+            continue
+        m = fit_part(x[train], y[train], [str(i) for i in range(x.shape[1])], l2)
+        out[test] = _predict(m, x[test])
+    return out
+
+
+def auc_or_half(scores: np.ndarray, y: np.ndarray) -> float:
+    return roc_auc(scores, y) if y.any() and not y.all() else 0.5
+
+
+def select(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], names: Sequence[str], l2: float
+) -> tuple[list[str], list[tuple[str, float]]]:
+    """Backward elimination on held-out AUC: drop the feature whose removal costs least, as long as
+    removing it costs nothing. Returns the kept names and (dropped name, held-out AUC gain from
+    dropping it) in the order dropped."""
+    kept = list(names)
+    col = {n: i for i, n in enumerate(names)}
+    dropped: list[tuple[str, float]] = []
+
+    def score(fs: list[str]) -> float:
+        return auc_or_half(held_out(x[:, [col[f] for f in fs]], y, groups, l2), y)
+
+    current = score(kept)
+    while len(kept) > 1:
+        trials = [(score([f for f in kept if f != d]), d) for d in kept]
+        best, d = max(trials, key=lambda t: (t[0], -kept.index(t[1])))
+        if best < current:
+            break
+        kept.remove(d)
+        dropped.append((d, best - current))
+        current = best
+    return kept, dropped
+
+
+def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """The probability cut maximising sensitivity + specificity - 1 (midway between neighbours)."""
+    if y.all() or not y.any():
+        return 0.5
+    cuts = np.unique(p)
+    best, best_j = 0.5, -1.0
+    for i, c in enumerate(cuts):
+        flag = p >= c
+        j = flag[y].mean() - flag[~y].mean()
+        if j > best_j:
+            lo = cuts[i - 1] if i > 0 else c
+            best, best_j = float((lo + c) / 2), float(j)
+    return best
+
+
+@dataclass(frozen=True)
+class PartFit:
+    model: PartModel
+    dropped: list[tuple[str, float]]
+    lopo_auc: float  # held-out AUC of the selected features (selection saw these folds)
+    nested_auc: float  # selection redone inside each outer fold: the honest figure
+    nested_pred: np.ndarray
+    lopo_pred: np.ndarray
+    per_group_auc: dict[str, float | None]
+    nested_kept: dict[str, list[str]]
+
+
+def fit_with_selection(x: np.ndarray, y: np.ndarray, groups: Sequence[str], names: Sequence[str], l2: float) -> PartFit:
+    g = np.asarray(groups)
+    col = {n: i for i, n in enumerate(names)}
+    nested = np.full(len(y), np.nan)
+    nested_kept: dict[str, list[str]] = {}
+    for name in np.unique(g):
+        test, train = g == name, g != name
+        kept, _ = select(x[train], y[train], list(g[train]), names, l2)
+        nested_kept[str(name)] = kept
+        cols = [col[f] for f in kept]
+        if y[train].all() or not y[train].any():
+            nested[test] = y[train].mean()
+            continue
+        m = fit_part(x[train][:, cols], y[train], kept, l2)
+        nested[test] = _predict(m, x[test][:, cols])
+    kept, dropped = select(x, y, groups, names, l2)
+    cols = [col[f] for f in kept]
+    lopo = held_out(x[:, cols], y, groups, l2)
+    thr = youden_threshold(lopo, y)
+    per_group = {
+        str(n): (roc_auc(lopo[g == n], y[g == n]) if y[g == n].any() and not y[g == n].all() else None)
+        for n in np.unique(g)
+    }
+    model = fit_part(x[:, cols], y, kept, l2, threshold=thr)
+    return PartFit(model, dropped, auc_or_half(lopo, y), auc_or_half(nested, y), nested, lopo, per_group, nested_kept)
