@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += report_part(part, fit, y, groups, [dataset.items[i].label.severity[part] for i in ids])
     lines += clean_report(dataset, ids, fits)
     print("\n".join(lines))
+    print("\n".join(region_scorer_report(dataset, scanned, ids)))
     if args.write:
         write_model(dataset, ids, fits, lines)
         print(f"wrote {MODEL_JSON.relative_to(REPO)} and {MODEL_CARD.relative_to(REPO)}")
@@ -137,6 +138,70 @@ def report_part(part: str, fit: PartFit, y: np.ndarray, groups: list[str], sever
         + (", ".join(f"{d} {g:+.3f}" for d, g in fit.dropped) or "none"),
         "features kept inside each outer fold: " + "; ".join(f"{g}: {','.join(k)}" for g, k in fit.nested_kept.items()),
     ]
+    return out
+
+
+def region_scorer_report(dataset: Dataset, scanned: Scanned, ids: list[str]) -> list[str]:
+    """The learned hand scorer (core.anomaly.hand_model on core.anomaly.regions descriptors, no CLIP
+    weights) leave-one-prompt-out. The labels stand in for the user's tags: every detected hand of
+    an image takes the image's hand label (an image-level label; which hand is wrong is unknown),
+    and an image scores as its most suspicious hand."""
+    from scipy.stats import spearmanr
+
+    from core.anomaly.hand_model import held_out_probabilities
+    from core.anomaly.regions import APPEARANCE_DIM, hand_descriptor
+    from core.anomaly.world import hand_world_from_payload
+    from core.imaging import load
+    from core.sidecar_types import hands_from_payload
+
+    rows: list[np.ndarray] = []
+    owner: list[str] = []
+    for i in ids:
+        hp = scanned.payloads[i]["hands"]
+        hands = hands_from_payload(hp)
+        if not hands:
+            continue
+        rgb = load(dataset.items[i].path).rgb
+        for hand, world in zip(hands, hand_world_from_payload(hp), strict=True):
+            rows.append(hand_descriptor(rgb, hand, world)[0])
+            owner.append(i)
+    x = np.stack(rows)
+    groups = [dataset.items[i].prompt for i in owner]
+    settings = AnomalySettings().hand_model.model_copy(update={"folds": len(set(groups))})
+    img_ids = sorted(set(owner))
+    sev = np.array([dataset.items[i].label.severity["hands"] for i in img_ids])
+    median = float(np.median(sev))
+    img_y = np.array([dataset.items[i].label.has_error["hands"] for i in img_ids], dtype=bool)
+    img_g = np.array([dataset.items[i].prompt for i in img_ids])
+    out = [
+        f"\n## learned hand scorer (region descriptors, no CLIP), leave-one-prompt-out: {len(owner)} hands "
+        f"of {len(img_ids)} images with hands ({int((~img_y).sum())} of them without a hand error)"
+    ]
+    labels = {
+        "has a hand error": lambda i: dataset.items[i].label.has_error["hands"],
+        f"hand severity above the median ({median:.2f})": lambda i: dataset.items[i].label.severity["hands"] > median,
+    }
+    for label_name, label_of in labels.items():
+        y = np.array([label_of(i) for i in owner], dtype=bool)
+        iy = np.array([label_of(i) for i in img_ids], dtype=bool)
+        out.append(f"training label per hand = its image's '{label_name}' ({int(y.sum())} of {len(y)} hands):")
+        for name, cols in (
+            ("appearance + geometry", slice(None)),
+            ("appearance only", slice(0, APPEARANCE_DIM)),
+            ("geometry only", slice(APPEARANCE_DIM, None)),
+        ):
+            p = held_out_probabilities(x[:, cols], y, groups, settings, standardise=True)
+            img_p = np.array([np.nanmax(p[[k for k, o in enumerate(owner) if o == i]]) for i in img_ids])
+            within = [
+                roc_auc(img_p[img_g == g], iy[img_g == g])
+                for g in sorted(set(img_g))
+                if iy[img_g == g].any() and not iy[img_g == g].all()
+            ]
+            out.append(
+                f"  {name}: hand-level AUC {roc_auc(p, y):.3f}; image-level (most suspicious hand) AUC "
+                f"{roc_auc(img_p, iy):.3f}, mean within-prompt {np.mean(within):.3f} ({len(within)} prompts); "
+                f"Spearman with hand severity {spearmanr(img_p, sev).statistic:.3f}"
+            )
     return out
 
 

@@ -238,10 +238,11 @@ def standardised(representation: str) -> bool:
     return representation.startswith("regions-")
 
 
-def cross_validated_auc(
+def held_out_probabilities(
     x: np.ndarray, y: np.ndarray, groups: Sequence[str], s: HandModelSettings, standardise: bool = False
-) -> float:
-    """AUC of out-of-fold predictions pooled over grouped folds; PCA and fit redone per fold."""
+) -> np.ndarray:
+    """Out-of-fold P(removed) per example over grouped folds (NaN where a fold's training part had
+    one class); PCA and fit redone per fold."""
     fold = assign_folds(groups, s.folds)
     oof = np.full(len(y), np.nan)
     for f in np.unique(fold):
@@ -250,6 +251,14 @@ def cross_validated_auc(
             continue  # a training part with one class cannot be fitted
         mean, comps, w, b = _fit(x[train], y[train], s, standardise)
         oof[test] = _sigmoid((x[test] - mean) @ comps.T @ w + b)
+    return oof
+
+
+def cross_validated_auc(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], s: HandModelSettings, standardise: bool = False
+) -> float:
+    """AUC of out-of-fold predictions pooled over grouped folds."""
+    oof = held_out_probabilities(x, y, groups, s, standardise)
     seen = ~np.isnan(oof)
     if not (y[seen].any() and not y[seen].all()):
         raise HandModelError(None, "cross-validation left no held-out predictions of both classes")

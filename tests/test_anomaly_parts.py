@@ -1,0 +1,120 @@
+"""Part evidence (core.anomaly.parts): the fitted model that ships, its fitting rules, and the
+`parts` field that reaches the stored anomaly report through a real `bestshot scan`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from core.anomaly.model import AnomalyReport
+from core.anomaly.parts import FEATURES, PARTS, PartsModel, part_features, shipped_parts_model
+from core.anomaly.parts_fit import fit_with_selection, youden_threshold
+from core.anomaly.settings import AnomalySettings
+from core.crop.from_sidecars import anomaly_report
+from core.imaging import load
+from core.sidecar_types import faces_from_payload, hands_from_payload, poses_from_payload
+from tests.helpers import bestshot, write_config
+
+
+def test_shipped_model_has_every_part_with_a_fitted_threshold_and_a_model_card() -> None:
+    model = shipped_parts_model()
+    assert set(model.parts) == set(PARTS)
+    for m in model.parts.values():
+        assert m.features and set(m.features) <= set(FEATURES)
+        assert 0.0 < m.threshold < 1.0
+    card = resources.files("core").joinpath("anomaly/parts_model.md").read_text(encoding="utf-8")
+    assert model.version in card and "nested leave-one-prompt-out AUC" in card
+    doc = json.loads(resources.files("core").joinpath("anomaly/parts_model.json").read_text(encoding="utf-8"))
+    assert set(doc["held_out"]) == set(PARTS)
+
+
+def test_selection_keeps_the_signal_and_drops_noise_on_held_out_groups() -> None:
+    rng = np.random.default_rng(3)
+    groups = [f"prompt{i % 5}" for i in range(200)]
+    signal = rng.normal(size=200)
+    noise = rng.normal(size=(200, 3))
+    y = (signal + 0.7 * rng.normal(size=200)) > 0
+    x = np.column_stack([signal, noise])
+    fit = fit_with_selection(x, y, groups, ["signal", "n1", "n2", "n3"], l2=1.0)
+    assert "signal" in fit.model.features and fit.model.weights[fit.model.features.index("signal")] > 0
+    assert len(fit.model.features) < 4 and {d for d, _ in fit.dropped} <= {"n1", "n2", "n3"}
+    assert fit.nested_auc > 0.75 and all("signal" in k for k in fit.nested_kept.values())
+    # With no signal at all the honest (nested) figure stays near chance.
+    shuffled = fit_with_selection(noise, y, groups, ["n1", "n2", "n3"], l2=1.0)
+    assert shuffled.nested_auc < 0.65
+
+
+def test_youden_threshold_separates_where_it_can() -> None:
+    p = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    y = np.array([False, False, False, True, True, True])
+    t = youden_threshold(p, y)
+    assert 0.3 < t <= 0.6
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_scan_stores_part_scores_computed_from_the_stored_detections(shared_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    sources = sorted((shared_data / "ai_people_flux").glob("*.png"))[:1] + sorted(
+        (shared_data / "ai_portraits_hands" / "image").glob("*.png")
+    )[:1]
+    for p in sources:
+        (root / "inbox" / p.stem).mkdir(parents=True)
+        shutil.copy(p, root / "inbox" / p.stem / p.name)
+    enabled = ["phash", "hands", "pose", "regions", "face", "saliency", "quality", "anomalies", "crop"]
+    write_config(root, {"extractors": {"device": "cpu", "enabled": enabled}})
+    bestshot("scan", root=root, timeout=600)
+    model = shipped_parts_model()
+    for p in sources:
+        sha = load(p).sha256
+        stored = json.loads((root / "sidecar" / "anomalies" / f"{sha}.json").read_text())
+        report = AnomalyReport.from_dict(stored)
+        assert set(report.parts) == set(PARTS), stored.get("parts")
+        hands = hands_from_payload(_payload(root, sha, "hands"))
+        poses = poses_from_payload(_payload(root, sha, "pose"))
+        faces = faces_from_payload(_payload(root, sha, "face"))
+        # The scores follow from the image's detections and its report through the shipped model.
+        feats = part_features(hands, poses, faces, report)
+        expected = model.score(feats)
+        for part in PARTS:
+            assert report.parts[part]["score"] == pytest.approx(expected[part]["score"], abs=1e-4)
+            assert report.parts[part]["flag"] == expected[part]["flag"]
+        assert report.clean == (not report.anomalies and not report.uncertain and not report.flagged_parts())
+        if report.flagged_parts():
+            assert not report.clean and any(r.startswith("part evidence") for r in report.reasons)
+
+
+def _payload(root: Path, sha: str, extractor: str) -> dict[str, Any]:
+    con = sqlite3.connect(root / "bestshot.sqlite")
+    try:
+        row = con.execute(
+            "SELECT payload FROM sidecars WHERE sha256 = ? AND extractor = ? ORDER BY version DESC", (sha, extractor)
+        ).fetchone()
+    finally:
+        con.close()
+    out: dict[str, Any] = json.loads(row[0])
+    return out
+
+
+def test_a_flagged_part_makes_a_report_unclean() -> None:
+    model = shipped_parts_model()
+    base = anomaly_report_empty()
+    assert base.clean
+    hot = {f: 5.0 for f in FEATURES}
+    scored = PartsModel(model.version, model.parts).score(hot)
+    flagged = AnomalyReport(base.width, base.height, parts=scored)
+    assert "hands" in flagged.flagged_parts() and not flagged.clean
+    assert AnomalyReport.from_dict(flagged.to_dict()).parts == flagged.parts
+
+
+def anomaly_report_empty() -> AnomalyReport:
+    from core.crop.from_sidecars import CropInputs
+
+    return anomaly_report(CropInputs(), 100, 100, AnomalySettings())

@@ -1,0 +1,162 @@
+"""The learned hand model through the real daemon loop without any CLIP weights: the `regions`
+extractor's descriptors (hand landmark geometry and crop appearance) are its representation.
+
+The user rejects the malformed-hand SD images into rejected/extra_fingers/ (their only hand: cut)
+and approves the portraits and group shots (every hand: kept). With four of the five rejected the
+gate refuses (too few removed hands); with the fifth a model on region descriptors is put in force,
+and new renditions of a rejected and an approved image are scored by it through the anomalies
+extractor. Without the descriptors (hand_clip needs weights that are not here) no model is ever
+trained, so every assertion on the model in force fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import pytest
+from sqlalchemy import select
+
+from core.anomaly.hand_model import HandModel
+from core.config import load_config
+from core.events import FileMoved
+from core.extractors.analysis import hand_representations
+from daemon import records
+from daemon.app import build_ctx
+from daemon.context import Ctx
+from daemon.decisions import DecisionTracker
+from daemon.engine import Engine
+from daemon.extract import run_extract_pass
+from daemon.hand_learning import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
+from daemon.ranking import members_of
+from daemon.sidecar_store import latest_payload, stored_result
+from daemon.store.schema import sets
+from daemon.training import run_training
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+EXTRACTORS = ["phash", "hands", "pose", "regions", "face", "saliency", "quality", "anomalies", "crop"]
+
+
+def ingest(ctx: Ctx, engine: Engine) -> None:
+    engine.reconcile(direct=True)
+    engine.file_ready_sets(force_close=True)
+    while run_extract_pass(ctx):
+        pass
+
+
+def decide(ctx: Ctx, engine: Engine, tracker: DecisionTracker, rel: str, area: str) -> None:
+    src = ctx.abs(rel)
+    dst = ctx.cfg.path(area.split("/")[0]) / "/".join(area.split("/")[1:]) / src.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(src, dst)
+    engine.handle(FileMoved(src, dst))
+    tracker.evaluate()
+
+
+def state(ctx: Ctx, key: str) -> object:
+    with ctx.store.read() as conn:
+        return records.get_state(conn, key)
+
+
+def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    gestures = sorted((shared_data / "ai_malformed_hands").glob("*.jpg"))
+    others = sorted((shared_data / "ai_portraits_hands" / "image").glob("*.png")) + sorted(
+        (shared_data / "ai_people_flux").glob("*.png")
+    )
+    for p in gestures + others:
+        (root / "inbox" / p.stem).mkdir(parents=True)
+        shutil.copy(p, root / "inbox" / p.stem / p.name)
+    cfg = load_config(
+        root=root,
+        env={},
+        overrides={
+            "extractors": {
+                "device": "cpu",
+                "enabled": EXTRACTORS,
+            },
+            "anomaly": {"hand_model": {"min_positives": 5, "min_negatives": 4}},
+        },
+    )
+    ctx = build_ctx(cfg)
+    engine = Engine(ctx)
+    tracker = DecisionTracker(ctx)
+    engine.move_observers.append(tracker.on_move)
+    ingest(ctx, engine)
+    with ctx.store.read() as conn:
+        members = {
+            name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)
+        }
+    assert len(members) == 13
+
+    for p in others:
+        decide(ctx, engine, tracker, members[p.name][1], "approved")
+    for p in gestures[:4]:
+        decide(ctx, engine, tracker, members[p.name][1], "rejected/extra_fingers")
+    run_training(ctx)
+    assert state(ctx, STATE_KEY) is None
+    status = str(state(ctx, STATUS_KEY))
+    assert status == "not trained: 4 removed hands (positives), at least 5 needed", status
+
+    with ctx.store.read() as conn:
+        examples, emb_model = hand_examples(ctx, conn)
+    assert emb_model == "regions-1"  # no CLIP weights here: the descriptors alone
+    assert sum(e.label for e in examples) == 4 and sum(not e.label for e in examples) == 15
+
+    decide(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
+    run_training(ctx)
+    version = state(ctx, STATE_KEY)
+    assert isinstance(version, str) and str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}")
+    model = HandModel.load(cfg.path("models") / "hands" / f"{version}.json")
+    assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (5, 15)
+
+    # New renditions (rescaled by 1%) of a rejected and of an approved image: every hand is scored
+    # by the model in force and flagged exactly when at or above the bar.
+    for p in (gestures[4], others[0]):
+        img = cv2.imread(str(p))
+        img = cv2.resize(img, (round(img.shape[1] * 0.99), round(img.shape[0] * 0.99)), interpolation=cv2.INTER_AREA)
+        (root / "inbox" / f"new_{p.stem}").mkdir(parents=True)
+        cv2.imwrite(str(root / "inbox" / f"new_{p.stem}" / f"new_{p.stem}.png"), img)
+    ingest(ctx, engine)
+    flagged: dict[str, int] = {}
+    with ctx.store.read() as conn:
+        new = [
+            (sha, name)
+            for r in conn.execute(select(sets.c.id))
+            for sha, name, _ in members_of(conn, r.id)
+            if name.startswith("new_")
+        ]
+        assert len(new) == 2
+        for sha, name in new:
+            reps = hand_representations(stored_result(cfg, conn, sha, "regions"), stored_result(cfg, conn, sha, "hand_clip"))
+            report = latest_payload(conn, sha, "anomalies")
+            assert report is not None and set(reps) == {model.embedding_model}
+            probs = model.probabilities(reps[model.embedding_model])
+            suspects = {r["source"]: r for r in report["uncertain_regions"] if r["tag"] == "hand_suspect"}
+            for i, p in enumerate(probs):
+                if p >= cfg.anomaly.hand_model.flag_probability:
+                    flagged[name] = flagged.get(name, 0) + 1
+                    ev = suspects[f"hand:{i}"]["evidence"]
+                    assert ev["model"] == version and ev["value"] == pytest.approx(p, abs=1e-4)
+                else:
+                    assert f"hand:{i}" not in suspects or suspects[f"hand:{i}"]["evidence"]["model"] != version
+    assert flagged == {f"new_{gestures[4].stem}.png": 1}, flagged  # the rejected kind only
+
+    restarted = build_ctx(cfg)
+    in_force = getattr(restarted.extractor("anomalies"), "hand_model", None)
+    assert isinstance(in_force, HandModel) and in_force.version == version
+
+    # A later fit that fails the gate leaves the model in force, and status says both.
+    stricter = cfg.model_copy(
+        update={
+            "anomaly": cfg.anomaly.model_copy(
+                update={"hand_model": cfg.anomaly.hand_model.model_copy(update={"min_positives": 50})}
+            )
+        }
+    )
+    assert learn_hand_model(dataclasses.replace(ctx, cfg=stricter)) is None
+    assert state(ctx, STATE_KEY) == version
+    assert str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")
