@@ -50,6 +50,9 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
         "hand_cues",
         "world_disagreement",
         "unposed_faces",
+        "finger_ratio",
+        "world_collapse",
+        "world_palm_flip",
     ),
     "limbs": ("people", "limb_joints", "visible_wrists", "wrists_without_hands", "limb_cue", "unposed_faces"),
     "feet": ("people", "foot_points", "foot_cue", "limb_joints", "wrists_without_hands", "unposed_faces"),
@@ -66,7 +69,7 @@ def image_features(scanned: Scanned, image_id: str) -> dict[str, float]:
     w, h = pay["anomalies"]["image_size"]
     inputs = inputs_from_results(results)
     report = anomaly_report(inputs, int(w), int(h), AnomalySettings())
-    return part_features(inputs.hands, inputs.poses, inputs.faces, report)
+    return part_features(inputs.hands, inputs.poses, inputs.faces, report, inputs.hand_world)
 
 
 def bootstrap_ci(p: np.ndarray, y: np.ndarray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -104,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         fits[part] = fit
         lines += report_part(part, fit, y, groups, [dataset.items[i].label.severity[part] for i in ids])
     lines += clean_report(dataset, ids, fits)
+    lines += region_scorer_report(dataset, scanned, ids)
     print("\n".join(lines))
-    print("\n".join(region_scorer_report(dataset, scanned, ids)))
     if args.write:
         write_model(dataset, ids, fits, lines)
         print(f"wrote {MODEL_JSON.relative_to(REPO)} and {MODEL_CARD.relative_to(REPO)}")
@@ -263,6 +266,10 @@ sensitivity + specificity - 1 on the held-out predictions.
 
 Candidate features:
 {feature_doc}
+
+The last section below measures the learned hand scorer (core/anomaly/hand_model.py on the
+`regions` descriptors, no CLIP weights) the same way; it is not part of this model and ships
+untrained (it learns from the user's own decisions, behind its held-out gate).
 
 ## Figures
 ```

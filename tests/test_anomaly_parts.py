@@ -62,9 +62,10 @@ def test_youden_threshold_separates_where_it_can() -> None:
 @pytest.mark.shared_data
 def test_scan_stores_part_scores_computed_from_the_stored_detections(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    sources = sorted((shared_data / "ai_people_flux").glob("*.png"))[:1] + sorted(
-        (shared_data / "ai_portraits_hands" / "image").glob("*.png")
-    )[:1]
+    sources = (
+        sorted((shared_data / "ai_people_flux").glob("*.png"))[:1]
+        + sorted((shared_data / "ai_portraits_hands" / "image").glob("*.png"))[:1]
+    )
     for p in sources:
         (root / "inbox" / p.stem).mkdir(parents=True)
         shutil.copy(p, root / "inbox" / p.stem / p.name)

@@ -131,7 +131,9 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
         ]
         assert len(new) == 2
         for sha, name in new:
-            reps = hand_representations(stored_result(cfg, conn, sha, "regions"), stored_result(cfg, conn, sha, "hand_clip"))
+            reps = hand_representations(
+                stored_result(cfg, conn, sha, "regions"), stored_result(cfg, conn, sha, "hand_clip")
+            )
             report = latest_payload(conn, sha, "anomalies")
             assert report is not None and set(reps) == {model.embedding_model}
             probs = model.probabilities(reps[model.embedding_model])

@@ -23,9 +23,12 @@ from typing import Any, Final
 
 import numpy as np
 
+from core.anomaly.geometry import bend_deg, dist
+from core.anomaly.hands import points_3d
 from core.anomaly.model import Anomaly, AnomalyReport
+from core.anomaly.world import palm_normal_angle_deg, proximal_over_palm
 from core.errors import BestshotError
-from core.sidecar_types import POSE, Face, Hand, Pose
+from core.sidecar_types import HAND_FINGERS, POSE, Face, Hand, Pose
 
 PARTS: Final = ("hands", "limbs", "feet")
 MODEL_RESOURCE: Final = "anomaly/parts_model.json"
@@ -34,6 +37,7 @@ FORMAT: Final = 1
 VISIBLE: Final = 0.5
 _FOOT_POINTS = ("ankle", "heel", "foot_index")
 _LIMB_JOINTS = ("elbow", "knee")
+_STRAIGHT_DEG = 25.0  # as HandCueSettings.straight_max_bend_deg: only straight fingers show proportions
 _WORLD_MEASUREMENTS = ("world_proximal_phalanx_over_palm", "image_vs_world_palm_normal_deg")
 
 # Every candidate feature, with what it measures; the fit keeps a subset per part.
@@ -47,6 +51,9 @@ FEATURES: Final = {
     "hand_cues": "log(1 + hand geometry cues)",
     "world_disagreement": "hands whose image and world landmarks contradict each other",
     "unposed_faces": "log(1 + faces without a pose): people nobody checked",
+    "finger_ratio": "largest middle or distal over proximal phalanx of a straight finger, any hand (0 without)",
+    "world_collapse": "largest 0.4 - world proximal phalanx over palm, any hand (0 without world landmarks)",
+    "world_palm_flip": "largest angle between the image and world palm normals / 180, any hand",
     "limb_joints": "log(1 + elbows and knees visible in the frame)",
     "limb_cue": "strongest limb cue score (arms, legs), suppressed ones included",
     "foot_points": "log(1 + ankle, heel and toe points visible in the frame)",
@@ -67,11 +74,41 @@ def _cue_score(a: Anomaly) -> float:
     return float(a.evidence.get("cue_score", a.score))
 
 
+def _finger_ratio(hand: Hand) -> float:
+    p = hand.landmarks[:, :2]
+    best = 0.0
+    for name in ("index", "middle", "ring", "pinky"):
+        a, b, c, t = HAND_FINGERS[name]
+        if max(bend_deg(p[a], p[b], p[c]), bend_deg(p[b], p[c], p[t])) >= _STRAIGHT_DEG:
+            continue
+        s1 = dist(p[a], p[b])
+        if s1 > 1.0:
+            best = max(best, dist(p[b], p[c]) / s1, dist(p[c], p[t]) / s1)
+    return min(best, 5.0)
+
+
+def _world_readings(
+    hands: Sequence[Hand], world: Sequence[np.ndarray | None] | None, width: int
+) -> tuple[float, float]:
+    collapse = flip = 0.0
+    for hand, wl in zip(hands, world or [None] * len(hands), strict=True):
+        if wl is None:
+            continue
+        r = proximal_over_palm(wl)
+        if r is not None:
+            collapse = max(collapse, 0.4 - r)
+        ang = palm_normal_angle_deg(points_3d(hand, width), wl)
+        if ang is not None:
+            flip = max(flip, ang / 180.0)
+    return collapse, flip
+
+
 def part_features(
     hands: Sequence[Hand],
     poses: Sequence[Pose],
     faces: Sequence[Face],
     report: AnomalyReport,
+    hand_world: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, float]:
     """Every candidate feature of one image (`FEATURES`), from its detections and report."""
     w, h = report.width, report.height
@@ -93,6 +130,7 @@ def part_features(
         or any(e.get("measurement") in _WORLD_MEASUREMENTS for e in a.evidence.get("also", []))
     }
     unposed = max(0, len(faces) - len(poses))
+    collapse, flip = _world_readings(hands, hand_world, w)
     return {
         "people": math.log1p(max(len(faces), len(poses))),
         "visible_wrists": math.log1p(wrists),
@@ -103,6 +141,9 @@ def part_features(
         "hand_cues": math.log1p(len(hand_cues)),
         "world_disagreement": float(len(world)),
         "unposed_faces": math.log1p(unposed),
+        "finger_ratio": max((_finger_ratio(hd) for hd in hands), default=0.0),
+        "world_collapse": collapse,
+        "world_palm_flip": flip,
         "limb_joints": math.log1p(limb),
         "limb_cue": max((_cue_score(a) for a in limb_cues), default=0.0),
         "foot_points": math.log1p(feet),
