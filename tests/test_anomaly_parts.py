@@ -17,6 +17,7 @@ from core.anomaly.model import AnomalyReport
 from core.anomaly.parts import FEATURES, PARTS, PartsModel, part_features, shipped_parts_model
 from core.anomaly.parts_fit import fit_with_selection, youden_threshold
 from core.anomaly.settings import AnomalySettings
+from core.anomaly.world import hand_world_from_payload
 from core.crop.from_sidecars import anomaly_report
 from core.imaging import load
 from core.sidecar_types import faces_from_payload, hands_from_payload, poses_from_payload
@@ -73,16 +74,18 @@ def test_scan_stores_part_scores_computed_from_the_stored_detections(shared_data
     write_config(root, {"extractors": {"device": "cpu", "enabled": enabled}})
     bestshot("scan", root=root, timeout=600)
     model = shipped_parts_model()
+    flagged: dict[str, list[str]] = {}
     for p in sources:
         sha = load(p).sha256
         stored = json.loads((root / "sidecar" / "anomalies" / f"{sha}.json").read_text())
         report = AnomalyReport.from_dict(stored)
         assert set(report.parts) == set(PARTS), stored.get("parts")
-        hands = hands_from_payload(_payload(root, sha, "hands"))
+        hands_payload = _payload(root, sha, "hands")
+        hands = hands_from_payload(hands_payload)
         poses = poses_from_payload(_payload(root, sha, "pose"))
         faces = faces_from_payload(_payload(root, sha, "face"))
         # The scores follow from the image's detections and its report through the shipped model.
-        feats = part_features(hands, poses, faces, report)
+        feats = part_features(hands, poses, faces, report, hand_world_from_payload(hands_payload))
         expected = model.score(feats)
         for part in PARTS:
             assert report.parts[part]["score"] == pytest.approx(expected[part]["score"], abs=1e-4)
@@ -90,6 +93,9 @@ def test_scan_stores_part_scores_computed_from_the_stored_detections(shared_data
         assert report.clean == (not report.anomalies and not report.uncertain and not report.flagged_parts())
         if report.flagged_parts():
             assert not report.clean and any(r.startswith("part evidence") for r in report.reasons)
+        flagged[p.name] = report.flagged_parts()
+    # The Flux crowd image (anatomy errors, several people) is flagged by its part evidence.
+    assert flagged[sources[0].name], flagged
 
 
 def _payload(root: Path, sha: str, extractor: str) -> dict[str, Any]:
