@@ -1,9 +1,10 @@
 """The learned hand model through the real daemon loop without any CLIP weights: the `regions`
 extractor's descriptors (hand landmark geometry and crop appearance) are its representation.
 
-The user rejects the malformed-hand SD images into rejected/extra_fingers/ (their only hand: cut)
-and approves the portraits and group shots (every hand: kept). With four of the five rejected the
-gate refuses (too few removed hands); with the fifth a model on region descriptors is put in force,
+The user rejects the malformed-hand SD images into rejected/extra_fingers/ (their only hand:
+removed), approves the portraits and group shots (every hand: kept) but for one portrait, whose
+crop cuts one hand away and keeps the other. With four of the five rejected the gate refuses (too
+few removed hands); with the fifth a model on region descriptors is put in force,
 and new renditions of a rejected and an approved image are scored by it through the anomalies
 extractor. Without the descriptors (hand_clip needs weights that are not here) no model is ever
 trained, so every assertion on the model in force fails.
@@ -78,13 +79,14 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
                 "device": "cpu",
                 "enabled": EXTRACTORS,
             },
-            "anomaly": {"hand_model": {"min_positives": 5, "min_negatives": 4}},
+            "anomaly": {"hand_model": {"min_positives": 6, "min_negatives": 4}},
         },
     )
     ctx = build_ctx(cfg)
     engine = Engine(ctx)
     tracker = DecisionTracker(ctx)
     engine.move_observers.append(tracker.on_move)
+    engine.unknown_observers.append(tracker.on_unknown_file)  # the user's crop in exports/cropped/
     ingest(ctx, engine)
     with ctx.store.read() as conn:
         members = {
@@ -92,26 +94,40 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
         }
     assert len(members) == 13
 
+    cut = next(p for p in others if p.name.startswith("5c1bf7bf"))  # hands at x 864-975 and 245-336
     for p in others:
-        decide(ctx, engine, tracker, members[p.name][1], "approved")
+        if p is not cut:
+            decide(ctx, engine, tracker, members[p.name][1], "approved")
+    # The user crops the right hand away (x 864-975) and keeps the left of the frame.
+    src = ctx.abs(members[cut.name][1])
+    dst = ctx.cfg.path("to_crop") / src.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(src, dst)
+    engine.handle(FileMoved(src, dst))
+    ctx.cfg.path("cropped").mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(ctx.cfg.path("cropped") / "cut_crop.png"), cv2.imread(str(dst))[:, :850])
+    engine.reconcile(direct=True)  # finds the crop in cropped/, as the start-up or timer rescan does
+    tracker.evaluate()
     for p in gestures[:4]:
         decide(ctx, engine, tracker, members[p.name][1], "rejected/extra_fingers")
     run_training(ctx)
     assert state(ctx, STATE_KEY) is None
     status = str(state(ctx, STATUS_KEY))
-    assert status == "not trained: 4 removed hands (positives), at least 5 needed", status
+    assert status == "not trained: 5 removed hands (positives), at least 6 needed", status
 
     with ctx.store.read() as conn:
         examples, emb_model = hand_examples(ctx, conn)
     assert emb_model == "regions-1"  # no CLIP weights here: the descriptors alone
-    assert sum(e.label for e in examples) == 4 and sum(not e.label for e in examples) == 15
+    # 7 approved images' hands kept; the cut portrait: its right hand cut away, its left hand's box
+    # runs off the bottom of the frame (88% inside the crop), so the crop says nothing about it.
+    assert sum(e.label for e in examples) == 5 and sum(not e.label for e in examples) == 13
 
     decide(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
     run_training(ctx)
     version = state(ctx, STATE_KEY)
     assert isinstance(version, str) and str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}")
     model = HandModel.load(cfg.path("models") / "hands" / f"{version}.json")
-    assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (5, 15)
+    assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (6, 13)
 
     # New renditions (rescaled by 1%) of a rejected and of an approved image: every hand is scored
     # by the model in force and flagged exactly when at or above the bar.
