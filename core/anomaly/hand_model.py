@@ -1,11 +1,14 @@
-"""A learned per-hand model: which hands the user removes, learned from per-hand image embeddings.
+"""A learned per-hand model: which hands the user removes, learned from one vector per hand.
 
 Each hand box of a decided image becomes an example when the decision says something about it
 (`hand_labels`): kept when the image was approved or the crop kept the hand, removed when the crop
-cut it away or the image was rejected with a hand tag and shows exactly one hand. The caller embeds
-each hand crop (any image embedding model; its id travels with the model) and fits:
+cut it away or the image was rejected with a hand tag and shows exactly one hand. The caller gives
+each hand a vector (the `regions` descriptors, which need no model weights, with the hand's CLIP
+crop embedding appended when one exists, or a CLIP embedding alone; the representation's id
+travels with the model) and fits:
 
-    centre -> PCA (scores scaled to unit variance) -> L2-regularised, class-balanced logistic regression
+    [z-score per column for descriptors] -> centre -> PCA (scores scaled to unit variance)
+    -> L2-regularised, class-balanced logistic regression
 
 It is a gate-protected model: `fit_hand_model` only returns one once its grouped cross-validated
 AUC (folds never split a decided set, so near-identical siblings cannot leak) clears

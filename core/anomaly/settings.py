@@ -135,7 +135,8 @@ class CalibrationSettings(_Section):
 
 class HandModelSettings(_Section):
     """The learned per-hand model (core.anomaly.hand_model): which hands the user cuts away or
-    rejects, learned from per-hand image embeddings, used only once it clears a held-out bar."""
+    rejects, learned from per-hand region descriptors (and CLIP crop embeddings when present),
+    used only once it clears a held-out bar."""
 
     # Hands the user removed (positives) and kept (negatives) needed before a fit is tried.
     min_positives: int = Field(default=15, ge=2)
@@ -146,8 +147,8 @@ class HandModelSettings(_Section):
     # A hand the model gives at least this probability of removal is routed to the user as
     # uncertain (never removed on the model's word alone).
     flag_probability: float = Field(default=0.8, gt=0, lt=1)
-    # Embeddings are reduced to this many principal components (fewer when there are fewer
-    # examples) so a few dozen decisions cannot overfit a 512-d embedding.
+    # Hand vectors are reduced to this many principal components (fewer when there are fewer
+    # examples) so a few dozen decisions cannot overfit a 400-900-d vector.
     pca_components: int = Field(default=16, ge=1, le=256)
     # L2 penalty on the logistic weights (not the bias): a Gaussian prior N(0, 1/l2).
     l2: float = Field(default=1.0, gt=0)
