@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.anomaly.model import AnomalyReport
-from core.anomaly.parts import FEATURES, PARTS, PartsModel, part_features, shipped_parts_model
+from core.anomaly.parts import FEATURES, PARTS, PartsModel, part_features, part_scores, shipped_parts_model
 from core.anomaly.parts_fit import fit_with_selection, youden_threshold
 from core.anomaly.settings import AnomalySettings
 from core.anomaly.world import hand_world_from_payload
@@ -125,3 +125,30 @@ def anomaly_report_empty() -> AnomalyReport:
     from core.crop.from_sidecars import CropInputs
 
     return anomaly_report(CropInputs(), 100, 100, AnomalySettings())
+
+
+def test_part_scores_read_the_fitted_parts_and_fall_back_to_regions_only_for_old_reports() -> None:
+    def rec(tag: str, source: str, score: float) -> dict[str, object]:
+        return {"tag": tag, "box": {"x": 0, "y": 0, "w": 1, "h": 1}, "score": score, "source": source}
+
+    old = {
+        "anomalies": [rec("extra_fingers", "hand:0", 0.6), rec("long_foot", "pose:0:left_foot", 0.7)],
+        "uncertain_regions": [rec("hand_undetected", "pose:1:right_hand", 0.9)],
+        "uncertain": True,
+    }
+    s = part_scores(old)
+    assert s["hands"].score == 0.9 and s["hands"].flagged and s["hands"].regions == 2
+    assert s["feet"].score == 0.7 and s["feet"].flagged
+    assert s["limbs"].score == 0.0 and not s["limbs"].flagged
+    fitted = {
+        **old,
+        "parts": {
+            "hands": {"score": 0.4, "flag": False, "threshold": 0.9},
+            "limbs": {"score": 0.8, "flag": True, "threshold": 0.7},
+            "feet": {"score": 0.2, "flag": False, "threshold": 0.3},
+        },
+    }
+    s = part_scores(fitted)
+    assert (s["hands"].score, s["hands"].flagged, s["hands"].regions) == (0.4, False, 2)
+    assert (s["limbs"].score, s["limbs"].flagged) == (0.8, True)
+    assert (s["feet"].score, s["feet"].flagged) == (0.2, False)

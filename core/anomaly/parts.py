@@ -10,6 +10,10 @@ model card (`parts_model.md`) giving the data and the leave-one-prompt-out figur
 
 A part whose score reaches its fitted threshold is flagged: the image is then not clean, even
 when no single region crossed a cue threshold.
+
+`part_scores(report dict)` is the one reader of a stored report's part evidence for everything
+downstream (ranking features, benchmarks): the fitted `parts` field, or, for reports written
+before it existed (report version < 3), the strongest region of each part.
 """
 
 from __future__ import annotations
@@ -222,3 +226,71 @@ def shipped_parts_model() -> PartsModel:
     """The model fitted by scripts/fit_judgement.py and shipped with the code."""
     text = resources.files("core").joinpath(MODEL_RESOURCE).read_text(encoding="utf-8")
     return PartsModel.from_dict(json.loads(text))
+
+
+# Tags whose part does not follow from the region's source.
+_TAG_PART = {
+    "extra_fingers": "hands",
+    "warped_wrist": "hands",
+    "long_hand": "hands",
+    "malformed_phone_grip": "hands",
+    "hand_undetected": "hands",
+    "hand_low_confidence": "hands",
+    "hand_suspect": "hands",
+    "long_foot": "feet",
+    "wrong_toes_count": "feet",
+    "foreshortened_upper_arm": "limbs",
+    "limb_misaligned": "limbs",
+}
+
+
+@dataclass(frozen=True)
+class PartScore:
+    score: float  # in [0, 1]; higher = more likely wrong
+    flagged: bool  # the report flags this part
+    regions: int  # anomalies + uncertain regions of this part
+
+
+def part_of(record: Mapping[str, Any]) -> str | None:
+    """The part a report record concerns: by its tag, else by the pose region in its source."""
+    part = _TAG_PART.get(str(record.get("tag", "")))
+    if part is not None:
+        return part
+    src = str(record.get("source", ""))
+    if src.startswith("hand:"):
+        return "hands"
+    if src.startswith("pose:") and src.count(":") >= 2:
+        region = src.split(":", 2)[2]
+        if "foot" in region or "ankle" in region or "heel" in region:
+            return "feet"
+        if "hand" in region or "wrist" in region:
+            return "hands"
+        return "limbs"
+    return None
+
+
+def part_scores(report: Mapping[str, Any]) -> dict[str, PartScore]:
+    """Per part: the fitted P(error) and flag of the report's `parts`; a report without them
+    (written before report version 3) gives the strongest score among that part's anomalies and
+    uncertain regions, flagged when an anomaly (not only an uncertain region) concerns it."""
+    best = {p: 0.0 for p in PARTS}
+    flagged = {p: False for p in PARTS}
+    regions = {p: 0 for p in PARTS}
+    for key, is_flag in (("anomalies", True), ("uncertain_regions", False)):
+        for rec in report.get(key, []) or []:
+            part = part_of(rec)
+            if part not in best:
+                continue
+            best[part] = max(best[part], float(rec.get("score", 0.0)))
+            flagged[part] = flagged[part] or is_flag
+            regions[part] += 1
+    fitted = report.get("parts") or {}
+    if fitted:
+        return {
+            p: PartScore(float(fitted[p]["score"]), bool(fitted[p]["flag"]), regions[p])
+            if p in fitted
+            # A part the fitted model does not score keeps the region reading.
+            else PartScore(best[p], flagged[p], regions[p])
+            for p in PARTS
+        }
+    return {p: PartScore(best[p], flagged[p], regions[p]) for p in PARTS}
