@@ -253,7 +253,7 @@ in it) on image-level features of one image's detections and anomaly report
 (`core/anomaly/parts.py`). A part scored at or above its threshold is flagged and the image is
 not clean. Fitted by `scripts/fit_judgement.py --write` on {doc["fitted_at"]}.
 
-Data: {len(ids)} images of `anatomy_dev` ({doc["data"]["source"]}): prompts {", ".join(dataset.prompts)};
+Data: {len(ids)} images of {doc["data"]["source"]}: prompts {", ".join(dataset.prompts)};
 3 generators x 8 images each. Label per part: {doc["data"]["label"]}. Never used as features:
 the generator, the file format, the image size, or anything identifying single images.
 The labels are noisy (annotator kappa on hands 0.46) and hands have very few negatives.
@@ -266,6 +266,14 @@ sensitivity + specificity - 1 on the held-out predictions.
 
 Candidate features:
 {feature_doc}
+
+Caveats: the features read the detectors' output, so a change to the detectors (more people per
+image, hands at a higher resolution) changes their distribution: rerun this script after one.
+A kept cue may carry a negative weight (on this data a firing hand geometry cue, or a flipped
+palm reading, marks a hand the detector could read at all, and readable hands are the ones
+without errors here); it is kept because it helps on held-out prompts, not because an error
+makes an image look cleaner. Hands have few negatives (11 of 120), so their AUC is uncertain
+(see the bootstrap interval).
 
 The last section below measures the learned hand scorer (core/anomaly/hand_model.py on the
 `regions` descriptors, no CLIP weights) the same way; it is not part of this model and ships
