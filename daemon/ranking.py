@@ -23,7 +23,7 @@ from core.errors import BestshotError
 from core.layout import PREVIEW_SUFFIX, from_db_path
 from core.metadata import normalise_prompt
 from core.rank.evaluate import Decision as TrainDecision
-from core.rank.features import FeatureSpace, ImageSignals
+from core.rank.features import FeatureSpace, ImageSignals, summarise_anomaly_report
 from core.rank.model import RankModel, RankModelError
 from core.rank.modes import HistoryEntry, box_iou
 from core.rank.prior import prior_model
@@ -90,7 +90,7 @@ def signals_for(conn: Connection, shas: Iterable[str]) -> dict[str, ImageSignals
             face=payloads.get((sha, "face")),
             hands=payloads.get((sha, "hands")),
             pose=payloads.get((sha, "pose")),
-            anomaly=payloads.get((sha, "anomalies")),
+            anomaly=summarise_anomaly_report(report) if (report := payloads.get((sha, "anomalies"))) else None,
             near_duplicate=sha in dup,
             embedding=emb.get(sha),
         )
