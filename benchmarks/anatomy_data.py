@@ -13,6 +13,7 @@ Reusable by every benchmark and fitting script; the API is small on purpose:
   labelled an error on that part, because the labels only state N next to an error).
 - `sets_of(dataset, size)`: the fixed set rule. Per generator x prompt the 8 images are sorted by
   number and cut in order: size 4 gives [1-4], [5-8]; size 2 gives [1-2], [3-4], [5-6], [7-8].
+- `scan_folders({folder: [(key, path)]}, root)`: the same for any images (e.g. the crop set).
 - `scan(dataset, work_dir) -> Scanned`: builds (or reuses) a bestshot root at
   `<work_dir>/root`, copies each image into `inbox/<set folder>/` (one folder per set of 4, so
   the daemon files exactly those sets), runs the real `bestshot scan` (the daemon's own pipeline,
@@ -244,35 +245,34 @@ def _known_shas(db: Path) -> set[str]:
         con.close()
 
 
-def build_root(dataset: Dataset, work_dir: Path) -> tuple[Path, dict[str, str]]:
-    """The root under `work_dir`; images the root does not know yet are copied into its inbox."""
+def build_root(folders: dict[str, list[tuple[str, Path]]], root: Path) -> dict[str, str]:
+    """A root whose inbox gets one folder per set: {folder: [(key, source path)]}; images the
+    root already knows (by sha256) are not copied again. Returns key -> sha256."""
     import yaml
 
-    root = work_dir / "root"
     (root / "inbox").mkdir(parents=True, exist_ok=True)
     cfg = {"extractors": {"enabled": list(EXTRACTORS)}, "mode": "watch"}
     (root / "bestshot.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     known = _known_shas(root / "bestshot.sqlite")
     shas: dict[str, str] = {}
-    for members in sets_of(dataset, 4):
-        items = [dataset.items[i] for i in members]
-        folder = root / "inbox" / set_folder(items)
-        for it in items:
-            shas[it.image_id] = _sha256(it.path)
-            if shas[it.image_id] in known:
+    for name, members in folders.items():
+        folder = root / "inbox" / name
+        for key, path in members:
+            shas[key] = _sha256(path)
+            if shas[key] in known:
                 continue
             folder.mkdir(exist_ok=True)
-            dest = folder / it.path.name
+            dest = folder / path.name
             if not dest.exists():
-                shutil.copy2(it.path, dest)
-    return root, shas
+                shutil.copy2(path, dest)
+    return shas
 
 
-def scan(dataset: Dataset, work_dir: Path, timeout: float = 7200) -> Scanned:
-    """Run `bestshot scan` over the work root and read back every image's sidecars and signals."""
+def scan_folders(folders: dict[str, list[tuple[str, Path]]], root: Path, timeout: float = 7200) -> Scanned:
+    """`bestshot scan` over a root built by `build_root`, everything read back by key."""
     import time
 
-    root, shas = build_root(dataset, work_dir)
+    shas = build_root(folders, root)
     t0 = time.perf_counter()
     res = subprocess.run(
         [sys.executable, "-m", "daemon.cli", "scan", "--root", str(root)],
@@ -286,6 +286,16 @@ def scan(dataset: Dataset, work_dir: Path, timeout: float = 7200) -> Scanned:
     if res.returncode != 0:
         raise RuntimeError(f"bestshot scan failed ({res.returncode}):\n{res.stdout}\n{res.stderr[-4000:]}")
     return Scanned(root, shas, *_read_back(root, shas), seconds, res.stdout.strip())
+
+
+def scan(dataset: Dataset, work_dir: Path, timeout: float = 7200) -> Scanned:
+    """Run `bestshot scan` over `<work_dir>/root` (one inbox folder per set of 4) and read back
+    every image's sidecars and signals, keyed by image id."""
+    folders = {}
+    for members in sets_of(dataset, 4):
+        items = [dataset.items[i] for i in members]
+        folders[set_folder(items)] = [(it.image_id, it.path) for it in items]
+    return scan_folders(folders, work_dir / "root", timeout)
 
 
 def _read_back(

@@ -49,7 +49,14 @@ def _full(**over: object) -> ImageSignals:
         },
         "hands": {"image_size": [1000, 1000], "hands": []},
         "pose": _pose(6),
-        "anomaly": {"count": 2, "score_sum": 1.4, "score_max": 0.8, "uncertain": False},
+        "anomaly": {
+            "count": 2,
+            "score_sum": 1.4,
+            "score_max": 0.8,
+            "uncertain": False,
+            "uncertain_regions": 1,
+            "parts": {"hands": 0.8, "limbs": 0.0, "feet": 0.0},
+        },
         "near_duplicate": False,
         "embedding": None,
     }
@@ -177,6 +184,15 @@ def test_anomaly_report_summary_names_the_parts() -> None:
     assert s["score_sum"] == pytest.approx(2.7) and s["score_max"] == 0.9
     assert s["by_part"] == {"left hand": 2, "right foot": 1, "hand": 1}
     clean = summarise_anomaly_report({"anomalies": [], "uncertain": False})
-    assert clean == {"count": 0, "score_sum": 0.0, "score_max": 0.0, "uncertain": False, "by_part": {}}
+    assert clean == {
+        "count": 0,
+        "score_sum": 0.0,
+        "score_max": 0.0,
+        "uncertain": False,
+        "uncertain_regions": 0,
+        "by_part": {},
+        "parts": {"hands": 0.0, "limbs": 0.0, "feet": 0.0},
+    }
+    assert s["parts"] == {"hands": 0.9, "limbs": 0.0, "feet": 0.7}
     f = base_features(_full(anomaly=s))
     assert f["anomaly_count"] == 4 and f["anomaly_uncertain"] == 1.0

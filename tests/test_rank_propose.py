@@ -47,7 +47,9 @@ def _sig(
             "score_sum": 0.7 * anomalies,
             "score_max": 0.7 if anomalies else 0.0,
             "uncertain": uncertain,
+            "uncertain_regions": 0,
             "by_part": by_part or {},
+            "parts": {"hands": 0.7 if anomalies else 0.0, "limbs": 0.0, "feet": 0.0},
         },
         near_duplicate=False,
     )

@@ -11,8 +11,10 @@ Inputs, as stored by the other parts:
   "brisque" (lower is better; null when undefined)
 - `face` / `hands` / `pose`: payloads parsed with core.sidecar_types
 - `anomaly`: {"count": int, "score_sum": float, "score_max": float, "uncertain": bool,
+  "uncertain_regions": int, "parts": {"hands": score, "limbs": ..., "feet": ...},
   optional "by_part": {"left hand": 2, ...}}; `summarise_anomaly_report` builds it from the
-  stored anomaly report (sidecar/anomalies/<image>.json) without depending on its classes
+  stored anomaly report (sidecar/anomalies/<image>.json) without depending on its classes.
+  Older summaries without "uncertain_regions"/"parts" leave those features unknown.
 - `near_duplicate`: bool from dedup; `embedding`: the CLIP vector.
 """
 
@@ -25,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from core.anomaly.parts import part_scores
 from core.sidecar_types import faces_from_payload, poses_from_payload
 
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: exposed anatomy (wrists, knees, ankles, people), per-part anomaly scores
 
 # (name, source) in column order; embedding components and indicators are appended after these.
 BASE_FEATURES: tuple[tuple[str, str], ...] = (
@@ -43,10 +46,20 @@ BASE_FEATURES: tuple[tuple[str, str], ...] = (
     ("face_size", "face"),
     ("hands_visible", "hands"),
     ("pose_completeness", "pose"),
+    # How much anatomy is on show: every visible joint is one more place for a render to go wrong.
+    ("wrists_visible", "pose"),
+    ("knees_visible", "pose"),
+    ("ankles_visible", "pose"),
+    ("wrists_without_hands", "pose"),
+    ("people", "face"),
     ("anomaly_count", "anomaly"),
     ("anomaly_score_sum", "anomaly"),
     ("anomaly_score_max", "anomaly"),
     ("anomaly_uncertain", "anomaly"),
+    ("anomaly_uncertain_regions", "anomaly"),
+    ("anomaly_hands", "anomaly"),
+    ("anomaly_limbs", "anomaly"),
+    ("anomaly_feet", "anomaly"),
     ("near_duplicate", "dedup"),
 )
 SOURCES: tuple[str, ...] = (*dict.fromkeys(s for _, s in BASE_FEATURES), "embedding")
@@ -132,6 +145,34 @@ def _pose_completeness(payload: Mapping[str, Any]) -> float | None:
     return max(complete(p.landmarks) for p in poses)
 
 
+_WRISTS, _KNEES, _ANKLES = (15, 16), (25, 26), (27, 28)
+
+
+def _visible_joints(payload: Mapping[str, Any], idx: tuple[int, ...]) -> float:
+    """Visible landmarks of these indices inside the frame, summed over every detected person."""
+    size = payload.get("image_size")
+    w, h = (float(size[0]), float(size[1])) if size and len(size) == 2 else (math.inf, math.inf)
+    n = 0
+    for p in poses_from_payload(dict(payload)):
+        pts = p.landmarks[list(idx)]
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
+        n += int(np.sum((pts[:, 3] >= _VISIBLE) & inside))
+    return float(n)
+
+
+def _exposure(sig: ImageSignals, out: dict[str, float | None]) -> None:
+    if sig.pose is not None:
+        wrists = _visible_joints(sig.pose, _WRISTS)
+        out["wrists_visible"] = wrists
+        out["knees_visible"] = _visible_joints(sig.pose, _KNEES)
+        out["ankles_visible"] = _visible_joints(sig.pose, _ANKLES)
+        if sig.hands is not None:
+            out["wrists_without_hands"] = max(wrists - float(len(sig.hands.get("hands", []))), 0.0)
+    if sig.face is not None:
+        poses = len(sig.pose.get("poses", [])) if sig.pose is not None else 0
+        out["people"] = float(max(len(sig.face.get("faces", [])), poses))
+
+
 def _anomaly(a: Mapping[str, Any] | None, out: dict[str, float | None]) -> None:
     if a is None:
         return
@@ -140,6 +181,11 @@ def _anomaly(a: Mapping[str, Any] | None, out: dict[str, float | None]) -> None:
     out["anomaly_score_max"] = _num(a, "score_max")
     unc = a.get("uncertain")
     out["anomaly_uncertain"] = None if unc is None else float(bool(unc))
+    out["anomaly_uncertain_regions"] = _num(a, "uncertain_regions")
+    parts = a.get("parts") or {}
+    for part in ("hands", "limbs", "feet"):
+        v = parts.get(part)
+        out[f"anomaly_{part}"] = float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 # Body part of each anomaly tag, for reasons when the record's source does not name one.
@@ -173,7 +219,10 @@ def summarise_anomaly_report(report: Mapping[str, Any]) -> dict[str, Any]:
         "score_sum": float(sum(scores)),
         "score_max": float(max(scores, default=0.0)),
         "uncertain": bool(report.get("uncertain", False)),
+        "uncertain_regions": len(report.get("uncertain_regions", []) or []),
         "by_part": parts,
+        # image-level evidence per part (core.anomaly.parts, the one place it is computed)
+        "parts": {p: round(v.score, 4) for p, v in part_scores(report).items()},
     }
 
 
@@ -186,6 +235,7 @@ def base_features(sig: ImageSignals) -> dict[str, float | None]:
         out["hands_visible"] = float(min(len(sig.hands.get("hands", [])), 2))
     if sig.pose is not None:
         out["pose_completeness"] = _pose_completeness(sig.pose)
+    _exposure(sig, out)
     _anomaly(sig.anomaly, out)
     if sig.near_duplicate is not None:
         out["near_duplicate"] = float(sig.near_duplicate)
@@ -274,7 +324,8 @@ class FeatureSpace:
         for i, sig in enumerate(signals):
             feats = base_features(sig)
             for name, v in feats.items():
-                if v is not None:
+                # a space fitted by an older version lacks newer features: they are not its columns
+                if v is not None and name in col:
                     out[i, col[name]] = v
             gaps = set(missing_sources(sig, feats))
             for s in SOURCES:

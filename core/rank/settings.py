@@ -10,28 +10,41 @@ from pydantic import BaseModel, ConfigDict, Field
 class PriorWeights(BaseModel):
     """Weights of the prior ranking, on standardised features (z-scores over the user's library).
 
-    Used before any decision exists. Anomalies dominate because a malformed hand ruins an image
-    whatever its sharpness; sharpness and BRISQUE come next because soft or artefacted renders are
-    the usual losers of a set; the rest only break ties. Features not named here weigh 0.
+    Used before any decision exists. Fitted by scripts/fit_prior.py on human-annotated AI images
+    of people (the user keeps the least anatomically broken image of a set); the data, the
+    selection and the leave-one-prompt-out figures are in core/rank/prior_card.json. Features the
+    fit did not select weigh 0; the quality terms are small tie-breakers the anatomy labels cannot
+    measure (see the card).
     """
 
     model_config = ConfigDict(extra="forbid")
-    anomaly_count: float = -1.0
-    anomaly_score_max: float = -0.5
-    anomaly_score_sum: float = -0.3
-    anomaly_uncertain: float = -0.1
-    # the subject's sharpness counts more than the whole frame's: a soft background is often wanted
-    subject_sharpness_log: float = 0.4
-    sharpness_log: float = 0.3
-    brisque: float = -0.4  # BRISQUE is lower-is-better
-    exposure_dev: float = -0.3
-    clipping: float = -0.2
-    noise: float = -0.2
-    face_present: float = 0.3
-    face_size: float = 0.1
-    pose_completeness: float = 0.2
-    subject_fraction: float = 0.1
-    near_duplicate: float = -0.1
+    sharpness_log: float = 0.075
+    contrast: float = 0.0
+    exposure_dev: float = 0.0
+    clipping: float = 0.0
+    noise: float = 0.0
+    brisque: float = -0.1  # BRISQUE is lower-is-better
+    subject_fraction: float = 0.0
+    subject_sharpness_log: float = 0.1
+    face_present: float = -0.366
+    # a larger face means a closer shot: less of the body on show to go wrong
+    face_size: float = 0.853
+    hands_visible: float = 0.0
+    pose_completeness: float = 0.0
+    wrists_visible: float = 0.265
+    knees_visible: float = 0.0
+    ankles_visible: float = 0.0
+    wrists_without_hands: float = 0.0
+    people: float = 0.0
+    anomaly_count: float = 0.0
+    anomaly_score_sum: float = 0.0
+    anomaly_score_max: float = 0.0
+    anomaly_uncertain: float = 0.0
+    anomaly_uncertain_regions: float = 0.0
+    anomaly_hands: float = 0.0
+    anomaly_limbs: float = 0.0
+    anomaly_feet: float = 0.0
+    near_duplicate: float = 0.0
 
 
 class RankSettings(BaseModel):

@@ -49,6 +49,8 @@ def _image(rng: np.random.Generator, basis: np.ndarray) -> ImageSignals:
         "score_sum": float(scores.sum()),
         "score_max": float(scores.max(initial=0.0)),
         "uncertain": bool(rng.random() < 0.05),
+        "uncertain_regions": int(rng.poisson(0.3)),
+        "parts": {"hands": float(scores.max(initial=0.0)), "limbs": 0.0, "feet": 0.0},
     }
     emb = rng.standard_normal(basis.shape[0]) @ basis + 0.3 * rng.standard_normal(basis.shape[1])
     return ImageSignals(
