@@ -390,6 +390,12 @@ def history(conn: Connection) -> list[HistoryEntry]:
                 auto_decided=d.source == "batch",
                 crop_iou=crop_iou,
                 residual_anomalies=residual_anomalies(conn, d.winner, user_box),
+                set_size=int(
+                    conn.execute(
+                        select(func.count()).select_from(set_members).where(set_members.c.set_id == d.set_id)
+                    ).scalar_one()
+                )
+                or None,
             )
         )
     return out

@@ -22,6 +22,8 @@ from daemon.ranking import history, library, rank_dir, training_decisions
 from daemon.sidecar_store import atomic_write
 
 log = logging.getLogger(__name__)
+# state key: what the last training run did, or why it could not run (shown by `bestshot status`)
+TRAINING_KEY = "rank_training"
 
 
 @dataclass(frozen=True)
@@ -52,8 +54,10 @@ def run_training(ctx: Ctx) -> TrainOutcome:
     try:
         result = train(decided, lib, ctx.cfg.rank, previous=previous)
     except RankModelError as e:
+        log.warning("ranking model not trained on %d decided sets: %s", len(decided), e.reason)
         with ctx.store.write() as conn:
             records.put_state(conn, "rank_trained_at_decisions", len(decided))
+            records.put_state(conn, TRAINING_KEY, f"not trained on {len(decided)} decided sets: {e.reason}")
         return TrainOutcome(None, False, e.reason, len(decided))
     d = rank_dir(ctx)
     d.mkdir(parents=True, exist_ok=True)
@@ -63,6 +67,12 @@ def run_training(ctx: Ctx) -> TrainOutcome:
         records.put_state(conn, "rank_trained_at_decisions", len(decided))
         if result.switch:
             records.put_state(conn, "rank_model", result.model.version)
+        state = "switched in" if result.switch else "not switched in"
+        records.put_state(
+            conn,
+            TRAINING_KEY,
+            f"{result.model.version} on {len(decided)} decided sets, {state}: {result.switch_reason}",
+        )
     log.info(
         "trained %s on %d decisions: %s (%s)",
         result.model.version,

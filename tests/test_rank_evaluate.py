@@ -70,7 +70,11 @@ def test_should_switch_only_when_not_worse() -> None:
     assert should_switch(Metrics(50, 0.72, 0.7, 0.25), old)[0]
     ok, why = should_switch(Metrics(50, 0.68, 0.6, 0.25), old)
     assert not ok and "0.680 < current 0.700" in why
-    assert should_switch(Metrics(0, None, None, None), None)[0]
+    # A model judged on no held-out set is never switched in, whatever is in force.
+    for current in (None, old, Metrics(0, None, None, None)):
+        ok, why = should_switch(Metrics(0, None, None, None), current)
+        assert not ok and "no held-out sets" in why
+    assert should_switch(Metrics(5, 0.4, 1.0, 0.25), Metrics(0, None, None, None))[0]
 
 
 @pytest.fixture(scope="module")

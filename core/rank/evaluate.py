@@ -128,10 +128,12 @@ def evaluate(
 
 def should_switch(new: Metrics, old: Metrics | None) -> tuple[bool, str]:
     """Switch only if held-out top-1 agreement is not worse than the current model's on the same sets."""
+    if new.top1 is None:
+        return False, "no held-out sets to judge it on: not switched in"
     if old is None:
         return True, "no current model"
-    if new.top1 is None or old.top1 is None:
-        return True, "no held-out sets to compare on yet; the newer model has seen more decisions"
+    if old.top1 is None:
+        return True, f"held-out top-1 {new.top1:.3f} on {new.n} sets; nothing in force to compare with"
     if new.top1 >= old.top1:
         return True, f"held-out top-1 {new.top1:.3f} >= current {old.top1:.3f} on {new.n} sets"
     return False, f"held-out top-1 {new.top1:.3f} < current {old.top1:.3f} on {new.n} sets"

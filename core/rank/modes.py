@@ -30,6 +30,7 @@ class HistoryEntry:
     auto_decided: bool = False
     crop_iou: float | None = None  # proposed crop vs the user's final crop; None when no crop involved
     residual_anomalies: int | None = None  # anomalies left on the final image; None when unknown
+    set_size: int | None = None  # images in the set, for the chance level; None when unknown
 
     @property
     def agreed(self) -> bool:
@@ -48,6 +49,27 @@ def rolling_agreement(history: Sequence[HistoryEntry], window: int) -> float | N
     """Top-1 agreement over the last `window` sets that had a proposal."""
     proposed = [e for e in history if e.proposed_winner is not None][-window:]
     return sum(e.agreed for e in proposed) / len(proposed) if proposed else None
+
+
+def rolling_chance(history: Sequence[HistoryEntry], window: int) -> float | None:
+    """What picking at random would agree on, over the same sets as `rolling_agreement`."""
+    proposed = [e for e in history if e.proposed_winner is not None][-window:]
+    sizes = [e.set_size for e in proposed if e.set_size]
+    return sum(1 / n for n in sizes) / len(sizes) if sizes and len(sizes) == len(proposed) else None
+
+
+def agreement_vs_chance(history: Sequence[HistoryEntry], window: int, z: float) -> tuple[bool | None, str]:
+    """Whether top-1 agreement is above chance (its one-sided Wilson lower bound clears the chance
+    level), in plain words; None while there is nothing to judge."""
+    proposed = [e for e in history if e.proposed_winner is not None][-window:]
+    agree, chance = rolling_agreement(history, window), rolling_chance(history, window)
+    if agree is None or chance is None:
+        return None, "no decided set had a proposal yet"
+    k, n = sum(e.agreed for e in proposed), len(proposed)
+    words = f"agreement {agree:.2f} on the last {n} sets against {chance:.2f} by chance"
+    if wilson_lower(k, n, z) > chance:
+        return True, f"{words}: above chance"
+    return False, f"{words}: NOT above chance (proposals are no better than a random pick so far)"
 
 
 def crop_acceptance(history: Sequence[HistoryEntry], window: int, min_iou: float) -> float | None:

@@ -3,7 +3,7 @@
 Reasons come from the features that moved the winner above the runner-up most (weight times
 feature difference, in utility units) and from the anomaly summaries of the other members.
 A proposal is `uncertain` (reviewed first) when the probability margin is small, the posterior
-cannot order the top two, anomaly detectors disagree, or members were measured unequally.
+cannot order the top two, the winner's anomaly check is incomplete, or members were measured unequally.
 """
 
 from __future__ import annotations
@@ -141,9 +141,11 @@ def _uncertainty(
         why.append(f"small margin {margin:.2f} between {members[a].name} and {members[b].name}")
     if model.source == "model" and gap_z < s.uncertain_gap_z:
         why.append(f"model unsure of the order of the top two ({gap_z:.1f} sd)")
-    for m in members:
-        if m.signals.anomaly and m.signals.anomaly.get("uncertain"):
-            why.append(f"anomaly detectors disagree on {m.name}")
+    # Only the proposed winner's own check matters here: an unchecked loser is not what the user
+    # is asked to keep (routing every set with one crowd image in it meant routing them all).
+    w = members[a]
+    if w.signals.anomaly and w.signals.anomaly.get("uncertain"):
+        why.append(f"anomaly detectors disagree on {w.name}")
     gaps = [set(missing_sources(m.signals)) for m in members]
     used = {n.removeprefix("missing:") for n in model.space.names if n.startswith("missing:")}
     for src in sorted(used & set().union(*gaps)):

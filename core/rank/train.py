@@ -7,6 +7,7 @@ describe the model actually used and a later model can be compared with it on th
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from core.rank.card import model_card
 from core.rank.evaluate import (
     Decision,
     Metrics,
+    Split,
     evaluate,
     group_split,
     latest_decisions,
@@ -78,6 +80,79 @@ def _fit_model(
     )
 
 
+def newest_split(decisions: Sequence[Decision], fraction: float) -> Split:
+    """Held out: the newest `fraction` of the sets (at least one). Groups may be shared with
+    training, which flatters the held-out figure; it is used only when groups cannot be split."""
+    ordered = sorted(decisions, key=lambda d: (d.ts, d.set_id))
+    k = max(1, round(len(ordered) * fraction)) if len(ordered) > 1 else 0
+    return Split(ordered[: len(ordered) - k], ordered[len(ordered) - k :])
+
+
+def _out_of_fold_utilities(
+    decisions: Sequence[Decision], x_by_image: Mapping[str, np.ndarray], space: FeatureSpace, settings: RankSettings
+) -> list[tuple[np.ndarray, int]]:
+    """Utilities of each training set from a model fit without its group (up to 5 folds)."""
+    usable = [d for d in decisions if len(d.members) > 1]
+    groups = sorted({d.group for d in usable})
+    k = min(5, len(groups))
+    out: list[tuple[np.ndarray, int]] = []
+    if k < 2:
+        return out
+    fold = {g: i % k for i, g in enumerate(groups)}
+    for f in range(k):
+        train_part = [d for d in usable if fold[d.group] != f]
+        test_part = [d for d in usable if fold[d.group] == f]
+        res = fit(to_choices(train_part, x_by_image), space.dim, settings.l2, None, settings.max_newton_iterations)
+        for d in test_part:
+            x = np.stack([x_by_image[m] for m in d.members])
+            out.append((x @ res.weights, d.members.index(d.winner)))
+    return out
+
+
+def fit_temperature(scored: Sequence[tuple[np.ndarray, int]]) -> float:
+    """The T minimising the log-loss of softmax(u / T) on held-out choices (1 when there are none)."""
+    if not scored:
+        return 1.0
+
+    def nll(log_t: float) -> float:
+        t = math.exp(log_t)
+        total = 0.0
+        for u, w in scored:
+            z = u / t
+            top = float(z.max())
+            total += top + math.log(float(np.exp(z - top).sum())) - float(z[w])
+        return total
+
+    # golden-section search over log T in [log 0.1, log 50]: the loss is unimodal in T
+    lo, hi = math.log(0.1), math.log(50.0)
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = nll(a), nll(b)
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = nll(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = nll(b)
+    return math.exp((lo + hi) / 2)
+
+
+def calibrate(
+    model: RankModel, decisions: Sequence[Decision], x_by_image: Mapping[str, np.ndarray], settings: RankSettings
+) -> RankModel:
+    """P(winner) made honest: the utilities are divided by a temperature fitted on out-of-fold
+    predictions of the training sets (each set predicted by a model that never saw its group).
+    Scaling weights by 1/T and the covariance by 1/T^2 is that temperature on every posterior draw."""
+    t = fit_temperature(_out_of_fold_utilities(decisions, x_by_image, model.space, settings))
+    info = dict(model.info, temperature=round(t, 4))
+    return RankModel(
+        model.space, model.weights / t, model.cov / t**2, model.source, model.version, model.created, model.parent, info
+    )
+
+
 def train(
     decisions: Sequence[Decision],
     library: Mapping[str, ImageSignals],
@@ -100,6 +175,12 @@ def train(
     unknown = [i for i in ids if i not in library]
     x_by_image.update(zip(unknown, space.transform([_NO_SIGNALS] * len(unknown)), strict=True))
     split = group_split(decisions, settings.heldout_fraction, settings.split_salt)
+    held_by = "groups"
+    if not any(len(d.members) > 1 for d in split.heldout) or not any(len(d.members) > 1 for d in split.train):
+        # Few prompt groups: the salted split can leave nothing (or everything) held out. A model
+        # is never judged on nothing, so the newest decisions are held out instead.
+        split = newest_split(decisions, settings.heldout_fraction)
+        held_by = "newest decisions"
     n_train = sum(len(d.members) > 1 for d in split.train)
     if n_train < settings.min_train_decisions:
         raise RankModelError(
@@ -109,12 +190,14 @@ def train(
         )
     parent = previous.version if previous is not None else None
     model = _fit_model(split.train, x_by_image, space, settings, warm_start(previous, space), when, parent)
+    model = calibrate(model, split.train, x_by_image, settings)
 
     s = settings.posterior_samples
     heldout = evaluate(model, split.heldout, library, s, x_by_image)
     prior = evaluate(prior_model(space, settings.prior, when), split.heldout, library, s, x_by_image)
     current = evaluate(previous, split.heldout, library, s) if previous is not None else None
     switch, reason = should_switch(heldout, current if current is not None else prior)
+    reason = f"{reason} (held out: {held_by})"
 
     recent_metrics: Metrics | None = None
     rsplit = recent_split(decisions, settings.recent_slice)
@@ -135,6 +218,7 @@ def train(
         metrics={"model": heldout, "prior": prior, "current": current, "recent_slice": recent_metrics},
         switch=(switch, reason),
         split={
+            "heldout_by": held_by,
             "heldout_fraction": settings.heldout_fraction,
             "salt": settings.split_salt,
             "recent_slice": settings.recent_slice,

@@ -56,6 +56,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "anomaly_calibration": _calibration(cfg, conn),
                 "hand_model": records.get_state(conn, STATUS_KEY) or "not trained yet",
             }
+            out.update(_ranking(cfg, conn, out["decisions"]))
             groups: dict[str, list[str]] = {}
             for r in conn.execute(
                 select(dup_groups.c.group_id, images.c.path)
@@ -88,6 +89,24 @@ def _calibration(cfg: Config, conn: Connection) -> dict[str, Any] | None:
     }
 
 
+def _ranking(cfg: Config, conn: Connection, decided: int) -> dict[str, Any]:
+    """The ranking's training state and whether its proposals beat a random pick, in words."""
+    from core.rank.modes import agreement_vs_chance
+    from daemon.ranking import history
+    from daemon.training import TRAINING_KEY
+
+    s = cfg.rank
+    user = [e for e in history(conn) if not e.auto_decided]
+    above, words = agreement_vs_chance(user, s.metrics_window, s.precision_bound_z)
+    training = records.get_state(conn, TRAINING_KEY)
+    if training is None:
+        training = (
+            f"not trained yet: {decided} decided sets, training needs {s.min_train_decisions} "
+            "(rank.min_train_decisions); the prior ranks until then"
+        )
+    return {"rank_training": training, "agreement_above_chance": above, "agreement": words}
+
+
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     info = collect(cfg, args.errors)
@@ -97,6 +116,8 @@ def handle(args: argparse.Namespace) -> int:
     print(f"root     {info['root']}")
     print(f"mode     {info['mode']}" + (f"  ({info['mode_reason']})" if info["mode_reason"] else ""))
     print(f"ranking  {info['rank_model']}, {info['decisions']} decided sets")
+    print(f"         training: {info['rank_training']}")
+    print(f"         {info['agreement']}")
     cal = info["anomaly_calibration"]
     if cal is None:
         print("cues     geometric scores (no calibration learned from your decisions yet)")
