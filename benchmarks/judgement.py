@@ -234,7 +234,7 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
     lopo: dict[int, list[tuple[float, float, bool]]] = {4: [], 2: []}
     chosen: list[str] = []
     for p in ds.prompts:
-        w, _path = fit_prior(rk.groups(set(ds.prompts) - {p}), rk.space.names, PRIOR_CANDIDATES, rk.settings.l2)
+        w, _path, _t = fit_prior(rk.groups(set(ds.prompts) - {p}), rk.space.names, PRIOR_CANDIDATES, rk.settings.l2)
         chosen.append(f"{p}: " + ", ".join(f"{k} {v:+.2f}" for k, v in w.items()))
         model = rk.model_for(w)
         for size in (4, 2):

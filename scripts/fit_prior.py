@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from anatomy_data import DEFAULT_DATA, load_dataset, scan, sets_of  # noqa: E402
 from judgement import Ranking  # noqa: E402
 
+from core.rank.calibration import expected_calibration_error  # noqa: E402
 from core.rank.prior_fit import MIN_GAIN, PRIOR_CANDIDATES, QUALITY_TIEBREAK, fit_prior  # noqa: E402
 
 CARD = REPO / "core" / "rank" / "prior_card.json"
@@ -45,27 +46,33 @@ def main() -> int:
     sc = scan(ds, args.work)
     rk = Ranking(ds, sc)
     l2 = rk.settings.l2
-    weights, path = fit_prior(rk.groups(set(ds.prompts)), rk.space.names, PRIOR_CANDIDATES, l2)
+    weights, path, temperature = fit_prior(rk.groups(set(ds.prompts)), rk.space.names, PRIOR_CANDIDATES, l2)
     print("selection path (feature added, held-out mean pair log-likelihood; -0.693 = coin):")
     for name, ll in path:
         print(f"  {name or '(none)':28s} {ll:.4f}")
+    print(f"held-out temperature {temperature:.3f} (weights below are divided by it)")
     lopo: dict[str, dict[str, float | int]] = {}
-    per_prompt = {}
+    per_prompt = {
+        p: fit_prior(rk.groups(set(ds.prompts) - {p}), rk.space.names, PRIOR_CANDIDATES, l2)[0] for p in ds.prompts
+    }
     for size in (4, 2):
         rows = []
-        for p in ds.prompts:
-            w, _ = fit_prior(rk.groups(set(ds.prompts) - {p}), rk.space.names, PRIOR_CANDIDATES, l2)
-            per_prompt[p] = w
+        for p, w in per_prompt.items():
             rows += rk.proposals(rk.model_for(w), [s for s in sets_of(ds, size) if ds.items[s[0]].prompt == p])
         hits = np.array([r[0] for r in rows])
+        ece = expected_calibration_error([r[1] for r in rows], hits)
         plain, tied = rk.chance(sets_of(ds, size))
         lopo[f"sets_of_{size}"] = {
             "sets": len(rows),
             "top1": round(float(hits.mean()), 4),
             "chance": round(plain, 4),
             "tie_adjusted_chance": round(tied, 4),
+            "ece": round(ece, 4),
         }
-        print(f"LOPO top-1 on sets of {size}: {hits.mean():.3f} over {len(rows)} sets (tie-adjusted chance {tied:.3f})")
+        print(
+            f"LOPO top-1 on sets of {size}: {hits.mean():.3f} over {len(rows)} sets "
+            f"(tie-adjusted chance {tied:.3f}); ECE of P(winner) {ece:.3f}"
+        )
     shipped = {k: round(v, 3) for k, v in weights.items()} | QUALITY_TIEBREAK
     print("\nPriorWeights defaults (core/rank/settings.py); every other feature 0:")
     for k, v in shipped.items():
@@ -93,6 +100,7 @@ def main() -> int:
             "blurred or artefacted copy still loses: " + json.dumps(QUALITY_TIEBREAK),
         },
         "selection_path": [{"added": n, "heldout_pair_loglik": round(v, 4)} for n, v in path],
+        "heldout_temperature": round(temperature, 4),
         "fitted_weights": {k: round(v, 4) for k, v in weights.items()},
         "shipped_weights": shipped,
         "leave_one_prompt_out": lopo,

@@ -137,11 +137,28 @@ def select_features(
     return chosen, path
 
 
+def heldout_temperature(groups: Sequence[LabelledGroup], cols: Sequence[int], l2: float) -> float:
+    """The temperature that makes held-out pair probabilities honest: each fold's pairs scored by
+    weights fit on the other folds, T fitted on all of those (core.rank.train.fit_temperature)."""
+    from core.rank.train import fit_temperature
+
+    if not cols:
+        return 1.0
+    scored = []
+    for f in sorted({g.fold for g in groups}):
+        w = fit_weights([g for g in groups if g.fold != f], cols, l2)
+        scored += [(c.features @ w, c.winner) for c in pair_choices([g for g in groups if g.fold == f], cols)]
+    return fit_temperature(scored)
+
+
 def fit_prior(
     groups: Sequence[LabelledGroup], names: Sequence[str], candidates: Sequence[str], l2: float
-) -> tuple[dict[str, float], list[tuple[str, float]]]:
-    """Selected features and their weights fitted on every group; the selection path."""
+) -> tuple[dict[str, float], list[tuple[str, float]], float]:
+    """Selected features and their weights fitted on every group, divided by the held-out
+    temperature so that P(winner) means what it says; the selection path; the temperature."""
     chosen, path = select_features(groups, names, candidates, l2)
     col = {n: j for j, n in enumerate(names)}
-    w = fit_weights(groups, [col[n] for n in chosen], l2)
-    return {n: float(v) for n, v in zip(chosen, w, strict=True)}, path
+    cols = [col[n] for n in chosen]
+    w = fit_weights(groups, cols, l2)
+    t = heldout_temperature(groups, cols, l2)
+    return {n: float(v) / t for n, v in zip(chosen, w, strict=True)}, path, t

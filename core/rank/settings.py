@@ -26,12 +26,12 @@ class PriorWeights(BaseModel):
     brisque: float = -0.1  # BRISQUE is lower-is-better
     subject_fraction: float = 0.0
     subject_sharpness_log: float = 0.1
-    face_present: float = -0.366
+    face_present: float = -0.308
     # a larger face means a closer shot: less of the body on show to go wrong
-    face_size: float = 0.853
+    face_size: float = 0.718
     hands_visible: float = 0.0
     pose_completeness: float = 0.0
-    wrists_visible: float = 0.265
+    wrists_visible: float = 0.222
     knees_visible: float = 0.0
     ankles_visible: float = 0.0
     wrists_without_hands: float = 0.0
