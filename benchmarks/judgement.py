@@ -47,7 +47,7 @@ from anatomy_data import DEFAULT_DATA, Dataset, Scanned, load_dataset, scan, sca
 from core.anomaly.parts import PARTS, part_scores
 from core.rank.calibration import expected_calibration_error, reliability
 from core.rank.evaluate import Decision
-from core.rank.features import FeatureSpace, ImageSignals
+from core.rank.features import FeatureSpace, ImageSignals, base_features
 from core.rank.model import RankModel, RankModelError
 from core.rank.prior import prior_model
 from core.rank.prior_fit import PRIOR_CANDIDATES, QUALITY_TIEBREAK, LabelledGroup, fit_prior
@@ -105,6 +105,17 @@ def per_part(ds: Dataset, sc: Scanned, boot: int) -> None:
             f"{part:6s} {int(y.sum()):>3d}/{len(y):<3d} {fmt(a):>6s} [{fmt(lo)}, {fmt(hi)}] {fmt(rho):>9s} "
             f"{fmt(prec):>9s} {fmt(rec):>7s} {flag.mean():>8.1%}"
         )
+    # Reference: how much anatomy is on show, which no cue judges (the bar a cue should clear).
+    feats = {i: base_features(sc.signals[i]) for i in ids}
+    print("reference signals (exposure, not judgement): AUC per part")
+    for name in ("wrists_without_hands", "wrists_visible", "knees_visible", "ankles_visible", "people"):
+        x = np.array([np.nan if feats[i][name] is None else feats[i][name] for i in ids], dtype=np.float64)
+        ok = ~np.isnan(x)
+        row = "  ".join(
+            f"{part} {fmt(auc(np.array([ds.items[i].label.has_error[part] for i in ids])[ok], x[ok]))}"
+            for part in PARTS
+        )
+        print(f"  {name:22s} {row}")
     print("(flag precision is against a base rate of", ", ".join(
         f"{p} {np.mean([ds.items[i].label.has_error[p] for i in ids]):.0%}" for p in PARTS) + ")")  # fmt: skip
 
