@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from anatomy_data import DEFAULT_DATA, Dataset, Scanned, load_dataset, scan, scan_folders, sets_of
 
+from core.anomaly.model import AnomalyReport
 from core.anomaly.parts import PARTS, part_scores
 from core.rank.calibration import expected_calibration_error, reliability
 from core.rank.evaluate import Decision
@@ -144,12 +145,13 @@ def coverage(ds: Dataset, sc: Scanned) -> None:
 
 
 def clean_reports(ds: Dataset, sc: Scanned) -> None:
-    print("\n== 3. clean reports (no anomaly, not uncertain)")
+    print("\n== 3. clean reports (AnomalyReport.clean: no anomaly, not uncertain, no part flagged)")
     clean, rest = [], []
     for i, it in ds.items.items():
         rep = sc.payloads[i]["anomalies"]
         sev = it.label.total_severity(("hands", "limbs", "feet"))
-        (clean if not rep["anomalies"] and not rep["uncertain"] else rest).append(sev)
+        is_clean = AnomalyReport.from_dict(rep).clean
+        (clean if is_clean else rest).append(sev)
     print(
         f"clean {len(clean)}/{len(ds.items)} images, mean hand+limb+foot severity {fmt(np.mean(clean) if clean else None, '.2f')}"
         f" vs {fmt(np.mean(rest) if rest else None, '.2f')} for the rest" + ("  (target: lower)" if clean else "")
