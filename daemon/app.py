@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-from pathlib import Path
-from typing import IO
+import time
 
 from core.anomaly.calibration import CalibratedScorer
 from core.config import Config
-from core.errors import BestshotError
 from core.extractors.analysis import AnomaliesExtractor
 from core.extractors.registry import build_extractors
-from daemon.calibration import calibration_in_force
+from daemon import records
 from daemon.context import Ctx
 from daemon.fileops import FileOps
 from daemon.hand_learning import hand_model_in_force
+from daemon.learned_state import EXTRACTORS_KEY, calibration_in_force
 from daemon.store.db import open_store
 
 FOLDERS = (
@@ -46,7 +43,19 @@ def build_ctx(cfg: Config, *, with_extractors: bool = True) -> Ctx:
     extractors = build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop) if with_extractors else []
     ctx = Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root), extractors=extractors)
     _load_learned(ctx)
+    if with_extractors:
+        record_availability(ctx)
     return ctx
+
+
+def record_availability(ctx: Ctx) -> None:
+    """What each extractor said about itself, for `bestshot status` to show without loading them."""
+    found = {}
+    for e in ctx.extractors:
+        a = e.availability()
+        found[e.name] = {"version": e.version, "available": a.available, "reason": a.reason, "fix": a.fix}
+    with ctx.store.write() as conn:
+        records.put_state(conn, EXTRACTORS_KEY, {"checked_at": time.time(), "extractors": found})
 
 
 def _load_learned(ctx: Ctx) -> None:
@@ -59,33 +68,3 @@ def _load_learned(ctx: Ctx) -> None:
         cal = calibration_in_force(ctx.cfg, conn)
         ext.scorer = CalibratedScorer(cal) if cal is not None else None
         ext.hand_model = hand_model_in_force(ctx.cfg, conn)
-
-
-class InstanceLock:
-    """One daemon (one writer) per root; a second `run` or `scan` fails clearly instead of racing."""
-
-    def __init__(self, root: Path) -> None:
-        self.path = root / ".bestshot.lock"
-        self._fh: IO[str] | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            fh.seek(0)
-            other = fh.read().strip() or "another process"
-            fh.close()
-            raise BestshotError(self.path, f"root is in use by pid {other}; stop it first") from e
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-
-    def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None

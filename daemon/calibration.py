@@ -9,10 +9,8 @@ undecided sets are re-analysed and proposed again; reports name the scorer they 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 from sqlalchemy import Connection
 
@@ -25,21 +23,17 @@ from core.anomaly.calibration import (
     outcomes_for_image,
 )
 from core.anomaly.model import AnomalyReport
-from core.config import Config
 from core.extractors.analysis import AnomaliesExtractor
 from core.jsonfile import write_json_atomic
 from core.review.regions import split_report
 from daemon import records
 from daemon.context import Ctx
+from daemon.learned_state import CALIBRATION_KEY, calibration_dir, calibration_in_force
 from daemon.learning_data import DecidedImage, decided_images, reanalyse_open_sets
 from daemon.sidecar_store import latest_payload
 
 log = logging.getLogger(__name__)
-STATE_KEY = "anomaly_calibration"
-
-
-def calibration_dir(cfg: Config) -> Path:
-    return cfg.path("models") / "anomaly"
+STATE_KEY = CALIBRATION_KEY
 
 
 def decision_outcomes(ctx: Ctx, conn: Connection, decided: Sequence[DecidedImage] | None = None) -> list[RegionOutcome]:
@@ -76,20 +70,6 @@ def learn_calibration(ctx: Ctx, decided: Sequence[DecidedImage] | None = None) -
     _use(ctx, cal)
     log.info("anomaly calibration %s from %d region outcomes over %d cues", cal.version, len(outcomes), len(cal.counts))
     return cal
-
-
-def calibration_in_force(cfg: Config, conn: Connection) -> CueCalibration | None:
-    """The calibration the root's database names; None before the first one is learned, or when
-    its file cannot be read (logged: the cues then keep their geometric scores)."""
-    version = records.get_state(conn, STATE_KEY)
-    if not version:
-        return None
-    path = calibration_dir(cfg) / f"{version}.json"
-    try:
-        return CueCalibration.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        log.error("anomaly calibration %s unreadable (%s); cues keep their geometric scores", path, e)
-        return None
 
 
 def _use(ctx: Ctx, cal: CueCalibration) -> None:

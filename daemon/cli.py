@@ -1,4 +1,8 @@
-"""`bestshot` entry point: the only place that configures logging and turns errors into exit codes."""
+"""`bestshot` entry point: the only place that configures logging and turns errors into exit codes.
+
+Command modules import their heavy dependencies (torch, mediapipe, scipy...) inside their
+handlers, never at module level: `bestshot --help` and `bestshot status` must answer at once.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config import Config, load_config
 from core.errors import BestshotError
+
+if TYPE_CHECKING:
+    from core.config import Config
 
 log = logging.getLogger("bestshot")
 
@@ -39,6 +46,8 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, **overrides: object) -> Config:
+    from core.config import load_config
+
     cfg_file = args.config
     if cfg_file is None and args.root is not None and (args.root / "bestshot.yaml").is_file():
         cfg_file = args.root / "bestshot.yaml"
@@ -47,15 +56,37 @@ def config_from_args(args: argparse.Namespace, **overrides: object) -> Config:
     return load_config(cfg_file, root=args.root, overrides={k: v for k, v in overrides.items() if v is not None})
 
 
+def require_library(cfg: Config) -> None:
+    """Commands that read a library refuse a folder that is not one, instead of creating one there."""
+    if cfg.paths.db_url is not None or (cfg.root / "bestshot.sqlite").is_file():
+        return
+    raise BestshotError(
+        None,
+        f"{cfg.root} is not a bestshot library (no bestshot.sqlite in it); nothing was created. "
+        f"Start one with `bestshot run --root '{cfg.root}'` and drop images into '{cfg.root / 'inbox'}', "
+        "or pass --root with your library's folder.",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bestshot",
         description="Offline daemon that learns to pick, crop and reject AI-generated images of people.",
     )
+    parser.add_argument("--version", action="version", version=f"bestshot {_version()}")
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(subs)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bestshot")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,8 +6,10 @@ import logging
 import logging.handlers
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config import Config
+if TYPE_CHECKING:
+    from core.config import Config
 
 
 def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False) -> None:

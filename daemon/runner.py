@@ -20,12 +20,12 @@ from core.errors import BestshotError
 from core.events import Event, RescanRequested, RetrainRequested
 from core.layout import locate
 from daemon import records
-from daemon.app import InstanceLock
 from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.duplicates import refresh_duplicates
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
+from daemon.instance import InstanceLock
 from daemon.parquet_export import export_parquet
 from daemon.rank_loop import RankLoop
 from daemon.recovery import STARTUP_STEPS
@@ -60,7 +60,7 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.ctx.cfg
-        lock = InstanceLock(cfg.root)
+        lock = InstanceLock(cfg.root, command="run", mode=cfg.mode)
         lock.acquire()
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)

@@ -13,22 +13,17 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.anomaly.calibration import CalibratedScorer
-from core.anomaly.detect import HandSuspicion
-from core.anomaly.parts import shipped_parts_model
-from core.anomaly.scorer import RegionScorer
-from core.config import Config
-from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_from_results
-from core.crop.preview import render_preview
 from core.errors import BestshotError
-from core.extractors.analysis import hand_suspicion
-from core.extractors.base import Outcome
-from core.extractors.registry import build_extractors, run_pass
-from core.imaging import load
 from daemon import logsetup
 from daemon.cli import add_common, config_from_args
-from daemon.sidecar_store import atomic_write
+
+if TYPE_CHECKING:
+    from core.anomaly.detect import HandSuspicion
+    from core.anomaly.scorer import RegionScorer
+    from core.config import Config
+    from core.extractors.base import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +51,10 @@ def preview_path(out: Path) -> Path:
 def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionScorer | None, HandSuspicion | None]:
     """Sidecars the daemon already stored for this image, the user's calibration of the cues and
     the learned hand model's reading of its hands; nothing when the root has no database."""
+    from core.anomaly.calibration import CalibratedScorer
+    from core.crop.from_sidecars import NEEDED
+    from core.extractors.analysis import hand_suspicion
+
     if cfg.paths.db_url is None and not (cfg.root / "bestshot.sqlite").is_file():
         return {}, None, None
     from daemon.calibration import calibration_in_force
@@ -83,6 +82,13 @@ def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionSc
 
 
 def handle(args: argparse.Namespace) -> int:
+    from core.anomaly.parts import shipped_parts_model
+    from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_from_results
+    from core.crop.preview import render_preview
+    from core.extractors.registry import build_extractors, run_pass
+    from core.imaging import load
+    from daemon.sidecar_store import atomic_write
+
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     img = load(args.img, max_pixels=cfg.ingest.max_pixels, accept_formats=tuple(cfg.ingest.accept_formats))

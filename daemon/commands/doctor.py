@@ -7,14 +7,13 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config import Config
-from core.extractors.device import pick_device
-from core.extractors.registry import build_extractors
 from daemon import service
-from daemon.app import FOLDERS
 from daemon.cli import add_common, config_from_args
-from daemon.store.db import open_store
+
+if TYPE_CHECKING:
+    from core.config import Config
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -25,6 +24,11 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 def checks(cfg: Config) -> list[tuple[bool, str, str]]:
     """(ok, what, fix) for each check."""
+    from core.extractors.device import pick_device
+    from core.extractors.registry import build_extractors
+    from daemon.app import FOLDERS
+    from daemon.store.db import open_store
+
     out: list[tuple[bool, str, str]] = []
     root = cfg.root
     out.append((root.is_dir(), f"root {root} exists", f"mkdir -p '{root}' or run `bestshot scan --root '{root}'`"))

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from daemon.app import build_ctx
 from daemon.cli import add_common, config_from_args
-from daemon.parquet_export import export_parquet
 
 
 def register(subs: argparse._SubParsersAction) -> None:
-    p = subs.add_parser("export", help="export sidecars (parquet)")
-    p.add_argument("what", choices=["parquet"])
+    p = subs.add_parser("export", help="rewrite the parquet sidecar exports from the database")
+    p.add_argument("what", choices=["parquet"], help="parquet: rewrite sidecar/embeddings.parquet and hashes.parquet")
     add_common(p)
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    from daemon.app import build_ctx
+    from daemon.parquet_export import export_parquet
+
     cfg = config_from_args(args)
     counts = export_parquet(build_ctx(cfg, with_extractors=False))
     print(

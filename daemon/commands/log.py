@@ -6,14 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
-
-from core.labels.log_input import parse_lines
 from daemon import logsetup
-from daemon.app import build_ctx
 from daemon.cli import add_common, config_from_args
-from daemon.decisions import DecisionTracker
-from daemon.store.schema import decisions, sets
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -24,6 +18,13 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from core.labels.log_input import parse_lines
+    from daemon.app import build_ctx
+    from daemon.decisions import DecisionTracker
+    from daemon.store.schema import decisions, sets
+
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     if args.file is not None:

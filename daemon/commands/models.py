@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from core.extractors.weights import fetch_clip_weights, list_models
 from daemon import logsetup
 from daemon.cli import add_common, config_from_args
 
 
 def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("models", help="list model files, or fetch the CLIP weights (needs a network)")
-    p.add_argument("action", choices=["list", "fetch"])
+    p.add_argument(
+        "action",
+        choices=["list", "fetch"],
+        help="list: which model files are present or missing; fetch: download the OpenCLIP weights",
+    )
     add_common(p)
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    from core.extractors.weights import fetch_clip_weights, list_models
+
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     models_dir = cfg.path("models")

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 from daemon import logsetup
-from daemon.app import InstanceLock, build_ctx
-from daemon.cli import add_common, config_from_args
+from daemon.cli import add_common, config_from_args, require_library
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -24,14 +23,14 @@ def register(subs: argparse._SubParsersAction) -> None:
 
     p = subs.add_parser("queue", help="print the review order: uncertain sets first")
     add_common(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the queue as one JSON list")
     p.set_defaults(handler=handle_queue)
 
     p = subs.add_parser("metrics", help="agreement, crop acceptance, residual anomalies; writes a PNG chart")
     add_common(p)
     p.add_argument("--last", type=int, default=300, help="chart the last N decided sets")
     p.add_argument("--out", type=Path, help="chart file (default <root>/labels/metrics.png)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.set_defaults(handler=handle_metrics)
 
     p = subs.add_parser("undo", help="move every file of a batch back where it was")
@@ -41,6 +40,7 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 
 def handle_train(args: argparse.Namespace) -> int:
+    from daemon.app import build_ctx
     from daemon.training import run_training, update_mode
 
     cfg = config_from_args(args)
@@ -59,9 +59,11 @@ def handle_train(args: argparse.Namespace) -> int:
 
 
 def handle_queue(args: argparse.Namespace) -> int:
+    from daemon.app import build_ctx
     from daemon.ranking import review_queue
 
     cfg = config_from_args(args)
+    require_library(cfg)
     items = review_queue(build_ctx(cfg, with_extractors=False))
     if args.json:
         print(json.dumps(items))
@@ -69,8 +71,11 @@ def handle_queue(args: argparse.Namespace) -> int:
     for i, it in enumerate(items, 1):
         flag = "CHECK" if it["uncertain"] else "     "
         why = "; ".join(it["uncertain_reasons"] or it["reasons"])
+        if len(it["images"]) == 1:  # nothing to choose between: keep it or reject it
+            print(f"{i:>3}. {flag} {it['set_id']}  single image {it['winner']}" + (f"  {why}" if why else ""))
+            continue
         print(
-            f"{i:>3}. {flag} {it['set_id']}  winner {it['winner']}  p={it['confidence']:.2f}  "
+            f"{i:>3}. {flag} {it['set_id']}  winner {it['winner']} of {len(it['images'])}  p={it['confidence']:.2f}  "
             f"margin {it['margin']:.2f}  {why}"
         )
     if not items:
@@ -79,11 +84,22 @@ def handle_queue(args: argparse.Namespace) -> int:
 
 
 def handle_metrics(args: argparse.Namespace) -> int:
+    from daemon.app import build_ctx
     from daemon.metrics import compute_metrics, write_chart
 
     cfg = config_from_args(args)
+    require_library(cfg)
     ctx = build_ctx(cfg, with_extractors=False)
     m = compute_metrics(ctx)
+    if m["decided_sets"] == 0:
+        if args.json:
+            print(json.dumps(dict(m, chart=None)))
+        else:
+            print(
+                "metrics: no decided sets yet, so nothing to measure or chart. Decide a set in Finder "
+                "(move its best image to exports/approved/) and run this again."
+            )
+        return 0
     out = args.out or cfg.path("labels") / "metrics.png"
     write_chart(ctx, out, args.last)
     if args.json:
@@ -96,17 +112,23 @@ def handle_metrics(args: argparse.Namespace) -> int:
 
 
 def handle_undo(args: argparse.Namespace) -> int:
+    from daemon.app import build_ctx
     from daemon.batch import batch_ids, undo_batch
     from daemon.decisions import DecisionTracker
+    from daemon.instance import InstanceLock
 
     cfg = config_from_args(args)
+    require_library(cfg)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     ctx = build_ctx(cfg, with_extractors=False)
     if not args.batch_id:
-        for b in batch_ids(ctx):
+        ids = batch_ids(ctx)
+        if not ids:
+            print("undo: no batches to undo (bestshot has not moved any files by itself on this root)")
+        for b in ids:
             print(b)
         return 0
-    lock = InstanceLock(cfg.root)
+    lock = InstanceLock(cfg.root, command="undo", mode=cfg.mode)
     lock.acquire()  # undo moves files: not while the daemon itself is moving them
     try:
         n = undo_batch(ctx, args.batch_id, DecisionTracker(ctx))

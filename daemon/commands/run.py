@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from daemon import logsetup
-from daemon.app import build_ctx
 from daemon.cli import add_common, config_from_args
 
 
@@ -19,6 +18,7 @@ def register(subs: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, mode=args.mode)
     logsetup.configure(cfg, to_file=True, verbose=args.verbose)
+    from daemon.app import build_ctx
     from daemon.runner import run_daemon
 
     return run_daemon(build_ctx(cfg))

@@ -5,18 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tqdm import tqdm
-
-from daemon import jobs, logsetup
-from daemon.app import InstanceLock, build_ctx
+from daemon import logsetup
 from daemon.cli import add_common, config_from_args
-from daemon.decisions import DecisionTracker
-from daemon.duplicates import refresh_duplicates
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.parquet_export import export_parquet
-from daemon.rank_loop import RankLoop
-from daemon.recovery import STARTUP_STEPS
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -28,10 +18,23 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from daemon import jobs
+    from daemon.app import build_ctx
+    from daemon.decisions import DecisionTracker
+    from daemon.duplicates import refresh_duplicates
+    from daemon.engine import Engine
+    from daemon.extract import run_extract_pass
+    from daemon.instance import InstanceLock
+    from daemon.parquet_export import export_parquet
+    from daemon.rank_loop import RankLoop
+    from daemon.recovery import STARTUP_STEPS
+
     cfg = config_from_args(args, mode=args.mode)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     ctx = build_ctx(cfg, with_extractors=not args.no_extract)
-    lock = InstanceLock(cfg.root)
+    lock = InstanceLock(cfg.root, command="scan", mode=cfg.mode)
     lock.acquire()
     try:
         engine = Engine(ctx, settler=None)

@@ -11,7 +11,12 @@ from daemon.cli import add_common, config_from_args
 
 def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("service", help="install, uninstall or inspect the background service")
-    p.add_argument("action", choices=["install", "uninstall", "status", "print"])
+    p.add_argument(
+        "action",
+        choices=["install", "uninstall", "status", "print"],
+        help="install (write and load it), uninstall, status (state, pid, last exit, logs), "
+        "print (show the file install would write)",
+    )
     add_common(p)
     p.add_argument("--no-load", action="store_true", help="write the file but do not load it")
     p.add_argument("--home", type=Path, default=None, help=argparse.SUPPRESS)  # tests

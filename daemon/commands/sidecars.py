@@ -7,19 +7,15 @@ import logging
 import os
 import sys
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from core.errors import BestshotError
-from core.extractors.registry import build_extractors, run_pass
-from core.imaging import DecodedImage, load
-from core.layout import is_image_name
-from daemon import logsetup, records
-from daemon.app import build_ctx
+from daemon import logsetup
 from daemon.cli import add_common, config_from_args
-from daemon.context import Ctx
-from daemon.parquet_export import export_parquet
-from daemon.sidecar_store import save_result
+
+if TYPE_CHECKING:
+    from core.imaging import DecodedImage
+    from daemon.context import Ctx
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +36,8 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 
 def expand(paths: list[Path]) -> list[Path]:
+    from core.layout import is_image_name
+
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -51,6 +49,13 @@ def expand(paths: list[Path]) -> list[Path]:
 
 def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[int, int]:
     """Run the named extractors over files; returns (ok, failed) image counts."""
+    from tqdm import tqdm
+
+    from core.extractors.registry import build_extractors, run_pass
+    from core.imaging import load
+    from daemon import records
+    from daemon.sidecar_store import save_result
+
     settings = ctx.cfg.extractors.model_copy(update={"enabled": names})
     wanted = build_extractors(settings, ctx.cfg.path("models"), ctx.cfg.anomaly, ctx.cfg.crop)
     for ext in wanted:
@@ -92,6 +97,9 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
 
 
 def handle(args: argparse.Namespace) -> int:
+    from daemon.app import build_ctx
+    from daemon.parquet_export import export_parquet
+
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     ctx = build_ctx(cfg, with_extractors=False)

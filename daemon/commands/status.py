@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from daemon.cli import add_common, config_from_args, require_library
+from daemon.instance import holder
 
-from core.config import Config
-from core.dedup import rule_description
-from core.extractors.registry import build_extractors
-from daemon import jobs, records
-from daemon.calibration import calibration_in_force
-from daemon.cli import add_common, config_from_args
-from daemon.hand_learning import STATUS_KEY
-from daemon.store.db import open_store
-from daemon.store.schema import decisions, dup_groups, images, sets
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+    from core.config import Config
+
+# Nothing here imports torch, mediapipe or an extractor: status answers at once on any library
+# (benchmarks/cli.py). Extractor availability is what `run`/`scan` recorded when they checked.
 
 
 def register(subs: argparse._SubParsersAction) -> None:
@@ -28,6 +28,15 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 
 def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from core.dedup import rule_description
+    from daemon import jobs, records
+    from daemon.learned_state import EXTRACTORS_KEY, HAND_STATUS_KEY
+    from daemon.store.db import open_store
+    from daemon.store.schema import decisions, dup_groups, images, sets
+
+    require_library(cfg)
     store = open_store(cfg.db_url)
     try:
         with store.read() as conn:
@@ -39,6 +48,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
             )
             out: dict[str, Any] = {
                 "root": str(cfg.root),
+                "daemon": _daemon(cfg),
                 "images": int(sum(by_state.values())),
                 "images_by_state": {k: int(v) for k, v in by_state.items()},
                 "sets": int(sum(set_by_status.values())),
@@ -54,7 +64,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
                 "open_errors": records.count_open_errors(conn),
                 "errors": records.open_errors(conn, n_errors),
                 "anomaly_calibration": _calibration(cfg, conn),
-                "hand_model": records.get_state(conn, STATUS_KEY) or "not trained yet",
+                "hand_model": records.get_state(conn, HAND_STATUS_KEY) or "not trained yet",
             }
             out.update(_ranking(cfg, conn, out["decisions"]))
             groups: dict[str, list[str]] = {}
@@ -65,19 +75,30 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
             ):
                 groups.setdefault(r.group_id, []).append(r.path)
             out["duplicate_groups"] = list(groups.values())
+            checked = records.get_state(conn, EXTRACTORS_KEY) or {}
     finally:
         store.close()
-    out["extractors"] = {}
-    embeddings_on = False
-    for e in build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop):
-        a = e.availability()
-        embeddings_on |= e.name == "clip" and a.available
-        out["extractors"][e.name] = {"version": e.version, "available": a.available, "reason": a.reason, "fix": a.fix}
+    out["extractors"] = checked.get("extractors", {})
+    out["extractors_checked_at"] = checked.get("checked_at")
+    embeddings_on = bool(out["extractors"].get("clip", {}).get("available"))
     out["dedup_rule"] = rule_description(cfg.dedup, embeddings_on)
     return out
 
 
+def _daemon(cfg: Config) -> dict[str, Any]:
+    h = holder(cfg.root)
+    if h is None:
+        return {"running": False}
+    return {"running": True, "pid": h.pid, "since": h.since, "command": h.command, "mode": h.mode}
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
 def _calibration(cfg: Config, conn: Connection) -> dict[str, Any] | None:
+    from daemon.learned_state import calibration_in_force
+
     cal = calibration_in_force(cfg, conn)
     if cal is None:
         return None
@@ -114,6 +135,17 @@ def handle(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=None, sort_keys=True))
         return 0
     print(f"root     {info['root']}")
+    d = info["daemon"]
+    if d["running"]:
+        print(
+            f"daemon   running: pid {d['pid']}, since {_when(d['since']) if d['since'] else '?'}, "
+            f"`bestshot {d['command']}`, mode setting {d['mode']}"
+        )
+    else:
+        print(
+            f"daemon   not running on this root (start it: bestshot run --root '{info['root']}', "
+            "or bestshot service install)"
+        )
     print(f"mode     {info['mode']}" + (f"  ({info['mode_reason']})" if info["mode_reason"] else ""))
     print(f"ranking  {info['rank_model']}, {info['decisions']} decided sets")
     print(f"         training: {info['rank_training']}")
@@ -136,7 +168,10 @@ def handle(args: argparse.Namespace) -> int:
     print(f"sets     {info['sets']}  {info['sets_by_status']}")
     print(f"exported {info['exported']} images taken out of the root after their set was decided (decisions kept)")
     print(f"pending  {info['pending_jobs']} jobs")
-    print("extractors:")
+    if info["extractors_checked_at"] is None:
+        print("extractors: not checked yet (`bestshot run` checks them at start; `bestshot doctor` now)")
+    else:
+        print(f"extractors (as checked at {_when(info['extractors_checked_at'])}):")
     for name, e in info["extractors"].items():
         line = f"  {name:<9} v{e['version']}  " + ("available" if e["available"] else f"UNAVAILABLE: {e['reason']}")
         print(line + (f"\n            fix: {e['fix']}" if not e["available"] and e["fix"] else ""))
