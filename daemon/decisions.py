@@ -353,7 +353,7 @@ class DecisionTracker:
         if set_id is not None:
             after_decision(self.ctx, set_id, retracted=line.retracted)
         self.recorded += 1
-        log.info("decision for set %s: winner %s%s", line.set_id, line.winner, " (retracted)" if line.retracted else "")
+        log.info("%s", decided_line(line, source, decision.closed if decision else None))
         return did
 
     def _shas_by_name(self, conn: Connection, set_id: str | None) -> dict[str, str]:
@@ -365,6 +365,20 @@ class DecisionTracker:
             .where(set_members.c.set_id == set_id)
         ).all()
         return {Path(r.original_name).name: r.sha256 for r in rows}
+
+
+def decided_line(line: SessionLine, source: str, closed: str | None) -> str:
+    """The one line `run` logs for a decided set."""
+    if line.retracted:
+        return f"{line.set_id}: decision retracted ({source})"
+    if line.winner is None:
+        outcome = f"no winner of {len(line.images)}"
+    else:
+        crop = ", needs a crop" if line.needs_crop else ""
+        outcome = f"winner {line.winner} of {len(line.images)}{crop}"
+    tags = f", tags {', '.join(line.anomaly_tags)}" if line.anomaly_tags else ""
+    how = f"{source}, {closed}" if closed else source
+    return f"decided {line.set_id}: {outcome}{tags} ({how})"
 
 
 def _inserted_id(result: Any) -> int:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 
 from core.errors import VanishedError
 from core.grouping import LooseImage, group_loose, set_id_for
@@ -133,17 +134,26 @@ def folder_sets(ctx: Ctx, busy: Collection[Path]) -> list[SetTask]:
                     settled = False
                     break
             if settled and members:
-                wanted = d.name[4:] if d.name.startswith("set_") and len(d.name) > 4 else None
-                taken = wanted and conn.execute(select(sets.c.id).where(sets.c.id == wanted)).first()
-                sid = wanted if wanted and not taken and _safe_id(wanted) else set_id_for(members)
+                sid = folder_set_id(conn, d.name, members)
                 out.append(
                     SetTask(sid, members, "folder", f"dropped folder '{d.name}' ({len(members)} images)", folder=d)
                 )
     return out
 
 
-def _safe_id(s: str) -> bool:
-    return len(s) <= 64 and all(c.isalnum() or c in "-_" for c in s)
+def folder_set_id(conn: Connection, folder_name: str, members: list[str]) -> str:
+    """The user's folder name, as the set's id and so its raw/set_<id>/ folder: `my batch` files as
+    raw/set_my_batch/ (`set_x` as raw/set_x/). A name already taken by another set gets a short
+    content suffix; a name with nothing usable left falls back to the content id."""
+    name = folder_name[4:] if folder_name.startswith("set_") and len(folder_name) > 4 else folder_name
+    safe = re.sub(r"_+", "_", "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in name))
+    safe = safe.strip("_-")[:48]
+    content_id = set_id_for(members)
+    if not safe:
+        return content_id
+    if not conn.execute(select(sets.c.id).where(sets.c.id == safe)).first():
+        return safe
+    return f"{safe}-{content_id[:6]}"
 
 
 def persist_set(ctx: Ctx, task: SetTask) -> None:
@@ -228,7 +238,17 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         remove_if_empty(task.folder)
     with ctx.store.write() as conn:
         conn.execute(update(sets).where(sets.c.id == task.set_id).values(status="filed"))
-    log.info("filed set %s: %d images (%s)", task.set_id, len(rows), task.reason)
+    log.info("%s", filed_line(ctx, task, [Path(r.path).name for r in rows]))
+
+
+def filed_line(ctx: Ctx, task: SetTask, names: list[str]) -> str:
+    """The one line `run` logs for a filed set, naming what the user dropped."""
+    where = ctx.rel(ctx.cfg.path("raw") / f"set_{task.set_id}") + "/"
+    if task.folder is not None:
+        return f"filed your folder '{task.folder.name}' as {where} ({len(names)} images)"
+    if len(names) == 1:
+        return f"filed single image {names[0]} as {where} (nothing similar arrived: {task.reason})"
+    return f"filed {len(names)} loose images as {where} ({', '.join(names)}; {task.reason})"
 
 
 def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:

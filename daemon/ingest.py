@@ -77,7 +77,11 @@ def stage_read(ctx: Ctx, t: ImageTask) -> None:
         row = records.image_row(conn, t.sha256)
     if row is not None and row.path != rel:
         if ctx.abs(row.path).exists() and row.state == "present":
-            raise DuplicateError(t.path, f"same content as {row.path} (sha256 {t.sha256[:12]}); left in place")
+            raise DuplicateError(
+                t.path,
+                f"already in the library as {row.path} (same content, sha256 {t.sha256[:12]}); "
+                "this copy was left where it is and can be deleted",
+            )
         # Known content whose old location is gone: a rename or move we missed.
         with ctx.store.write() as conn:
             records.set_image_path(conn, t.sha256, rel)

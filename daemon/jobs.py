@@ -111,6 +111,18 @@ def mark(conn: Connection, sha256: str, spec: JobSpec, state: str, error: str | 
     conn.execute(update(jobs).where(where).values(**values))
 
 
+def pending_images(conn: Connection) -> int:
+    """Present images with at least one pending job (what the extraction queue still has to do)."""
+    present = select(images.c.sha256).where(images.c.state == "present")
+    return int(
+        conn.execute(
+            select(func.count(func.distinct(jobs.c.sha256))).where(
+                jobs.c.state == "pending", jobs.c.sha256.in_(present)
+            )
+        ).scalar_one()
+    )
+
+
 def pending_count(conn: Connection) -> int:
     return int(
         conn.execute(

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from core.config import Config
+
+# Set by the LaunchAgent and the systemd unit (daemon/service.py): the process's stderr is then a
+# file the service manager never rotates, so the daemon logs to its own rotated file only.
+SERVICE_ENV = "BESTSHOT_SERVICE"
+NATIVE_LOG = "native.log"
+
+
+def under_service() -> bool:
+    return os.environ.get(SERVICE_ENV) == "1"
 
 
 def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False) -> None:
@@ -18,9 +29,11 @@ def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False) -> No
     root.handlers.clear()
     root.setLevel(level)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    err = logging.StreamHandler(sys.stderr)
-    err.setFormatter(fmt)
-    root.addHandler(err)
+    file_only = to_file and cfg is not None and under_service()
+    if not file_only:
+        err = logging.StreamHandler(sys.stderr)
+        err.setFormatter(fmt)
+        root.addHandler(err)
     if to_file and cfg is not None:
         log_dir: Path = cfg.path("logs")
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -34,3 +47,29 @@ def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False) -> No
         root.addHandler(fh)
     for noisy in ("watchdog", "apscheduler", "PIL", "matplotlib", "urllib3", "filelock", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.ERROR)  # mediapipe's Python side
+
+
+def divert_native_output(cfg: Config) -> Path:
+    """Send what C++ libraries write straight to file descriptor 2 (MediaPipe's and TensorFlow
+    Lite's start-up and per-graph warnings, which ignore GLOG_minloglevel before absl is
+    initialised) to `<root>/logs/native.log`; Python's own stderr keeps the terminal (or, under
+    launchd, launchd's file). Call before `configure`, so the log handler writes to the terminal.
+    """
+    log_dir = cfg.path("logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    limit = cfg.logging.file_max_bytes
+    target = log_dir / NATIVE_LOG
+    if target.is_file() and target.stat().st_size > limit:
+        target.replace(target.with_name(NATIVE_LOG + ".1"))  # one generation is plenty for noise
+    st = os.fstat(2)
+    if under_service() and stat.S_ISREG(st.st_mode) and st.st_size > limit:
+        # launchd's StandardErrorPath: opened for appending at every spawn and never rotated.
+        os.ftruncate(2, 0)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    return target

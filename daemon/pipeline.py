@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from core.errors import BestshotError, NotReadyError
+from core.errors import BestshotError, DuplicateError, NotReadyError
 from daemon import filing, ingest, records
 from daemon.context import Ctx
 
@@ -80,7 +80,10 @@ def run_set(ctx: Ctx, task: filing.SetTask) -> bool:
 
 
 def _record(ctx: Ctx, rel: str, stage: str, e: BestshotError, sha: str | None = None) -> None:
-    log.warning("%s failed at %s: %s", rel, stage, e.reason)
+    if isinstance(e, DuplicateError):  # not a failure: the user dropped an image bestshot already has
+        log.warning("%s: %s", rel, e.reason)
+    else:
+        log.warning("%s failed at %s: %s", rel, stage, e.reason)
     with ctx.store.write() as conn:
         records.record_error(conn, rel, stage, e, sha)
 

@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from core.errors import BestshotError
 from core.events import Event, RescanRequested, RetrainRequested
 from core.layout import locate
-from daemon import records
+from daemon import jobs, records
 from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.duplicates import refresh_duplicates
@@ -27,6 +27,7 @@ from daemon.engine import Engine
 from daemon.extract import run_extract_pass
 from daemon.instance import InstanceLock
 from daemon.parquet_export import export_parquet
+from daemon.progress import DrainProgress
 from daemon.rank_loop import RankLoop
 from daemon.recovery import STARTUP_STEPS
 from daemon.review.server import QueueWriter, ReviewCall, ReviewServer, make_app
@@ -49,6 +50,7 @@ class Daemon:
         self.engine.unknown_observers.append(self.tracker.on_unknown_file)
         self.engine.touch_observers.append(self.tracker.on_touch)
         self.rank = RankLoop(ctx, self.tracker)
+        self.progress = DrainProgress()
         self.stopping = threading.Event()
         self.review: ReviewServer | None = None
 
@@ -94,6 +96,11 @@ class Daemon:
         if cfg.review.enabled:
             self._guard("review page", self._start_review)
         log.info("bestshot daemon running on %s (db %s)", cfg.root, cfg.db_url)
+        log.info(
+            "drop images into %s: loose files, or one folder per set (its name is kept); "
+            "then curate raw/ in Finder into exports/approved, to_crop, rejected",
+            cfg.path("inbox"),
+        )
         try:
             self._loop()
             log.info("stopping")
@@ -146,12 +153,21 @@ class Daemon:
                 break
             # One batch at a time, then back to the queue, so new files are never starved by a backlog.
             was_pending = work_pending
-            work_pending = bool(self._guard("extraction", lambda: run_extract_pass(self.ctx)))
+            work_pending = bool(self._guard("extraction", self._extract_pass))
             if was_pending and not work_pending:  # the queue just drained
                 self._guard("duplicates", lambda: refresh_duplicates(self.ctx))
                 self._guard("parquet export", lambda: export_parquet(self.ctx))
             if not work_pending:
                 self._guard("ranking", self.rank.round)
+
+    def _extract_pass(self) -> int:
+        handled = run_extract_pass(self.ctx)
+        if handled:
+            with self.ctx.store.read() as conn:
+                remaining = jobs.pending_images(conn)
+            if line := self.progress.step(handled, remaining):
+                log.info("%s", line)
+        return handled
 
     def _guard(self, what: str, step: Callable[[], object]) -> object:
         """Run one step of the loop; an unexpected failure is logged and recorded, never fatal.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy import Connection, select, update
 
 from core.config import Config
 from core.extractors.base import Extractor, SidecarResult
+from core.jsonfile import mkstemp_user
 from core.sidecar_types import POSE
 from daemon import records
 from daemon.context import Ctx
@@ -29,7 +29,7 @@ FOOT_POINTS = ("left_ankle", "right_ankle", "left_heel", "right_heel", "left_foo
 
 def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    fd, tmp = mkstemp_user(path, prefix=".tmp-", suffix=path.suffix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -17,6 +17,7 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, mode=args.mode)
+    logsetup.divert_native_output(cfg)
     logsetup.configure(cfg, to_file=True, verbose=args.verbose)
     from daemon.app import build_ctx
     from daemon.runner import run_daemon

@@ -32,6 +32,7 @@ def handle(args: argparse.Namespace) -> int:
     from daemon.recovery import STARTUP_STEPS
 
     cfg = config_from_args(args, mode=args.mode)
+    logsetup.divert_native_output(cfg)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     ctx = build_ctx(cfg, with_extractors=not args.no_extract)
     lock = InstanceLock(cfg.root, command="scan", mode=cfg.mode)

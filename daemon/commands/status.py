@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.cli import add_common, config_from_args, require_library
@@ -75,6 +76,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
             ):
                 groups.setdefault(r.group_id, []).append(r.path)
             out["duplicate_groups"] = list(groups.values())
+            out["recent_sets"] = _recent_sets(conn)
             checked = records.get_state(conn, EXTRACTORS_KEY) or {}
     finally:
         store.close()
@@ -82,6 +84,31 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
     out["extractors_checked_at"] = checked.get("checked_at")
     embeddings_on = bool(out["extractors"].get("clip", {}).get("available"))
     out["dedup_rule"] = rule_description(cfg.dedup, embeddings_on)
+    return out
+
+
+def _recent_sets(conn: Connection, n: int = 5) -> list[dict[str, Any]]:
+    """The newest sets, named as the user dropped them (their folder) or as singles."""
+    from sqlalchemy import select
+
+    from core.layout import from_db_path
+    from daemon.store.schema import sets
+
+    rows = conn.execute(select(sets).order_by(sets.c.created_at.desc()).limit(n)).all()
+    out = []
+    for r in rows:
+        dropped = Path(from_db_path(r.source_folder)).name if r.source_folder else None
+        kind = "folder" if dropped else ("single" if r.size == 1 else "grouped")
+        out.append(
+            {
+                "set_id": f"set_{r.id}",
+                "folder": r.folder,
+                "size": r.size,
+                "status": r.status,
+                "kind": kind,
+                "dropped_folder": dropped,
+            }
+        )
     return out
 
 
@@ -166,6 +193,13 @@ def handle(args: argparse.Namespace) -> int:
     print(f"hands    learned model {info['hand_model']}")
     print(f"images   {info['images']}  {info['images_by_state']}")
     print(f"sets     {info['sets']}  {info['sets_by_status']}")
+    for s in info["recent_sets"]:
+        what = {
+            "folder": f"your folder '{s['dropped_folder']}', {s['size']} images",
+            "single": "single image",
+            "grouped": f"{s['size']} loose images grouped",
+        }[s["kind"]]
+        print(f"         {s['folder']}/  ({what}; {s['status']})")
     print(f"exported {info['exported']} images taken out of the root after their set was decided (decisions kept)")
     print(f"pending  {info['pending_jobs']} jobs")
     if info["extractors_checked_at"] is None:
