@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import os
 import plistlib
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import BestshotError
+
 LABEL = "com.bestshot.agent"
-PROTECTED_DIRS = ("Documents", "Desktop", "Downloads")
+MODULE = "daemon.cli"  # what ProgramArguments run; a unit naming another module predates a rename
+SERVICE_ENV = "BESTSHOT_SERVICE"  # daemon.logsetup: under a service manager, log to the rotated file only
+# Folders macOS's privacy protection (TCC) keeps from a launchd job without Full Disk Access,
+# relative to the home folder; /Volumes (external and network volumes) is absolute.
+PROTECTED_DIRS = ("Documents", "Desktop", "Downloads", "Library/Mobile Documents", "Library/CloudStorage")
+PROTECTED_ABSOLUTE = ("/Volumes",)
+# launchd tears a job down asynchronously after `bootout` (SIGTERM, then up to ExitTimeOut = 20 s);
+# a `bootstrap` before it is gone fails with "Bootstrap failed: 5: Input/output error".
+BOOTOUT_WAIT_S = 30.0
+BOOTSTRAP_TRIES = 5
+POLL_S = 0.2
+
+
+class ServiceError(BestshotError):
+    kind = "service"
+
+    def __init__(self, path: Path | str | None, reason: str) -> None:
+        super().__init__(path, reason)
+        self.steps: list[str] = []  # what was done before it failed, for the user to see
 
 
 @dataclass(frozen=True)
@@ -23,7 +46,7 @@ class ServiceSpec:
     home: Path
 
     def program_arguments(self) -> list[str]:
-        args = [str(self.python), "-m", "daemon.cli", "run", "--root", str(self.root)]
+        args = [str(self.python), "-m", MODULE, "run", "--root", str(self.root)]
         if self.config is not None:
             args += ["--config", str(self.config)]
         return args
@@ -60,6 +83,7 @@ def launchd_plist(spec: ServiceSpec) -> dict[str, Any]:
             "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1",  # never reach the network at run time
             "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+            SERVICE_ENV: "1",
         },
     }
 
@@ -82,7 +106,7 @@ Restart=on-failure
 RestartSec=30
 Nice=10
 IOSchedulingClass=idle
-Environment=PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+Environment=PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 {SERVICE_ENV}=1
 KillSignal=SIGTERM
 TimeoutStopSec=20
 
@@ -103,21 +127,123 @@ def unit_path(home: Path) -> Path:
     return home / ".config" / "systemd" / "user" / "bestshot.service"
 
 
-def fda_warning(root: Path, home: Path) -> str | None:
-    """launchd jobs cannot read these folders without Full Disk Access."""
+def code_places() -> dict[str, Path]:
+    """Where launchd must read bestshot itself from: the source tree and the virtual environment."""
+    return {"the code": Path(__file__).resolve().parent.parent, "the virtual environment": Path(sys.prefix)}
+
+
+def real_python() -> Path:
+    """The interpreter binary macOS checks Full Disk Access against: the venv's `python` is a
+    symlink, and a grant to the symlink does nothing."""
+    return Path(sys.executable).resolve()
+
+
+def _protected_by(path: Path, home: Path) -> str | None:
+    """The protected folder `path` is in, compared as macOS's case-insensitive volumes compare."""
+    parts = [p.casefold() for p in path.parts]
     for d in PROTECTED_DIRS:
-        if root == home / d or (home / d) in root.parents:
-            return (
-                f"{root} is inside ~/{d}: a launchd job cannot read it without Full Disk Access. "
-                f"Move the root (e.g. ~/bestshot) or grant Full Disk Access to {sys.executable} in "
-                "System Settings > Privacy & Security > Full Disk Access."
-            )
+        prot = [p.casefold() for p in (home / d).parts]
+        if parts[: len(prot)] == prot:
+            return f"~/{d}"
+    for a in PROTECTED_ABSOLUTE:
+        prot = [p.casefold() for p in Path(a).parts]
+        if parts[: len(prot)] == prot and len(parts) > len(prot):
+            return a
     return None
 
 
-def _run(cmd: list[str]) -> str:
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    return f"$ {' '.join(cmd)} -> exit {res.returncode} {res.stderr.strip()}".rstrip()
+def fda_findings(places: Mapping[str, Path], home: Path, python: Path | None = None) -> list[str]:
+    """One finding per place (`the root`, `the code`, ...) that a launchd job cannot read without
+    Full Disk Access; each names the real interpreter to grant it to."""
+    python = python or real_python()
+    out = []
+    for what, path in places.items():
+        try:
+            resolved = path.expanduser().resolve()
+        except OSError:
+            resolved = path.expanduser().absolute()
+        prot = next((p for p in (_protected_by(resolved, home), _protected_by(path, home)) if p), None)
+        if prot is None:
+            continue
+        out.append(
+            f"{what} ({path}) is inside {prot}: a launchd job cannot read it without Full Disk Access. "
+            f"Move it (e.g. ~/bestshot), or grant Full Disk Access to {python} (the real Python binary, "
+            "not the venv's symlink) in System Settings > Privacy & Security > Full Disk Access."
+        )
+    return out
+
+
+def fda_warning(root: Path, home: Path, python: Path | None = None) -> str | None:
+    """The root, the code and the venv, checked together; None when launchd can read them all."""
+    found = fda_findings({"the root": root, **code_places()}, home, python)
+    return " ".join(found) if found else None
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return subprocess.CompletedProcess(cmd, 127, "", f"cannot run {cmd[0]}: {e}")
+
+
+def _said(res: subprocess.CompletedProcess[str]) -> str:
+    return f"$ {' '.join(res.args)} -> exit {res.returncode} {(res.stderr or res.stdout).strip()}".rstrip()
+
+
+def _domain() -> str:
+    return f"gui/{os.getuid()}"
+
+
+def stale_unit(target: Path) -> str | None:
+    """Why an installed LaunchAgent no longer runs this bestshot (another module path, a Python
+    that is gone), or None."""
+    try:
+        args = plistlib.loads(target.read_bytes()).get("ProgramArguments", [])
+    except (OSError, plistlib.InvalidFileException, ValueError) as e:
+        return f"unreadable ({e})"
+    if len(args) < 3 or args[1] != "-m" or args[2] != MODULE:
+        return f"runs `{' '.join(args[1:3])}`, not `-m {MODULE}`"
+    if not Path(args[0]).exists():
+        return f"its Python {args[0]} no longer exists"
+    return None
+
+
+def _launchd_load(target: Path, done: list[str]) -> list[str]:
+    """bootout, wait until launchd has let go of the job, enable, bootstrap (bounded retries).
+    Raises ServiceError with launchctl's reason when the job does not end up loaded."""
+    service = f"{_domain()}/{LABEL}"
+    out = _run(["launchctl", "bootout", service])
+    done.append(_said(out))
+    deadline = time.monotonic() + BOOTOUT_WAIT_S
+    while _run(["launchctl", "print", service]).returncode == 0:
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                target,
+                f"the previous job is still loaded {BOOTOUT_WAIT_S:.0f} s after `launchctl bootout {service}`; "
+                f"stop it (launchctl kill SIGKILL {service}) and run `bestshot service install` again",
+            )
+        time.sleep(POLL_S)
+    # A job once disabled (`launchctl disable`, or an uninstall by hand) refuses to bootstrap.
+    res = _run(["launchctl", "enable", service])
+    done.append(_said(res))
+    if res.returncode != 0:
+        raise ServiceError(target, f"`launchctl enable {service}` failed: {(res.stderr or res.stdout).strip()}")
+    for attempt in range(1, BOOTSTRAP_TRIES + 1):
+        last = _run(["launchctl", "bootstrap", _domain(), str(target)])
+        done.append(_said(last))
+        if last.returncode == 0 or attempt == BOOTSTRAP_TRIES:
+            break
+        time.sleep(POLL_S * 2**attempt)  # 0.4, 0.8, 1.6, 3.2 s
+    if last.returncode != 0:
+        raise ServiceError(
+            target,
+            f"`launchctl bootstrap` failed {BOOTSTRAP_TRIES} times: {(last.stderr or last.stdout).strip()}. "
+            f"Check the plist with `plutil -lint {target}` and launchd's reason with "
+            "`log show --last 5m --predicate 'process == \"launchd\"'`",
+        )
+    if _run(["launchctl", "print", service]).returncode != 0:
+        raise ServiceError(target, f"`launchctl bootstrap` succeeded but launchd does not list {service}")
+    return [f"loaded {service}"]
 
 
 def install(spec: ServiceSpec, *, load: bool = True, platform: str = sys.platform) -> list[str]:
@@ -126,22 +252,33 @@ def install(spec: ServiceSpec, *, load: bool = True, platform: str = sys.platfor
     if platform == "darwin":
         target = plist_path(spec.home)
         target.parent.mkdir(parents=True, exist_ok=True)
+        why_stale = stale_unit(target) if target.exists() else None
         target.write_bytes(launchd_plist_bytes(spec))
-        done.append(f"wrote {target}")
+        done.append(f"migrated {target} (it {why_stale})" if why_stale else f"wrote {target}")
         if warn := fda_warning(spec.root, spec.home):
             done.append("WARNING: " + warn)
         if load:
-            uid = os.getuid()
-            done.append(_run(["launchctl", "bootout", f"gui/{uid}", str(target)]))
-            done.append(_run(["launchctl", "bootstrap", f"gui/{uid}", str(target)]))
+            try:
+                done += _launchd_load(target, done)
+            except ServiceError as e:
+                e.steps = done
+                raise
     else:
         target = unit_path(spec.home)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(systemd_unit(spec), encoding="utf-8")
         done.append(f"wrote {target}")
         if load:
-            done.append(_run(["systemctl", "--user", "daemon-reload"]))
-            done.append(_run(["systemctl", "--user", "enable", "--now", "bestshot.service"]))
+            for cmd in (
+                ["systemctl", "--user", "daemon-reload"],
+                ["systemctl", "--user", "enable", "--now", "bestshot.service"],
+            ):
+                res = _run(cmd)
+                done.append(_said(res))
+                if res.returncode != 0:
+                    err = ServiceError(target, f"`{' '.join(cmd)}` failed: {(res.stderr or res.stdout).strip()}")
+                    err.steps = done
+                    raise err
     return done
 
 
@@ -150,11 +287,11 @@ def uninstall(home: Path, *, load: bool = True, platform: str = sys.platform) ->
     if platform == "darwin":
         target = plist_path(home)
         if load and target.exists():
-            done.append(_run(["launchctl", "bootout", f"gui/{os.getuid()}", str(target)]))
+            done.append(_said(_run(["launchctl", "bootout", f"{_domain()}/{LABEL}"])))
     else:
         target = unit_path(home)
         if load and target.exists():
-            done.append(_run(["systemctl", "--user", "disable", "--now", "bestshot.service"]))
+            done.append(_said(_run(["systemctl", "--user", "disable", "--now", "bestshot.service"])))
     if target.exists():
         target.unlink()
         done.append(f"removed {target}")
@@ -163,18 +300,59 @@ def uninstall(home: Path, *, load: bool = True, platform: str = sys.platform) ->
     return done
 
 
+def _log_paths(target: Path, platform: str) -> list[str]:
+    if platform != "darwin":
+        return []
+    try:
+        pl = plistlib.loads(target.read_bytes())
+    except (OSError, plistlib.InvalidFileException, ValueError):
+        return []
+    out = []
+    root = pl.get("WorkingDirectory")
+    if root:
+        out.append(f"log:        {Path(root) / 'logs' / 'bestshot.log'} (the daemon's own, rotated)")
+    for key, what in (("StandardErrorPath", "launchd stderr"), ("StandardOutPath", "launchd stdout")):
+        if pl.get(key):
+            out.append(f"{what + ':':<11} {pl[key]}")
+    return out
+
+
+def _launchctl_fields(text: str) -> dict[str, str]:
+    """state, pid and last exit code from `launchctl print` (its format is not an API: best effort)."""
+    out = {}
+    for key in ("state", "pid", "last exit code"):
+        m = re.search(rf"^\s*{key} = (.+)$", text, re.MULTILINE)
+        if m:
+            out[key] = m.group(1).strip()
+    return out
+
+
 def service_status(home: Path, platform: str = sys.platform) -> list[str]:
     target = plist_path(home) if platform == "darwin" else unit_path(home)
-    lines = [f"{'installed' if target.exists() else 'not installed'}: {target}"]
-    if target.exists():
-        cmd = (
-            ["launchctl", "print", f"gui/{os.getuid()}/{LABEL}"]
-            if platform == "darwin"
-            else ["systemctl", "--user", "is-active", "bestshot.service"]
+    if not target.exists():
+        return [f"not installed: {target}", "install it: bestshot service install --root <your library>"]
+    lines = [f"installed:  {target}"]
+    if platform == "darwin":
+        if why := stale_unit(target):
+            lines.append(f"OUTDATED:   it {why}; run `bestshot service install` to migrate it")
+        res = _run(["launchctl", "print", f"{_domain()}/{LABEL}"])
+        if res.returncode != 0:
+            lines.append(f"state:      not loaded ({(res.stderr or res.stdout).strip() or f'exit {res.returncode}'})")
+        else:
+            f = _launchctl_fields(res.stdout)
+            lines.append(f"state:      {f.get('state', 'unknown')}")
+            lines.append(f"pid:        {f.get('pid', '-')}")
+            lines.append(f"last exit:  {f.get('last exit code', '-')}")
+    else:
+        res = _run(
+            ["systemctl", "--user", "show", "bestshot.service", "-p", "ActiveState,SubState,MainPID,ExecMainStatus"]
         )
-        try:
-            res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=10)
-            lines.append(res.stdout.strip().splitlines()[0] if res.stdout.strip() else f"exit {res.returncode}")
-        except (OSError, subprocess.TimeoutExpired) as e:
-            lines.append(f"cannot query the service manager: {e}")
-    return lines
+        if res.returncode != 0:
+            lines.append(f"state:      unknown ({(res.stderr or res.stdout).strip()})")
+        else:
+            f = dict(line.split("=", 1) for line in res.stdout.splitlines() if "=" in line)
+            lines.append(f"state:      {f.get('ActiveState', '?')} ({f.get('SubState', '?')})")
+            lines.append(f"pid:        {f.get('MainPID', '-')}")
+            lines.append(f"last exit:  {f.get('ExecMainStatus', '-')}")
+            lines.append("log:        journalctl --user -u bestshot.service, and <root>/logs/bestshot.log")
+    return lines + _log_paths(target, platform)

@@ -68,7 +68,12 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
     if sys.platform == "darwin":
         warn = service.fda_warning(root, Path.home())
         out.append(
-            (warn is None, "root is readable by a launchd job (not in ~/Documents, ~/Desktop, ~/Downloads)", warn or "")
+            (
+                warn is None,
+                "the root, the code and the venv are readable by a launchd job (not in ~/Documents, ~/Desktop, "
+                "~/Downloads, iCloud Drive or /Volumes)",
+                warn or "",
+            )
         )
     elif sys.platform.startswith("linux"):
         limit = Path("/proc/sys/fs/inotify/max_user_watches")

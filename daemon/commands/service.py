@@ -35,7 +35,12 @@ def handle(args: argparse.Namespace) -> int:
         if args.action == "print":
             print(service.launchd_plist_bytes(spec).decode() if platform == "darwin" else service.systemd_unit(spec))
             return 0
-        lines = service.install(spec, load=not args.no_load, platform=platform)
+        try:
+            lines = service.install(spec, load=not args.no_load, platform=platform)
+        except service.ServiceError as e:
+            for line in e.steps:
+                print(line)
+            raise
     elif args.action == "uninstall":
         lines = service.uninstall(home, load=not args.no_load, platform=platform)
     else:
