@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except BestshotError as e:
-        print(f"bestshot: {e}", file=sys.stderr)
+        fix = getattr(e, "fix", "")
+        print(f"bestshot: {e}" + (f" (fix: {fix})" if fix else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

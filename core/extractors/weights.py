@@ -168,6 +168,7 @@ def fetch_clip_weights(settings: ExtractorSettings, models_dir: Path) -> Path:
         raise ModelUnavailableError(clip.checkpoint, found.reason, found.fix)
     tag = clip_tag(clip.model, clip.pretrained)
     errors: list[str] = []
+    _require_network(os.environ.get("HF_ENDPOINT", "https://huggingface.co") if tag.repo_id is not None else tag.url)
     if tag.repo_id is not None:
         from huggingface_hub import hf_hub_download
 
@@ -195,6 +196,29 @@ def fetch_clip_weights(settings: ExtractorSettings, models_dir: Path) -> Path:
         f"could not download {clip.model}/{clip.pretrained}: " + "; ".join(errors),
         "check the network connection, or download the file elsewhere and set extractors.clip.checkpoint",
     )
+
+
+def _require_network(url: str | None, timeout: float = 5.0) -> None:
+    """Fail at once, in one line, when the download host cannot be reached: the hub client would
+    otherwise retry for about a minute before giving up."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if url is None:
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and "huggingface" in url:
+        raise ModelUnavailableError(None, "HF_HUB_OFFLINE is set, so nothing can be downloaded", "unset HF_HUB_OFFLINE")
+    parts = urlsplit(url)
+    host, port = parts.hostname or url, parts.port or (443 if parts.scheme != "http" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise ModelUnavailableError(
+            None,
+            f"no network: cannot reach {host}:{port} ({e.strerror or e})",
+            "connect to the internet and run `bestshot models fetch` again, or copy the weights from another "
+            "machine and set extractors.clip.checkpoint",
+        ) from e
 
 
 def package_dir(package: str) -> Path | None:

@@ -22,8 +22,13 @@ def register(subs: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handle)
 
 
+# bestshot runs fully without these; everything else needs them. The CLIP weights do not ship
+# (`bestshot models fetch`): until then embeddings and the hand model are skipped, nothing else.
+OPTIONAL_EXTRACTORS = ("clip", "hand_clip")
+
+
 def checks(cfg: Config) -> list[tuple[bool, str, str]]:
-    """(ok, what, fix) for each check."""
+    """(ok, what, fix) for each check; `what` starts with "extractor NAME" for extractors."""
     from core.extractors.device import pick_device
     from core.extractors.registry import build_extractors
     from daemon.app import FOLDERS
@@ -46,12 +51,16 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
                 "keep every folder under one root on one disk",
             )
         )
-    try:
-        store = open_store(cfg.db_url)
-        out.append((True, f"database {cfg.db_url} opens, migrations {store.applied_migrations()}", ""))
-        store.close()
-    except Exception as e:  # report any driver failure as a finding, not a crash
-        out.append((False, f"database {cfg.db_url}: {e}", "check the path/URL and permissions"))
+    if cfg.paths.db_url is None and not (root / "bestshot.sqlite").is_file():
+        # Opening it would create a library here; doctor only looks.
+        out.append((False, f"no library at {root} (no bestshot.sqlite)", f"bestshot run --root '{root}'"))
+    else:
+        try:
+            store = open_store(cfg.db_url)
+            out.append((True, f"database {cfg.db_url} opens, migrations {store.applied_migrations()}", ""))
+            store.close()
+        except Exception as e:  # report any driver failure as a finding, not a crash
+            out.append((False, f"database {cfg.db_url}: {e}", "check the path/URL and permissions"))
     for ext in build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop):
         a = ext.availability()
         out.append(
@@ -83,14 +92,31 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
     return out
 
 
+def is_optional(what: str) -> bool:
+    return any(what.startswith(f"extractor {name} ") for name in OPTIONAL_EXTRACTORS)
+
+
 def handle(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    bad = 0
-    for ok, what, fix in checks(cfg):
-        print(f"[{'ok' if ok else '!!'}] {what}")
-        if not ok:
-            bad += 1
-            if fix:
-                print(f"     fix: {fix}")
-    print("all good" if not bad else f"{bad} problem(s) found")
+    found = checks(cfg)
+    required = [c for c in found if not is_optional(c[1])]
+    optional = [c for c in found if is_optional(c[1])]
+    bad = _show("required:", required, "!!")
+    missing = _show("optional (bestshot runs without these; what they add is skipped):", optional, "--")
+    if bad:
+        print(f"{bad} required check(s) failed")
+    else:
+        print("all required checks pass" + (f"; {missing} optional missing" if missing else ""))
     return 0 if not bad else 1
+
+
+def _show(title: str, found: list[tuple[bool, str, str]], mark: str) -> int:
+    print(title)
+    failed = 0
+    for ok, what, fix in found:
+        print(f"  [{'ok' if ok else mark}] {what}")
+        if not ok:
+            failed += 1
+            if fix:
+                print(f"       fix: {fix}")
+    return failed
