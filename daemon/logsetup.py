@@ -13,23 +13,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from core.config import Config
 
-# Set by the LaunchAgent and the systemd unit (daemon/service.py): the process's stderr is then a
-# file the service manager never rotates, so the daemon logs to its own rotated file only.
-SERVICE_ENV = "BESTSHOT_SERVICE"
 NATIVE_LOG = "native.log"
 
 
-def under_service() -> bool:
-    return os.environ.get(SERVICE_ENV) == "1"
-
-
-def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False) -> None:
+def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False, service: bool = False) -> None:
+    """`service`: started by launchd or systemd (`run --service`); stderr is then a file the
+    service manager never rotates, so log records go to the rotated file only."""
     level = logging.DEBUG if verbose else getattr(logging, cfg.logging.level if cfg else "INFO")
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(level)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    file_only = to_file and cfg is not None and under_service()
+    file_only = to_file and cfg is not None and service
     if not file_only:
         err = logging.StreamHandler(sys.stderr)
         err.setFormatter(fmt)
@@ -50,7 +45,7 @@ def configure(cfg: Config | None, *, to_file: bool, verbose: bool = False) -> No
     logging.getLogger("absl").setLevel(logging.ERROR)  # mediapipe's Python side
 
 
-def divert_native_output(cfg: Config) -> Path:
+def divert_native_output(cfg: Config, *, service: bool = False) -> Path:
     """Send what C++ libraries write straight to file descriptor 2 (MediaPipe's and TensorFlow
     Lite's start-up and per-graph warnings, which ignore GLOG_minloglevel before absl is
     initialised) to `<root>/logs/native.log`; Python's own stderr keeps the terminal (or, under
@@ -63,7 +58,7 @@ def divert_native_output(cfg: Config) -> Path:
     if target.is_file() and target.stat().st_size > limit:
         target.replace(target.with_name(NATIVE_LOG + ".1"))  # one generation is plenty for noise
     st = os.fstat(2)
-    if under_service() and stat.S_ISREG(st.st_mode) and st.st_size > limit:
+    if service and stat.S_ISREG(st.st_mode) and st.st_size > limit:
         # launchd's StandardErrorPath: opened for appending at every spawn and never rotated.
         os.ftruncate(2, 0)
     sys.stderr.flush()

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 
 class DrainProgress:
-    """Fed after each extraction pass with the images it handled and those still pending; says a
-    line on the first pass, then at most every `every` seconds, and once when the queue is empty."""
+    """Told before each extraction pass, then fed the images it handled and those still pending;
+    says a line after the first pass, then at most every `every` seconds, and once when the queue
+    is empty."""
 
     def __init__(self, every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every = every
@@ -17,12 +18,15 @@ class DrainProgress:
         self._last = 0.0
         self._done = 0
 
+    def before_pass(self) -> None:
+        if self._start is None:
+            self._start, self._done, self._last = self.clock(), 0, float("-inf")
+
     def step(self, handled: int, remaining: int) -> str | None:
         now = self.clock()
-        if self._start is None:
-            if handled == 0:
-                return None
-            self._start, self._done, self._last = now, 0, float("-inf")
+        if self._start is None or (handled == 0 and self._done == 0):
+            self._start = None  # nothing was pending
+            return None
         self._done += handled
         total = self._done + remaining
         elapsed = max(now - self._start, 1e-6)

@@ -161,12 +161,12 @@ class Daemon:
                 self._guard("ranking", self.rank.round)
 
     def _extract_pass(self) -> int:
+        self.progress.before_pass()
         handled = run_extract_pass(self.ctx)
-        if handled:
-            with self.ctx.store.read() as conn:
-                remaining = jobs.pending_images(conn)
-            if line := self.progress.step(handled, remaining):
-                log.info("%s", line)
+        with self.ctx.store.read() as conn:
+            remaining = jobs.pending_images(conn) if handled else 0
+        if line := self.progress.step(handled, remaining):
+            log.info("%s", line)
         return handled
 
     def _guard(self, what: str, step: Callable[[], object]) -> object:

@@ -17,7 +17,7 @@ from core.errors import BestshotError
 
 LABEL = "com.bestshot.agent"
 MODULE = "daemon.cli"  # what ProgramArguments run; a unit naming another module predates a rename
-SERVICE_ENV = "BESTSHOT_SERVICE"  # daemon.logsetup: under a service manager, log to the rotated file only
+SERVICE_FLAG = "--service"  # `run --service`: log to the rotated file only, not to launchd's stderr file
 # Folders macOS's privacy protection (TCC) keeps from a launchd job without Full Disk Access,
 # relative to the home folder; /Volumes (external and network volumes) is absolute.
 PROTECTED_DIRS = ("Documents", "Desktop", "Downloads", "Library/Mobile Documents", "Library/CloudStorage")
@@ -49,7 +49,7 @@ class ServiceSpec:
         args = [str(self.python), "-m", MODULE, "run", "--root", str(self.root)]
         if self.config is not None:
             args += ["--config", str(self.config)]
-        return args
+        return [*args, SERVICE_FLAG]
 
 
 def default_spec(root: Path, config: Path | None, home: Path | None = None) -> ServiceSpec:
@@ -83,7 +83,6 @@ def launchd_plist(spec: ServiceSpec) -> dict[str, Any]:
             "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1",  # never reach the network at run time
             "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
-            SERVICE_ENV: "1",
         },
     }
 
@@ -106,7 +105,7 @@ Restart=on-failure
 RestartSec=30
 Nice=10
 IOSchedulingClass=idle
-Environment=PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 {SERVICE_ENV}=1
+Environment=PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 KillSignal=SIGTERM
 TimeoutStopSec=20
 

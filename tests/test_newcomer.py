@@ -149,7 +149,7 @@ def test_scan_keeps_native_noise_out_of_the_terminal_and_files_follow_the_umask(
 
 def test_run_names_what_the_user_dropped(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    write_config(root, {"extractors": {"enabled": ["phash", "quality"]}, "grouping": {"quiet_seconds": 0.5}})
+    write_config(root, {"extractors": {"enabled": ["phash", "hands"]}, "grouping": {"quiet_seconds": 0.5}})
     with DaemonProc(root) as d:
         assert f"drop images into {root / 'inbox'}" in d.output()
         st = status(root)["daemon"]

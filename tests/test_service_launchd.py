@@ -143,7 +143,38 @@ def test_full_disk_access_fix_names_the_real_python_binary(tmp_path: Path) -> No
         assert f"{sys.executable} " not in text
 
 
-def test_plist_marks_the_service_so_the_daemon_logs_once(tmp_path: Path) -> None:
+def test_units_run_the_daemon_in_service_mode_so_it_logs_once(tmp_path: Path) -> None:
     spec = service.default_spec(tmp_path / "lib", None, tmp_path / "h")
-    assert service.launchd_plist(spec)["EnvironmentVariables"][service.SERVICE_ENV] == "1"
-    assert f"{service.SERVICE_ENV}=1" in service.systemd_unit(spec)
+    assert service.launchd_plist(spec)["ProgramArguments"][-1] == "--service"
+    assert service.systemd_unit(spec).split("ExecStart=")[1].splitlines()[0].endswith(" --service")
+
+
+def test_under_launchd_the_daemon_writes_one_rotated_log(tmp_path: Path) -> None:
+    """As launchd starts it (`run --service`): stdout and stderr appended to files nobody rotates."""
+    from tests.helpers import textured, wait_for, write_config, write_png
+
+    root = tmp_path / "lib"
+    write_config(root, {"extractors": {"enabled": ["phash", "hands"]}})
+    logs = root / "logs"
+    logs.mkdir(parents=True)
+    err = logs / "launchd.err.log"
+    own = logs / "bestshot.log"
+    with err.open("ab") as f:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon.cli", "run", "--root", str(root), "--service"],
+            stdout=f,
+            stderr=f,
+            cwd=REPO,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    try:
+        wait_for(lambda: own.exists() and "daemon running" in own.read_text(), timeout=60, what="daemon start")
+        write_png(root / "inbox" / "a.png", textured(1, 192, 256))
+        wait_for(lambda: "sidecars: 1 of 1 images done" in own.read_text(), timeout=90, what="hands sidecar")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "stopped" in own.read_text()
+    text = err.read_text()
+    for leaked in ("daemon running", "filed single image", "XNNPACK", "W0000"):
+        assert leaked not in text, text[-2000:]
