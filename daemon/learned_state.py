@@ -32,11 +32,11 @@ def calibration_dir(cfg: Config) -> Path:
 def calibration_in_force(cfg: Config, conn: Connection) -> CueCalibration | None:
     """The calibration the root's database names; None before the first one is learned, or when
     its file cannot be read (logged: the cues then keep their geometric scores)."""
-    from core.anomaly.calibration import CueCalibration
-
     version = records.get_state(conn, CALIBRATION_KEY)
     if not version:
         return None
+    from core.anomaly.calibration import CueCalibration  # numpy: only once there is a calibration
+
     path = calibration_dir(cfg) / f"{version}.json"
     try:
         return CueCalibration.from_dict(json.loads(path.read_text()))

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "print":
         if not st.get("loaded"):
-            print(f"Could not find service \"{argv[1].rsplit('/', 1)[-1]}\" in domain", file=sys.stderr)
+            print(f'Could not find service "{argv[1].rsplit("/", 1)[-1]}" in domain', file=sys.stderr)
             return 113
         print(f"{argv[1]} = {{\n\tactive count = 1\n\tpath = {st.get('plist', '')}")
         print(f"\tstate = {'stopping' if st.get('stopping_until') else 'running'}")

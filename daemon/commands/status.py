@@ -31,7 +31,6 @@ def register(subs: argparse._SubParsersAction) -> None:
 def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from core.dedup import rule_description
     from daemon import jobs, records
     from daemon.learned_state import EXTRACTORS_KEY, HAND_STATUS_KEY
     from daemon.store.db import open_store
@@ -78,12 +77,17 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
             out["duplicate_groups"] = list(groups.values())
             out["recent_sets"] = _recent_sets(conn)
             checked = records.get_state(conn, EXTRACTORS_KEY) or {}
+            # The rule the stored groups were made with (daemon.duplicates); numpy stays unloaded.
+            dedup_rule = (records.get_state(conn, "dedup_refresh") or {}).get("rule")
     finally:
         store.close()
     out["extractors"] = checked.get("extractors", {})
     out["extractors_checked_at"] = checked.get("checked_at")
-    embeddings_on = bool(out["extractors"].get("clip", {}).get("available"))
-    out["dedup_rule"] = rule_description(cfg.dedup, embeddings_on)
+    if dedup_rule is None:
+        from core.dedup import rule_description
+
+        dedup_rule = rule_description(cfg.dedup, bool(out["extractors"].get("clip", {}).get("available")))
+    out["dedup_rule"] = dedup_rule
     return out
 
 
