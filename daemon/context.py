@@ -47,3 +47,12 @@ class Ctx:
 
     def extractor(self, name: str) -> Extractor | None:
         return next((e for e in self.extractors if e.name == name), None)
+
+
+def reading_ctx(cfg: Config) -> Ctx:
+    """A context for commands that only read the library (`queue`): no extractors, no folders
+    created, and none of the extractor modules imported (daemon.app.build_ctx imports them all)."""
+    from daemon.store.db import open_store
+
+    store = open_store(cfg.db_url)
+    return Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root))

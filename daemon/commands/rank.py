@@ -59,12 +59,12 @@ def handle_train(args: argparse.Namespace) -> int:
 
 
 def handle_queue(args: argparse.Namespace) -> int:
-    from daemon.app import build_ctx
+    from daemon.context import reading_ctx
     from daemon.ranking import review_queue
 
     cfg = config_from_args(args)
     require_library(cfg)
-    items = review_queue(build_ctx(cfg, with_extractors=False))
+    items = review_queue(reading_ctx(cfg))
     if args.json:
         print(json.dumps(items))
         return 0
