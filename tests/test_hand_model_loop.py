@@ -16,6 +16,7 @@ the held-out AUC stays under the bar and nothing is put in force; with the fifth
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +29,7 @@ from core.anomaly.hand_model import HandModel
 from core.config import load_config
 from core.events import FileMoved
 from core.extractors.analysis import embedding_model_id
+from core.grouping import set_id_for
 from daemon import records
 from daemon.app import build_ctx
 from daemon.context import Ctx
@@ -73,8 +75,11 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
         (shared_data / "ai_people_flux").glob("*.png")
     )
     for p in gestures + others:
-        (root / "inbox" / p.stem).mkdir(parents=True)
-        shutil.copy(p, root / "inbox" / p.stem / p.name)
+        # A dropped folder's name becomes its set's id, and the cross-validation folds are dealt by
+        # sorted set id: content ids keep the folds (and so the gate's first verdict) fixed.
+        folder = root / "inbox" / f"set_{set_id_for([hashlib.sha256(p.read_bytes()).hexdigest()])}"
+        folder.mkdir(parents=True)
+        shutil.copy(p, folder / p.name)
     cfg = load_config(
         root=root,
         env={},
