@@ -7,7 +7,6 @@ import webbrowser
 
 from core.errors import BestshotError
 from daemon import logsetup
-from daemon.app import InstanceLock, build_ctx
 from daemon.cli import add_common, config_from_args
 
 
@@ -23,8 +22,10 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from daemon.app import build_ctx
     from daemon.decisions import DecisionTracker
     from daemon.engine import Engine
+    from daemon.instance import InstanceLock
     from daemon.recovery import STARTUP_STEPS
     from daemon.review.catchup import CatchUp
     from daemon.review.server import LockedWriter, ReviewServer, make_app
@@ -32,7 +33,7 @@ def handle(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
-    lock = InstanceLock(cfg.root)
+    lock = InstanceLock(cfg.root, command="review", mode=cfg.mode)
     try:
         lock.acquire()
     except BestshotError as e:
