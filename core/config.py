@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.anomaly.model import TAGS
 from core.anomaly.settings import AnomalySettings
+from core.anomaly.tags import TAGS
 from core.canonical import canonical_path
 from core.crop.settings import CropSettings
 from core.errors import ConfigError

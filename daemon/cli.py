@@ -73,11 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bestshot",
         description="Offline daemon that learns to pick, crop and reject AI-generated images of people.",
     )
-    parser.add_argument("--version", action="version", version=f"bestshot {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     subs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(subs)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """Like argparse's "version" action, but reads the version only when asked (importlib.metadata
+    costs every other command tens of milliseconds)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object, **_kwargs: object) -> None:
+        print(f"bestshot {_version()}")
+        parser.exit()
 
 
 def _version() -> str:

@@ -6,29 +6,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+# Defined in core.anomaly.tags (no numpy, for the config); re-exported where they always were.
+from core.anomaly.tags import TAGS as TAGS
+from core.anomaly.tags import UNCERTAIN_TAGS as UNCERTAIN_TAGS
+from core.anomaly.tags import UNDETECTABLE_TAGS as UNDETECTABLE_TAGS
 from core.sidecar_types import Box
 
 REPORT_VERSION: Final = 3  # 2: `suppressed`; 3: `parts`
-
-# The user's tag vocabulary. Cues map onto it; the two below have no geometric cue.
-TAGS: Final = (
-    "extra_fingers",
-    "warped_wrist",
-    "limb_misaligned",
-    "long_hand",
-    "long_foot",
-    "wrong_toes_count",
-    "foreshortened_upper_arm",
-    "malformed_phone_grip",
-)
-UNDETECTABLE_TAGS: Final = {
-    "wrong_toes_count": "pose landmarks have one toe point per foot (foot_index) and no hand-like "
-    "foot model exists in the sidecars, so toes cannot be counted",
-    "malformed_phone_grip": "needs the phone itself (an object detector or a learned region score); "
-    "landmarks alone cannot tell a phone grip from any other grip",
-}
-# Regions where a hand should be but could not be checked; not anomalies, never "clean".
-UNCERTAIN_TAGS: Final = ("hand_undetected", "hand_low_confidence", "hand_suspect")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daemon import service
 from daemon.cli import add_common, config_from_args
 
 if TYPE_CHECKING:
@@ -31,6 +30,7 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
     """(ok, what, fix) for each check; `what` starts with "extractor NAME" for extractors."""
     from core.extractors.device import pick_device
     from core.extractors.registry import build_extractors
+    from daemon import service
     from daemon.app import FOLDERS
     from daemon.store.db import open_store
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from daemon import service
 from daemon.cli import add_common, config_from_args
 
 
@@ -26,6 +25,8 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     import sys
+
+    from daemon import service
 
     home = args.home or Path.home()
     platform = args.platform or sys.platform
