@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.config import Config
-from core.extractors.base import Extractor
 from core.layout import from_db_path, to_db_path
-from core.rank.model import RankModel
 from daemon.fileops import FileOps
 from daemon.store import Store
+
+if TYPE_CHECKING:  # annotations only: importing them costs `bestshot status` numpy and OpenCV
+    from core.config import Config
+    from core.extractors.base import Extractor
+    from core.rank.model import RankModel
 
 
 @dataclass(frozen=True)

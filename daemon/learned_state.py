@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_KEY = "anomaly_calibration"
 HAND_STATUS_KEY = "hand_model_status"  # why no model is in force, or what the last training found
+TRAINING_KEY = "rank_training"  # what the last ranking training did (daemon.training)
 EXTRACTORS_KEY = "extractors_availability"  # written by `run`/`scan` when they check the extractors
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from core.rank.model import RankModel, RankModelError
 from core.rank.modes import ModeDecision, decide_mode
 from core.rank.train import train
-from daemon import records
+from daemon import learned_state, records
 from daemon.calibration import learn_calibration
 from daemon.context import Ctx
 from daemon.hand_learning import learn_hand_model
@@ -23,7 +23,7 @@ from daemon.sidecar_store import atomic_write
 
 log = logging.getLogger(__name__)
 # state key: what the last training run did, or why it could not run (shown by `bestshot status`)
-TRAINING_KEY = "rank_training"
+TRAINING_KEY = learned_state.TRAINING_KEY
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from core.errors import BestshotError
-from core.imaging import DecodedImage
+
+if TYPE_CHECKING:  # annotation only: core.imaging loads OpenCV, which `bestshot status` has no use for
+    from core.imaging import DecodedImage
 
 
 @dataclass(frozen=True)

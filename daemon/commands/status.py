@@ -144,8 +144,9 @@ def _calibration(cfg: Config, conn: Connection) -> dict[str, Any] | None:
 def _ranking(cfg: Config, conn: Connection, decided: int) -> dict[str, Any]:
     """The ranking's training state and whether its proposals beat a random pick, in words."""
     from core.rank.modes import agreement_vs_chance
+    from daemon import records
+    from daemon.learned_state import TRAINING_KEY
     from daemon.ranking import history
-    from daemon.training import TRAINING_KEY
 
     s = cfg.rank
     user = [e for e in history(conn) if not e.auto_decided]
