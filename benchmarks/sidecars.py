@@ -1,7 +1,7 @@
 """Sidecar throughput on one machine in one run: each extractor alone, then all of them end to end
 through the daemon's job queue, their ratio, and peak RSS with every model loaded.
 
-    .venv/bin/python benchmarks/sidecars.py [--synthetic N] [--device cpu]
+    .venv/bin/python benchmarks/sidecars.py [--synthetic N] [--device cpu] [--persons N] [--persons-only]
 
 Images: every photo under ../shared/data (or N synthetic 1024x1536 PNGs when it is absent or
 --synthetic is given). The same extractor instances serve both measurements, so models are
@@ -16,6 +16,10 @@ loaded and warm before either is timed.
   pending extractor on shared views, and writes the DB rows and sidecar files. pHash runs at
   registration, so the queue is compared with the floor without pHash, and ingest + queue with
   the whole floor. Ratio = floor / measured time per image (>= 0.9 is the aim).
+- Per person (`--persons N`, with ../shared/data/anatomy_dev): face, pose and hands alone on N
+  one-person images ("person jogging") and N five-person images ("five people playing
+  volleyball"), spread over the generators: ms/image, people and hands found per image, and the
+  five-person cost as a ratio of the one-person cost measured in the same run.
 - CLIP weights cannot be downloaded here: ClipExtractor(random_weights_for_tests=True) is swapped
   into the daemon's extractors before registration, so clip jobs are queued and its model compute
   (the real ViT-B-32 architecture) is included; only the weights are random.
@@ -42,7 +46,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from sidecars_isolated import decode_all, image_bytes, inputs_for, peak_rss_mb  # noqa: E402
 
 from core.config import load_config  # noqa: E402
-from core.extractors.base import Extractor  # noqa: E402
+from core.extractors.base import Extractor, SidecarResult  # noqa: E402
 from core.extractors.clip import ClipExtractor  # noqa: E402
 from core.extractors.hand_clip import HandClipExtractor  # noqa: E402
 from daemon import jobs  # noqa: E402
@@ -51,7 +55,7 @@ from daemon.context import Ctx  # noqa: E402
 from daemon.engine import Engine  # noqa: E402
 from daemon.extract import run_extract_pass  # noqa: E402
 
-ALL = ["phash", "clip", "hands", "hand_clip", "pose", "face", "saliency", "quality"]
+ALL = ["phash", "clip", "face", "pose", "hands", "hand_clip", "saliency", "quality"]
 
 
 def alone(extractors: list[Extractor], data: list[tuple[Path, bytes]]) -> dict[str, float]:
@@ -67,6 +71,58 @@ def alone(extractors: list[Extractor], data: list[tuple[Path, bytes]]) -> dict[s
             ext.run(images[start : start + step], deps[start : start + step])
         out[ext.name] = (time.perf_counter() - t0) * 1000 / len(images)
     return out
+
+
+PERSON_GROUPS = {"1-person": "person_jogging", "5-person": "five_people_playing_volleyball"}
+PERSON_EXTRACTORS = ["face", "pose", "hands"]
+
+
+def persons_cost(n: int) -> None:
+    """ms/image of the per-person detectors on one-person against five-person images."""
+    from core.extractors.registry import build_extractors
+    from core.extractors.settings import ExtractorSettings
+    from core.sidecar_types import hands_from_payload, poses_from_payload
+
+    base = REPO.parent / "shared" / "data" / "anatomy_dev" / "images"
+    if not base.is_dir():
+        print("\nper person: ../shared/data/anatomy_dev is absent, skipped")
+        return
+    extractors = build_extractors(ExtractorSettings(enabled=PERSON_EXTRACTORS), Path(tempfile.gettempdir()))
+    rows: dict[str, dict[str, float]] = {}
+    for group, prompt in PERSON_GROUPS.items():
+        files = sorted(base.glob(f"*/{prompt}/*"))
+        picked = [files[round(i * (len(files) - 1) / max(n - 1, 1))] for i in range(min(n, len(files)))]
+        data = [(p, p.read_bytes()) for p in picked]
+        row: dict[str, float] = {}
+        for ext in extractors:
+            deps = inputs_for(ext, extractors, decode_all(data))
+            ext.run(decode_all(data[:1]), deps[:1])  # load + warm, untimed
+            images = decode_all(data)
+            t0 = time.perf_counter()
+            outs = ext.run(images, deps)
+            row[ext.name] = (time.perf_counter() - t0) * 1000 / len(images)
+            payloads = [o.payload for o in outs if isinstance(o, SidecarResult)]
+            if ext.name == "pose":
+                row["people"] = sum(len(poses_from_payload(p)) for p in payloads) / len(images)
+            if ext.name == "hands":
+                row["hands_found"] = sum(len(hands_from_payload(p)) for p in payloads) / len(images)
+                row["from_pose_crops"] = sum(
+                    sum(1 for h in hands_from_payload(p) if h.pose is not None) for p in payloads
+                ) / len(images)
+        row["total"] = sum(row[e] for e in PERSON_EXTRACTORS)
+        rows[group] = row
+    for e in extractors:
+        e.close()
+    print(f"\nper person ({n} images per group, anatomy_dev): ms/image alone")
+    cols = [*PERSON_EXTRACTORS, "total", "people", "hands_found", "from_pose_crops"]
+    print(f"{'group':10s}" + "".join(f"{c:>16s}" for c in cols))
+    for group, row in rows.items():
+        print(f"{group:10s}" + "".join(f"{row[c]:16.1f}" for c in cols))
+    one, five = rows["1-person"], rows["5-person"]
+    print(
+        f"5-person / 1-person: total {five['total'] / one['total']:.2f}x, pose {five['pose'] / one['pose']:.2f}x, "
+        f"hands {five['hands'] / one['hands']:.2f}x"
+    )
 
 
 def end_to_end(ctx: Ctx, data: list[tuple[Path, bytes]]) -> tuple[float, float, dict[str, dict[str, int]]]:
@@ -97,8 +153,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--synthetic", type=int, default=0, help="use N synthetic 1024x1536 images")
     ap.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
+    ap.add_argument("--persons", type=int, default=4, help="images per group for the per-person cost (0: skip)")
+    ap.add_argument("--persons-only", action="store_true", help="only the per-person cost")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.persons_only:
+        persons_cost(max(args.persons, 1))
+        return
 
     data = image_bytes(args.synthetic)
     source = (
@@ -151,6 +212,8 @@ def main() -> None:
             f"floor {floor:.1f} ms -> ratio {floor / total:.2f}"
         )
         print(f"peak RSS with all models loaded: {peak_rss_mb():.0f} MB")
+        if args.persons:
+            persons_cost(args.persons)
         for e in ctx.extractors:
             e.close()
         ctx.store.close()

@@ -71,6 +71,10 @@ class Hand:
     landmarks: np.ndarray  # (21, 3): x, y in pixels; z relative depth (MediaPipe units)
     handedness: str  # "Left" | "Right" as MediaPipe reports for a non-mirrored image
     score: float
+    # Set when the hand was found in a crop around a pose's hand (hands version 3): the pose's
+    # index in the pose sidecar and which of its hands ("left" | "right") was looked for.
+    pose: int | None = None
+    side: str | None = None
 
     def box(self, pad: float = 0.15) -> Box:
         return _pad_box(self.landmarks[:, :2], pad)
@@ -108,7 +112,13 @@ def _pad_box(pts: np.ndarray, pad: float) -> Box:
 
 def hands_from_payload(payload: dict[str, Any]) -> list[Hand]:
     return [
-        Hand(np.asarray(h["landmarks"], dtype=np.float64).reshape(21, 3), str(h["handedness"]), float(h["score"]))
+        Hand(
+            np.asarray(h["landmarks"], dtype=np.float64).reshape(21, 3),
+            str(h["handedness"]),
+            float(h["score"]),
+            int(h["pose"]) if h.get("pose") is not None else None,
+            str(h["side"]) if h.get("side") is not None else None,
+        )
         for h in payload.get("hands", [])
     ]
 
@@ -117,7 +127,12 @@ def hands_to_payload(hands: list[Hand], width: int, height: int) -> dict[str, An
     return {
         "image_size": [width, height],
         "hands": [
-            {"landmarks": np.round(h.landmarks, 2).tolist(), "handedness": h.handedness, "score": round(h.score, 4)}
+            {
+                "landmarks": np.round(h.landmarks, 2).tolist(),
+                "handedness": h.handedness,
+                "score": round(h.score, 4),
+                **({"pose": h.pose, "side": h.side} if h.pose is not None else {}),
+            }
             for h in hands
         ],
     }

@@ -247,8 +247,8 @@ def test_visible_wrist_without_a_hand_is_uncertain_not_clean() -> None:
 
 def test_wrist_on_background_per_subject_mask_is_not_a_hand() -> None:
     hands, poses, faces = person()
-    mask = np.ones((140, 100), np.float32)
-    mask[:, :45] = 0.0  # the left 450 px (where the right wrist is) is background
+    mask = np.zeros((140, 100), np.float32)
+    mask[20:135, 45:70] = 1.0  # the person from x 450 to 700; the right wrist (x 370) is on background
     r = run(hands[1:], poses, faces, subject=SubjectMask(mask, 0.1))
     assert not r.uncertain
     assert any("background" in x for x in r.reasons)

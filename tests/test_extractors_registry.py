@@ -19,7 +19,7 @@ from core.extractors.settings import ExtractorSettings
 from core.imaging import DecodedImage
 from tests.helpers import decoded
 
-ALL = ["phash", "clip", "hands", "hand_clip", "pose", "regions", "face", "saliency", "quality", "anomalies", "crop"]
+ALL = ["phash", "clip", "face", "pose", "hands", "hand_clip", "regions", "saliency", "quality", "anomalies", "crop"]
 
 
 def person_like(seed: int, w: int = 200, h: int = 300) -> np.ndarray:

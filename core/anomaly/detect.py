@@ -1,6 +1,8 @@
 """Run every cue over one image's sidecars and decide what is anomalous or uncertain.
 
-Hands are attached to the nearest visible pose wrist within reach; the person's face and
+Every person counts: hands are attached to their person's pose wrist (the one whose crop found
+them, else closest pair first), and a face no pose covers is a person whose hands and limbs
+nobody checked (`person_unchecked`, uncertain, with where the body can be). The person's face and
 shoulders give the hand its expected size. A pose wrist that is clearly visible but has no hand
 on it is a hand the detector could not read (typical of malformed hands): the image is
 `uncertain`, never clean, and the region is reported so a crop can avoid it. So is a detected
@@ -12,7 +14,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import cv2
 import numpy as np
 
 from core.anomaly.geometry import clip_box, dist, inside_fraction, points_box
@@ -22,6 +26,7 @@ from core.anomaly.model import Anomaly, AnomalyReport, evidence, excess_score
 from core.anomaly.scorer import GeometricScorer, RegionScorer
 from core.anomaly.settings import AnomalySettings
 from core.anomaly.world import world_cues
+from core.persons import body_region, unposed_faces
 from core.sidecar_types import POSE, Box, Face, Hand, Pose, SubjectMask
 
 SIDES = ("left", "right")
@@ -124,10 +129,14 @@ def detect_anomalies(
 
     found += _extra_hands(hands, owner, settings, width, height)
 
+    # A person with no hand found at all has not had their hands checked: there even a wrist the
+    # pose model is unsure of is where a hand may be.
+    handless = {w.pose for w in wrists} - {w.pose for w in owner.values()}
     for w in wrists:
         if any(o is w for o in owner.values()):
             continue
-        if not w.in_frame or w.visibility < us.wrist_min_visibility:
+        need = us.handless_wrist_min_visibility if w.pose in handless else us.wrist_min_visibility
+        if not w.in_frame or w.visibility < need:
             continue
         region = _hand_region(w, width, height)
         if region is None:
@@ -140,7 +149,9 @@ def detect_anomalies(
                 "hand_undetected",
                 region,
                 w.visibility,
-                evidence("pose_wrist_visibility", w.visibility, us.wrist_min_visibility, side=w.side),
+                evidence(
+                    "pose_wrist_visibility", w.visibility, need, side=w.side, person_without_hands=w.pose in handless
+                ),
                 f"pose:{w.pose}:{w.side}_hand",
             )
         )
@@ -152,11 +163,28 @@ def detect_anomalies(
         found += cues
         reasons += notes
 
+    unposed = unposed_faces(faces, poses)
+    if unposed:
+        reasons.append(f"{len(unposed)} face(s) without a pose: those people's hands and limbs are unchecked")
+        if us.unposed_faces_are_uncertain:
+            uncertain_regions += [_unchecked_person(faces[i], i, width, height) for i in unposed]
+    if subject is not None and us.unexplained_subject_min_fraction < 1.0:
+        for k, box in enumerate(_unexplained_subject(subject, poses, faces, width, height, us)):
+            uncertain_regions.append(
+                Anomaly(
+                    "person_unchecked",
+                    box,
+                    0.5,
+                    evidence(
+                        "subject_area_outside_people",
+                        round(box.w * box.h / (width * height), 4),
+                        us.unexplained_subject_min_fraction,
+                    ),
+                    f"subject:{k}",
+                )
+            )
+            reasons.append(f"subject:{k}: part of the subject no pose or face accounts for: people nobody checked?")
     uncertain = bool(uncertain_regions)
-    unposed = len(faces) - sum(1 for f in face_of_pose if f is not None)
-    if unposed > 0:
-        reasons.append(f"{unposed} face(s) without a pose: those people's hands and limbs are unchecked")
-        uncertain |= us.unposed_faces_are_uncertain
     if not poses and not faces and not hands:
         reasons.append("no person detected (no pose, face or hand)")
 
@@ -177,6 +205,30 @@ def detect_anomalies(
             f"({a.evidence.get('cue_score', a.score)} -> {a.score:.3f})"
         )
     return AnomalyReport(width, height, kept, uncertain_regions, uncertain, reasons, scorer.name, suppressed)
+
+
+def _unchecked_person(face: Face, i: int, width: int, height: int) -> Anomaly:
+    """A person seen by the face detector whom no pose covers: where their body can be."""
+    region = body_region(face.box, width, height).box()
+    return Anomaly(
+        "person_unchecked",
+        region,
+        round(face.score, 4),
+        evidence("face_without_pose", round(face.score, 4), 0.0, face_box=face.box.to_dict()),
+        f"face:{i}",
+    )
+
+
+def hand_owners(
+    hands: Sequence[Hand], poses: Sequence[Pose], faces: Sequence[Face], width: int, height: int, s: AnomalySettings
+) -> dict[int, tuple[int, str]]:
+    """Which person's hand each hand is, as `detect_anomalies` attaches them:
+    hand index -> (pose index, "left" | "right"); hands on no pose are left out."""
+    views = [PoseView(p, width, height, s.limb.min_visibility) for p in poses]
+    face_of_pose = _faces_for_poses(views, faces)
+    scales = [v.body_scale(f.box.w if f is not None else None) for v, f in zip(views, face_of_pose, strict=True)]
+    owner = _assign_hands(hands, _wrists(views, scales, width, height), s.uncertain.match_max_forearms)
+    return {i: (w.pose, w.side) for i, w in owner.items()}
 
 
 def _suspect_hand(suspicion: HandSuspicion, i: int, box: Box, settings: AnomalySettings) -> list[Anomaly]:
@@ -297,17 +349,33 @@ def _wrists(views: list[PoseView], scales: list[float | None], width: int, heigh
 
 
 def _assign_hands(hands: Sequence[Hand], wrists: list[_Wrist], reach: float) -> dict[int, _Wrist]:
-    """Hand index -> nearest pose wrist within `reach` forearms (several hands may share one)."""
+    """Hand index -> its pose wrist within `reach` forearms.
+
+    A hand found in the crop around a pose's hand belongs to that hand. The others go
+    closest pair first, one hand per wrist, so that in a group a hand near two people's wrists
+    goes to the one whose own hand it is not taken by a nearer hand; hands left over (more hands
+    than wrists) go to their nearest wrist, where `_extra_hands` counts them."""
     out: dict[int, _Wrist] = {}
+    by_key = {(w.pose, w.side): w for w in wrists}
     for i, h in enumerate(hands):
-        hw = h.landmarks[0, :2]
-        best, best_d = None, float("inf")
-        for w in wrists:
-            d = dist(hw, w.xy) / w.forearm
-            if d <= reach and d < best_d:
-                best, best_d = w, d
-        if best is not None:
-            out[i] = best
+        w = by_key.get((h.pose, h.side)) if h.pose is not None and h.side is not None else None
+        # The pose sidecar may be newer than the hands one: trust the label only where it fits.
+        if w is not None and dist(h.landmarks[0, :2], w.xy) / w.forearm <= reach:
+            out[i] = w
+    pairs = sorted(
+        (dist(h.landmarks[0, :2], w.xy) / w.forearm, i, k)
+        for i, h in enumerate(hands)
+        if i not in out
+        for k, w in enumerate(wrists)
+    )
+    taken = {id(w) for w in out.values()}
+    for d, i, k in pairs:
+        if d <= reach and i not in out and id(wrists[k]) not in taken:
+            out[i] = wrists[k]
+            taken.add(id(wrists[k]))
+    for d, i, k in pairs:
+        if d <= reach and i not in out:
+            out[i] = wrists[k]
     return out
 
 
@@ -389,6 +457,35 @@ def _hand_region(w: _Wrist, width: int, height: int) -> Box | None:
     # A hand is about 0.75 forearm long; the box spans 0.9 forearm around the points' centre.
     half = 0.45 * w.forearm
     return points_box(np.vstack([pts, centre - half, centre + half]), 0.0, width, height)
+
+
+def _unexplained_subject(
+    subject: SubjectMask, poses: Sequence[Pose], faces: Sequence[Face], width: int, height: int, us: Any
+) -> list[Box]:
+    """Blobs of the subject mask (which covers every person) that no pose and no face's body
+    region reaches: people the detectors did not see."""
+    m = subject.mask >= 0.5
+    covered = np.zeros_like(m)
+    sc = subject.scale
+    boxes: list[Box] = [body_region(f.box, width, height).box() for f in faces]
+    for p in poses:
+        pts = p.landmarks[p.landmarks[:, 3] >= 0.3, :2]
+        if len(pts) >= 3:
+            b = points_box(pts, 0.0, width, height)
+            if b is not None:
+                pad = 0.15 * max(b.w, b.h)
+                boxes.append(Box(b.x - pad, b.y - pad, b.w + 2 * pad, b.h + 2 * pad))
+    for b in boxes:
+        x0, y0 = max(0, int(b.x * sc)), max(0, int(b.y * sc))
+        covered[y0 : max(y0, int(np.ceil(b.y2 * sc))), x0 : max(x0, int(np.ceil(b.x2 * sc)))] = True
+    rest = (m & ~covered).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+    out: list[Box] = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area >= us.unexplained_subject_min_fraction * m.size:
+            out.append(Box(x / sc, y / sc, w / sc, h / sc))
+    return out
 
 
 def _mask_mean(subject: SubjectMask, box: Box) -> float:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 # Defined in core.anomaly.tags (no numpy, for the config); re-exported where they always were.
+from core.anomaly.tags import PERSON_TAGS as PERSON_TAGS
 from core.anomaly.tags import TAGS as TAGS
 from core.anomaly.tags import UNCERTAIN_TAGS as UNCERTAIN_TAGS
 from core.anomaly.tags import UNDETECTABLE_TAGS as UNDETECTABLE_TAGS

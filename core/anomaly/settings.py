@@ -84,6 +84,13 @@ class LimbCueSettings(_Section):
 class UncertainSettings(_Section):
     # A pose wrist at least this visible and inside the frame is a hand that should be detected.
     wrist_min_visibility: float = Field(default=0.75, ge=0, le=1)
+    # The same for a person on whom no hand was found at all. In group images the pose model
+    # rates most wrists 0.3-0.7 (seated people behind a table, hands on food): with 0.75 alone a
+    # crowd with not one hand found came out clean (anatomy_dev sdXL pizza_05: 5 people, 0 hands).
+    handless_wrist_min_visibility: float = Field(default=0.3, ge=0, le=1)
+    # A blob of the subject mask (U2-Netp + the selfie person mask) at least this share of the
+    # image that no pose and no face's body region reaches is a person nobody checked (1: off).
+    unexplained_subject_min_fraction: float = Field(default=0.04, gt=0, le=1)
     # A detected hand belongs to the nearest pose wrist within this many forearm lengths.
     match_max_forearms: float = Field(default=1.0, gt=0)
     # Hands below this detector score are low confidence where a hand should be.

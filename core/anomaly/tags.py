@@ -22,5 +22,8 @@ UNDETECTABLE_TAGS: Final = {
     "malformed_phone_grip": "needs the phone itself (an object detector or a learned region score); "
     "landmarks alone cannot tell a phone grip from any other grip",
 }
-# Regions where a hand should be but could not be checked; not anomalies, never "clean".
-UNCERTAIN_TAGS: Final = ("hand_undetected", "hand_low_confidence", "hand_suspect")
+# Regions where a hand (or a whole person) should be but could not be checked; not anomalies,
+# never "clean".
+UNCERTAIN_TAGS: Final = ("hand_undetected", "hand_low_confidence", "hand_suspect", "person_unchecked")
+# Uncertain regions that stand for a whole person: a crop cannot cut them away, only route the image.
+PERSON_TAGS: Final = ("person_unchecked",)

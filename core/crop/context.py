@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.anomaly.model import AnomalyReport
+from core.anomaly.model import PERSON_TAGS, AnomalyReport
 from core.crop.settings import CropSettings
 from core.sidecar_types import POSE, Box, Face, Pose, SubjectMask
 
@@ -121,7 +121,12 @@ def _targets(report: AnomalyReport | None, width: int, height: int, s: CropSetti
     out: list[Target] = []
     items = [("anomaly", i, a, 1.0) for i, a in enumerate(report.anomalies)]
     if s.remove_uncertain:
-        items += [("uncertain", i, a, s.uncertain_weight) for i, a in enumerate(report.uncertain_regions)]
+        # A person nobody could check is routed to the user, not cut out of the picture.
+        items += [
+            ("uncertain", i, a, s.uncertain_weight)
+            for i, a in enumerate(report.uncertain_regions)
+            if a.tag not in PERSON_TAGS
+        ]
     for kind, i, a, w in items:
         b = a.box
         x1, y1 = max(0.0, b.x), max(0.0, b.y)

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from core.anomaly.model import AnomalyReport
+from core.anomaly.model import PERSON_TAGS, AnomalyReport
 from core.crop.aspect import AspectPlan, aspect_error, plan_sizes
 from core.crop.context import CropContext, Target, build_context
 from core.crop.objective import Scores
@@ -146,17 +146,11 @@ def propose_crop(
     notes = list(ctx.notes)
     full = score(plan, ctx, np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([len(plan.sizes) - 1]), s)
 
+    unchecked = sum(1 for a in report.uncertain_regions if a.tag in PERSON_TAGS) if report is not None else 0
     if not ctx.targets and not force:
+        verdict, reason = _unchecked_review("no_crop_needed", "no anomaly or uncertain hand in frame", unchecked)
         return CropProposal(
-            width,
-            height,
-            aspect,
-            "no_crop_needed",
-            "no anomaly or uncertain hand in frame",
-            _candidate(plan, ctx, full, 0, s),
-            [],
-            targets,
-            notes,
+            width, height, aspect, verdict, reason, _candidate(plan, ctx, full, 0, s), [], targets, notes
         )
     unchecked_only = not force and not any(_is_evidence(t, s) for t in ctx.targets)
     if plan.only_full_frame:
@@ -167,6 +161,7 @@ def propose_crop(
         verdict, reason = _verdict(best, ctx, s)
         if verdict != "no_crop_needed":
             verdict, reason = ("reject" if best.residual else verdict), f"{reason}; {plan.note}"
+        verdict, reason = _unchecked_review(verdict, reason, unchecked)
         return CropProposal(width, height, aspect, verdict, reason, best, [], targets, notes)
 
     x, y, si = grid(plan, ctx, s)
@@ -187,7 +182,7 @@ def propose_crop(
         alts = [c for c in cands if c.removed and (c.w, c.h) != (width, height)][: s.n_fallbacks]
         best = _candidate(plan, ctx, full, 0, s)
         return CropProposal(width, height, aspect, "review", _unchecked_reason(ctx), best, alts, targets, notes)
-    verdict, reason = _verdict(cands[0], ctx, s)
+    verdict, reason = _unchecked_review(*_verdict(cands[0], ctx, s), unchecked)
     return CropProposal(width, height, aspect, verdict, reason, cands[0], cands[1:], targets, notes)
 
 
@@ -202,6 +197,14 @@ def _unchecked_reason(ctx: CropContext) -> str:
         f"{len(ctx.targets)} region(s) could not be checked ({tags}): check by eye; "
         "no crop proposed without evidence of a defect (fallbacks remove them)"
     )
+
+
+def _unchecked_review(verdict: str, reason: str, unchecked: int) -> tuple[str, str]:
+    """People nobody could check cannot be cropped away, and nothing says their hands and limbs
+    are fine: a crop that would otherwise pass (or no crop at all) is for the user to check."""
+    if not unchecked or verdict not in ("no_crop_needed", "crop"):
+        return verdict, reason
+    return "review", f"{reason}; {unchecked} person(s) whose hands and limbs could not be checked: check by eye"
 
 
 def _aspect_dict(plan: AspectPlan) -> dict[str, Any]:

@@ -25,7 +25,9 @@ from core.imaging import DecodedImage
 
 class AnomaliesExtractor(Extractor):
     name = "anomalies"
-    version = 3  # 2: the report keeps the regions its scorer suppressed; 3: `parts` scores
+    # 2: the report keeps the regions its scorer suppressed; 3: `parts` scores; 4: every person
+    # (person_unchecked regions, hands attached to their person)
+    version = 4
     requires = NEEDED
     optional = ("hand_clip", "regions")
     batch_size = 256
@@ -109,8 +111,9 @@ def hand_representations(regions: SidecarResult | None, hand_clip: SidecarResult
 class CropExtractor(Extractor):
     name = "crop"
     # 2: region ids index the report's anomalies / uncertain_regions; 3: regions that could not be
-    # checked keep the full frame (verdict review), only evidence of a defect proposes a crop
-    version = 3
+    # checked keep the full frame (verdict review), only evidence of a defect proposes a crop;
+    # 4: people nobody could check (person_unchecked) route to review
+    version = 4
     requires = ("anomalies", *NEEDED)
     batch_size = 256
 

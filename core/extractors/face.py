@@ -7,6 +7,7 @@ keeping the more confident one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,9 @@ class FaceExtractor(MediaPipeExtractor):
             for m in self._models()
         ]
 
-    def _detect(self, solutions: list[Any], view: np.ndarray, image: DecodedImage) -> SidecarResult:
+    def _detect(
+        self, solutions: list[Any], view: np.ndarray, image: DecodedImage, dep: Mapping[str, SidecarResult]
+    ) -> SidecarResult:
         w, h = image.width, image.height
         faces = []
         for sol in solutions:

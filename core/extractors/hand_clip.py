@@ -53,7 +53,7 @@ def crop_pixels(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np.nda
 
 class HandClipExtractor(Extractor):
     name = "hand_clip"
-    version = 1
+    version = 2  # 2: hands version 3 finds more hands; one embedding per hand, in its order
     requires = ("hands",)
     batch_size = 16
 

@@ -48,6 +48,8 @@ class MediaPipeExtractor(Extractor):
     batch_size = 16
     # Model files (relative to mediapipe/modules) the graph needs.
     model_files: tuple[str, ...] = ()
+    # A Tasks graph stays failed after an error on one image: drop it, the next image rebuilds it.
+    rebuild_after_failure: bool = False
 
     def __init__(self, settings: ExtractorSettings) -> None:
         self.settings = settings
@@ -70,23 +72,28 @@ class MediaPipeExtractor(Extractor):
         """Create the solution object(s)."""
 
     @abstractmethod
-    def _detect(self, solutions: list[Any], view: np.ndarray, image: DecodedImage) -> SidecarResult:
-        """Run on the detector view and return a payload in original pixels."""
+    def _detect(
+        self, solutions: list[Any], view: np.ndarray, image: DecodedImage, dep: Mapping[str, SidecarResult]
+    ) -> SidecarResult:
+        """Run on the detector view (and, for crops, the original pixels) and return a payload in
+        original pixels. `dep` holds the results of the extractors named in `optional`."""
 
     def run(self, images: Sequence[DecodedImage], deps: Sequence[Mapping[str, SidecarResult]]) -> list[Outcome]:
         avail = self.availability()
         if not avail.available:
             return [ModelUnavailableError(im.path, avail.reason, avail.fix) for im in images]
-        if self._solutions is None:
-            self._solutions = self._build()
         out: list[Outcome] = []
-        for im in images:
+        for im, dep in zip(images, deps, strict=True):
             try:
+                if self._solutions is None:
+                    self._solutions = self._build()
                 view, _ = im.fit(self.settings.detector_max_side)
-                out.append(self._detect(self._solutions, view, im))
+                out.append(self._detect(self._solutions, view, im, dep))
             except Exception as e:  # mediapipe raises RuntimeError/ValueError on odd inputs; keep the image's cause
                 log.debug("%s failed on %s", self.name, im.path, exc_info=True)
                 out.append(ExtractorError(im.path, f"{self.name} failed: {type(e).__name__}: {e}"))
+                if self.rebuild_after_failure:
+                    self.close()
         return out
 
     @property
@@ -94,9 +101,14 @@ class MediaPipeExtractor(Extractor):
         return self._solutions is not None
 
     def close(self) -> None:
-        for sol in self._solutions or []:
-            sol.close()
-        self._solutions = None
+        solutions, self._solutions = self._solutions or [], None
+        for sol in solutions:
+            try:
+                sol.close()
+            except RuntimeError:
+                # A Tasks graph that failed on an image re-raises that image's error on close;
+                # the image's outcome already carries it.
+                log.debug("%s: closing a graph that had failed", self.name, exc_info=True)
 
 
 def to_pixels(landmarks: Any, width: int, height: int, extra: str | None = None) -> np.ndarray:

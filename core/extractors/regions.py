@@ -22,7 +22,7 @@ from core.sidecar_types import hands_from_payload, poses_from_payload
 
 class RegionsExtractor(Extractor):
     name = "regions"
-    version = 1
+    version = 2  # 2: hands version 3 and pose version 2 find every person's hands and limbs
     requires = ("hands", "pose")
     batch_size = 64
 

@@ -29,15 +29,16 @@ from core.imaging import DecodedImage
 
 log = logging.getLogger(__name__)
 
-# Listed in dependency order; build_extractors keeps this order.
+# Listed in dependency order (`requires` and `optional`: face -> pose -> hands); build_extractors
+# keeps this order.
 EXTRACTOR_CLASSES: dict[str, type[Extractor]] = {
     "phash": PhashExtractor,
     "clip": ClipExtractor,
+    "face": FaceExtractor,
+    "pose": PoseExtractor,
     "hands": HandsExtractor,
     "hand_clip": HandClipExtractor,
-    "pose": PoseExtractor,
     "regions": RegionsExtractor,
-    "face": FaceExtractor,
     "saliency": SaliencyExtractor,
     "quality": QualityExtractor,
     "anomalies": AnomaliesExtractor,

@@ -39,6 +39,14 @@ class ExtractorSettings(BaseModel):
     max_hands: int = Field(4, ge=1, le=8)
     hand_min_confidence: float = Field(0.3, ge=0.0, le=1.0)
     pose_min_confidence: float = Field(0.3, ge=0.0, le=1.0)
+    # People given a pose per image (the frame pass, then one body region per unposed face).
+    max_persons: int = Field(8, ge=1, le=32)
+    # Pose hands looked for again in a crop around the pose's hand points when the frame pass
+    # found no hand there, from this wrist visibility up (below the 0.75 at which the anomaly
+    # cues call a wrist without a hand uncertain, so that most of those get a second look).
+    hand_crop_min_visibility: float = Field(0.5, ge=0.0, le=1.0)
+    # Side of the square each pose-guided hand crop is resized to before the hand model reads it.
+    hand_crop_side: int = Field(256, ge=128, le=1024)
     face_min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     # Longest side fed to the detectors; landmarks are mapped back to original pixels.
     detector_max_side: int = Field(1024, ge=256, le=4096)
