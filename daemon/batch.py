@@ -223,11 +223,12 @@ def undo_batch(ctx: Ctx, batch_id: str, tracker: DecisionTracker) -> int:
         set_ids = [r[0] for r in conn.execute(select(proposals.c.set_id).where(proposals.c.batch_id == batch_id))]
         rows = conn.execute(select(journal).where(journal.c.batch_id == batch_id, journal.c.state == "done")).all()
     results = ctx.fileops.undo_batch(batch_id)
-    restored = {(str(m.dst), str(m.src)) for m in results}
+    # The path index and the image rows follow each file back now, so the retraction lines below
+    # name the right locations (not only after the next start's reconcile).
+    restored = set(ctx.fileops.last_restored)
     for r in rows:
-        src, dst = ctx.abs(r.src), ctx.abs(r.dst)
-        if r.sha256 and (str(dst), str(src)) in restored:
-            _relocated(ctx, tracker, r.sha256, dst, src)
+        if r.sha256 and (r.src, r.dst) in restored and ctx.abs(r.src).exists():
+            _relocated(ctx, tracker, r.sha256, ctx.abs(r.dst), ctx.abs(r.src))
     review = ctx.cfg.path("review_queue") / batch_id
     if review.is_dir():
         for item in review.iterdir():  # only our own links and listing live here

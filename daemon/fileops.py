@@ -18,11 +18,18 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 
 from core.errors import FileOpError, VanishedError
+from core.imaging import sha256_file
 from core.layout import from_db_path, to_db_path
 from daemon.store import Store
 from daemon.store.schema import journal
 
 log = logging.getLogger(__name__)
+
+
+class ContentChangedError(FileOpError):
+    """The file at the source is not the content the move was planned for (replaced since)."""
+
+    kind = "content_changed"
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,30 @@ def unique_destination(dst: Path) -> Path:
         n += 1
 
 
-def _atomic_move_no_replace(src: Path, dst: Path) -> None:
+def _check_content(path: Path, sha256: str | None, shown: Path) -> None:
+    if sha256 is None:
+        return
+    try:
+        actual = sha256_file(path)
+    except OSError as e:
+        raise FileOpError(shown, f"cannot read it to check its content: {e.strerror or e}") from e
+    if actual != sha256:
+        raise ContentChangedError(
+            shown, f"content changed (sha256 {actual[:12]}, expected {sha256[:12]}); not moved, left in place"
+        )
+
+
+def _same_content(path: Path, sha256: str) -> bool:
+    try:
+        return sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
+def _atomic_move_no_replace(src: Path, dst: Path, sha256: str | None = None) -> None:
+    """Link, check, unlink. With `sha256`, the content is checked through the new link, i.e. the
+    very inode that will stay at `dst`: a file replaced at `src` at any moment is never moved
+    under the identity of the one it replaced."""
     try:
         os.link(src, dst, follow_symlinks=False)
     except FileExistsError as e:
@@ -57,8 +87,14 @@ def _atomic_move_no_replace(src: Path, dst: Path) -> None:
         # No hard links here (exFAT, some network shares): fall back to rename after a check.
         if dst.exists():
             raise FileOpError(dst, "destination exists; refusing to overwrite") from e
+        _check_content(src, sha256, src)
         os.rename(src, dst)
         return
+    try:
+        _check_content(dst, sha256, src)
+    except FileOpError:
+        os.unlink(dst)  # the second name only; the file stays where it was
+        raise
     try:
         os.unlink(src)
     except OSError as e:
@@ -73,6 +109,7 @@ class FileOps:
         self.store = store
         self.root = root
         self.last_problems: list[str] = []
+        self.last_restored: list[tuple[str, str]] = []
 
     def _rel(self, p: Path) -> str:
         try:
@@ -92,9 +129,13 @@ class FileOps:
         sha256: str | None = None,
         batch_id: str | None = None,
         note: str | None = None,
+        verify: bool = True,
     ) -> MoveResult:
+        """Journal, then move. With `sha256` (and `verify`) only that content is moved: a file
+        replaced since it was registered raises ContentChangedError and stays where it is."""
         if not src.exists():
             raise VanishedError(src, "file disappeared before it could be moved")
+        self._inside_root(dst)
         dst.parent.mkdir(parents=True, exist_ok=True)
         with self.store.write() as conn:
             key = conn.execute(
@@ -112,7 +153,7 @@ class FileOps:
         assert key is not None
         jid = int(key[0])
         try:
-            _atomic_move_no_replace(src, dst)
+            _atomic_move_no_replace(src, dst, sha256 if verify else None)
         except Exception as e:
             with self.store.write() as conn:
                 conn.execute(
@@ -124,6 +165,17 @@ class FileOps:
         with self.store.write() as conn:
             conn.execute(update(journal).where(journal.c.id == jid).values(state="done", finished_at=time.time()))
         return MoveResult(int(jid), src, dst)
+
+    def _inside_root(self, dst: Path) -> None:
+        """Refuse a destination whose folder resolves outside the root (an area folder that is a
+        symlink to elsewhere): every file stays under the root the user pointed bestshot at."""
+        parent = dst.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        root = self.root.resolve()
+        real = parent.resolve()
+        if real != root and root not in real.parents:
+            raise FileOpError(dst, f"destination folder resolves to {real}, outside the root {root}; refusing")
 
     def recover(self) -> list[str]:
         """Finish or abandon moves a crash interrupted; returns one line per entry touched."""
@@ -156,8 +208,11 @@ class FileOps:
         """Move every file of a batch back, newest first; each undo move is journaled too.
 
         Resumable: a file already back where it was (an undo interrupted by a crash) is only
-        marked undone. A file the user has moved or deleted since is skipped and reported, and
-        the rest of the batch is still restored.
+        marked undone. A move that crash recovery already rolled back is skipped. A file is moved
+        back only while it is the content the batch moved (its sha256): the name may have been
+        reused since. Anything not restored is reported with the reason, and the rest of the
+        batch is still restored. `last_restored` lists the (src, dst) of every batch move now
+        undone, including those found already back.
         """
         with self.store.read() as conn:
             rows = conn.execute(
@@ -165,23 +220,39 @@ class FileOps:
                 .where(journal.c.batch_id == batch_id, journal.c.state == "done")
                 .order_by(journal.c.id.desc())
             ).all()
+            rolled_back = {
+                (r.sha256, r.dst, r.src)
+                for r in conn.execute(
+                    select(journal).where(journal.c.batch_id == f"rollback:{batch_id}", journal.c.state == "done")
+                )
+            }
         if not rows:
             raise FileOpError(None, f"no completed moves recorded for batch {batch_id!r}")
-        results, problems = [], []
+        results: list[MoveResult] = []
+        problems: list[str] = []
+        self.last_restored = []
         for r in rows:
             src, dst = self._abs(r.src), self._abs(r.dst)
+            if (r.sha256, r.src, r.dst) in rolled_back:
+                self._mark(r.id, "rolled_back", "moved back by crash recovery; nothing to undo")
+                continue
             if not dst.exists():
-                if src.exists():
+                if src.exists() and (r.sha256 is None or _same_content(src, r.sha256)):
                     self._mark(r.id, "undone", "already back in place")
+                    self.last_restored.append((r.src, r.dst))
                 else:
                     problems.append(f"{r.dst}: gone (moved or deleted since the batch); not restored")
                 continue
             try:
                 res = self.move(dst, src, sha256=r.sha256, batch_id=f"undo:{batch_id}", note=f"undo of #{r.id}")
+            except ContentChangedError as e:
+                problems.append(f"{r.dst}: holds other content now ({e.reason.split(';')[0]}); not restored")
+                continue
             except FileOpError as e:
                 problems.append(f"{r.dst}: {e.reason}")
                 continue
             self._mark(r.id, "undone", None)
+            self.last_restored.append((r.src, r.dst))
             results.append(res)
         for p in problems:
             log.warning("undo %s: %s", batch_id, p)

@@ -131,6 +131,10 @@ def handle_undo(args: argparse.Namespace) -> int:
     lock = InstanceLock(cfg.root, command="undo", mode=cfg.mode)
     lock.acquire()  # undo moves files: not while the daemon itself is moving them
     try:
+        # An earlier undo (or daemon) killed mid-move left journal rows planned: settle them
+        # first, so this undo finishes that work instead of leaving it for the next daemon start.
+        for line in ctx.fileops.recover():
+            print(f"  recovered: {line}")
         n = undo_batch(ctx, args.batch_id, DecisionTracker(ctx))
     finally:
         lock.release()
