@@ -6,31 +6,23 @@ import time
 
 from core.anomaly.calibration import CalibratedScorer
 from core.config import Config
+from core.errors import BestshotError
 from core.extractors.analysis import AnomaliesExtractor
 from core.extractors.registry import build_extractors
 from daemon import records
+from daemon.areas import FOLDERS, area_problems
 from daemon.context import Ctx
 from daemon.fileops import FileOps
 from daemon.hand_learning import hand_model_in_force
+from daemon.health import Health
 from daemon.learned_state import EXTRACTORS_KEY, calibration_in_force
 from daemon.store.db import open_store
 
-FOLDERS = (
-    "inbox",
-    "raw",
-    "approved",
-    "to_crop",
-    "cropped",
-    "rejected",
-    "review_queue",
-    "sidecar",
-    "labels",
-    "models",
-    "logs",
-)
-
 
 def ensure_layout(cfg: Config) -> None:
+    problems = area_problems(cfg)
+    if problems:
+        raise BestshotError(cfg.root, "; ".join(reason for _name, reason in problems))
     for name in FOLDERS:
         cfg.path(name).mkdir(parents=True, exist_ok=True)
     (cfg.path("labels") / "sessions").mkdir(parents=True, exist_ok=True)
@@ -41,7 +33,7 @@ def build_ctx(cfg: Config, *, with_extractors: bool = True) -> Ctx:
     ensure_layout(cfg)
     store = open_store(cfg.db_url)
     extractors = build_extractors(cfg.extractors, cfg.path("models"), cfg.anomaly, cfg.crop) if with_extractors else []
-    ctx = Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root), extractors=extractors)
+    ctx = Ctx(cfg=cfg, store=store, fileops=FileOps(store, cfg.root), extractors=extractors, health=Health(cfg.root))
     _load_learned(ctx)
     if with_extractors:
         record_availability(ctx)

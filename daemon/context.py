@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from core.layout import from_db_path, to_db_path
 from daemon.fileops import FileOps
+from daemon.health import Health
 from daemon.store import Store
 
 if TYPE_CHECKING:  # annotations only: importing them costs `bestshot status` numpy and OpenCV
@@ -32,6 +33,8 @@ class Ctx:
     extractors: list[Extractor] = field(default_factory=list)
     # Rebuilt on demand by daemon.ranking.current_model; never persisted.
     prior_fit: PriorFit | None = None
+    # Whether writes work (a full disk); set by build_ctx.
+    health: Health | None = None
 
     @property
     def root(self) -> Path:

@@ -29,7 +29,8 @@ from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx
 from daemon.finder_tags import OWN_TAG_PREFIX, read_tags
-from daemon.session_log import write_logged
+from daemon.health import note_write_failure
+from daemon.session_log import flush_unlogged, write_logged
 from daemon.store.schema import crops, decisions, images, observations, pairs, proposals, set_members, sets
 from daemon.tidy import after_decision
 
@@ -59,6 +60,13 @@ class DecisionTracker:
         self.waiting: dict[str, float] = {}  # set id -> when it closes by timeout
         self.batch_sets: dict[str, str] = {}
         self.recorded = 0  # decisions recorded by this process: the rank loop watches it  # set id -> batch id, while batch mode moves its files
+        # Moves that could not be written (full disk), with their original times, and whether a
+        # committed decision still lacks its line: both retried at the next evaluate.
+        self.pending_moves: dict[str, tuple[str | None, float, bool]] = {}
+        self.unlogged = False
+        # Sets whose latest move this process only discovered by a reconcile (made while it was
+        # down, or an event it lost): they never close another set as "moved_on".
+        self.discovered_sets: set[str] = set()
 
     @staticmethod
     def pending_batch(conn: Connection, set_id: str) -> str | None:
@@ -86,23 +94,37 @@ class DecisionTracker:
         area = locate(self.ctx.cfg, self.ctx.abs(rel)).area
         return _AREA_TO_LOCATION.get(area or "", "missing")
 
-    def on_move(self, sha: str, old: str | None, new: str | None) -> None:
-        with self.ctx.store.write() as conn:
-            set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar()
-            if set_id is None:
-                return
-            if new is None and self.in_force(conn, set_id) is not None:
-                # Left the root after its set was decided: an export, not a change of mind. The
-                # decision stands (state_of keeps its place) and it is not an action on the set.
-                conn.execute(update(images).where(images.c.sha256 == sha).values(state="exported"))
-                log.info("set %s: %s left the root after the decision (exported; decision kept)", set_id, old)
-                return
-            records.upsert(
-                conn,
-                observations,
-                {"sha256": sha, "location": self.location_of(new), "moved_at": time.time()},
-                ["sha256"],
-            )
+    def on_move(self, sha: str, old: str | None, new: str | None, when: float | None = None, live: bool = True) -> None:
+        """`when`: the time of the move (the event's, or the file's ctime for a move a reconcile
+        found); `live`: False when only a reconcile found it."""
+        when = time.time() if when is None else when
+        try:
+            with self.ctx.store.write() as conn:
+                set_id = conn.execute(select(set_members.c.set_id).where(set_members.c.sha256 == sha)).scalar()
+                if set_id is None:
+                    return
+                if new is None and self.in_force(conn, set_id) is not None:
+                    # Left the root after its set was decided: an export, not a change of mind. The
+                    # decision stands (state_of keeps its place) and it is not an action on the set.
+                    conn.execute(update(images).where(images.c.sha256 == sha).values(state="exported"))
+                    log.info("set %s: %s left the root after the decision (exported; decision kept)", set_id, old)
+                    return
+                records.upsert(
+                    conn,
+                    observations,
+                    {"sha256": sha, "location": self.location_of(new), "moved_at": when},
+                    ["sha256"],
+                )
+        except Exception as e:
+            if not note_write_failure(self.ctx.health, "recording a move", e):
+                raise
+            self.pending_moves[sha] = (new, when, live)
+            return
+        self.pending_moves.pop(sha, None)
+        if live:
+            self.discovered_sets.discard(set_id)
+        else:
+            self.discovered_sets.add(set_id)
         self.dirty.add(set_id)
 
     def on_touch(self, sha: str, rel: str) -> None:
@@ -211,18 +233,45 @@ class DecisionTracker:
     def evaluate(self, now: float | None = None) -> float | None:
         """Decide dirty and waiting sets; returns when the next waiting set closes by timeout."""
         now = time.time() if now is None else now
+        self._retry_writes()
         due = {s for s, t in self.waiting.items() if t <= now}
         todo, self.dirty = self.dirty | due | set(self.waiting), set()
         if todo:
             with self.ctx.store.read() as conn:
-                last_actions = self._last_actions(conn)
+                last_actions = {k: v for k, v in self._last_actions(conn).items() if k not in self.discovered_sets}
             for set_id in sorted(todo):
+                # One set's failure never drops the rest of the round.
                 try:
                     self._evaluate_set(set_id, now, last_actions)
-                except BestshotError as e:
+                except Exception as e:
+                    if note_write_failure(self.ctx.health, f"deciding set_{set_id}", e):
+                        self.dirty.add(set_id)  # retried with the observations' own times
+                        continue
+                    if not isinstance(e, BestshotError):
+                        log.exception("deciding set %s failed", set_id)
+                        e = BestshotError(None, f"internal error: {type(e).__name__}: {e}")
                     with self.ctx.store.write() as conn:
                         records.record_error(conn, f"set_{set_id}", "decide", e)
         return min(self.waiting.values(), default=None)
+
+    @property
+    def retry_pending(self) -> bool:
+        return bool(self.pending_moves) or self.unlogged
+
+    def _retry_writes(self) -> None:
+        """Moves and lines that a full disk refused, in their original order and with their times."""
+        for sha, (new, when, live) in sorted(self.pending_moves.items(), key=lambda kv: kv[1][1]):
+            self.on_move(sha, None, new, when, live)
+            if sha in self.pending_moves:
+                return  # still failing: keep the rest for the next round
+        if self.unlogged:
+            try:
+                flush_unlogged(self.ctx)
+            except Exception as e:
+                if not note_write_failure(self.ctx.health, "appending decision lines", e):
+                    raise
+                return
+            self.unlogged = False
 
     def _last_actions(self, conn: Connection) -> dict[str, datetime]:
         rows = conn.execute(
@@ -349,10 +398,16 @@ class DecisionTracker:
                 conn.execute(
                     update(sets).where(sets.c.id == set_id).values(status="filed" if line.retracted else "decided")
                 )
-        write_logged(self.ctx, did, text)
+        self.recorded += 1
+        try:
+            write_logged(self.ctx, did, text)
+        except Exception as e:
+            # The decision is committed (unlogged): its line is appended again once writing works.
+            if not note_write_failure(self.ctx.health, "appending a decision line", e):
+                raise
+            self.unlogged = True
         if set_id is not None:
             after_decision(self.ctx, set_id, retracted=line.retracted)
-        self.recorded += 1
         log.info("%s", decided_line(line, source, decision.closed if decision else None))
         return did
 

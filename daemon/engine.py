@@ -22,6 +22,7 @@ from core.layout import AREAS, area_roots, is_ignored_name, is_image_name, locat
 from core.metadata import FOLDER_META_NAMES
 from daemon import filing, pipeline, records
 from daemon.context import Ctx
+from daemon.health import note_write_failure
 from daemon.ingest import ImageTask
 from daemon.jobs import JobSpec, ensure_jobs
 from daemon.settle import Settler
@@ -29,8 +30,10 @@ from daemon.store.schema import files, images
 
 log = logging.getLogger(__name__)
 
-# Called with (sha256, old relative path or None, new relative path or None) when a known image moves.
-MoveObserver = Callable[[str, str | None, str | None], None]
+# Called with (sha256, old relative path or None, new relative path or None, when it moved, live)
+# when a known image moves; live is False for a move only a reconcile found (made while the daemon
+# was down, or an event that was lost), whose time is then the file's ctime.
+MoveObserver = Callable[[str, str | None, str | None, float, bool], None]
 
 
 @dataclass
@@ -53,9 +56,23 @@ class Engine:
         self.touch_observers: list[Callable[[str, str], None]] = []
         self.stats = {"registered": 0, "errors": 0, "sets_filed": 0}
         self.should_stop: Callable[[], bool] = lambda: False
+        # Events whose handling a full disk refused, with the time they first arrived.
+        self.retry: list[tuple[Event, float]] = []
+        self._event_time: float | None = None
+        self._live = True
 
     # ---- events -------------------------------------------------------------------------
-    def handle(self, ev: Event) -> None:
+    def retry_failed(self) -> None:
+        """Handle again, in order and with their first times, the events a write failure stopped."""
+        todo, self.retry = self.retry, []
+        for i, (ev, when) in enumerate(todo):
+            self.handle(ev, when)
+            if self.retry:  # still failing: keep the order, try again later
+                self.retry.extend(todo[i + 1 :])
+                return
+
+    def handle(self, ev: Event, when: float | None = None) -> None:
+        self._event_time = time.time() if when is None else when
         try:
             if isinstance(ev, FileSettled):
                 self._settled(ev.path)
@@ -69,8 +86,13 @@ class Engine:
                 self._dir(ev.path)
             elif isinstance(ev, RescanRequested):
                 self.reconcile(direct=False)
-        except Exception:  # one bad event must not stop the daemon
-            log.exception("failed handling %s", ev)
+        except Exception as e:  # one bad event must not stop the daemon
+            if note_write_failure(self.ctx.health, f"handling {type(ev).__name__}", e):
+                self.retry.append((ev, self._event_time))
+            else:
+                log.exception("failed handling %s", ev)
+        finally:
+            self._event_time = None
 
     def _through_symlink(self, p: Path) -> bool:
         """A path that reaches its file through a symlinked folder (e.g. a link loop) is an alias."""
@@ -241,10 +263,12 @@ class Engine:
             for n in fn:
                 self._changed(Path(dp) / n)
 
-    def _notify(self, sha: str, old: str | None, new: str | None) -> None:
+    def _notify(self, sha: str, old: str | None, new: str | None, when: float | None = None) -> None:
+        if when is None:
+            when = self._event_time if self._event_time is not None else time.time()
         for obs in self.move_observers:
             try:
-                obs(sha, old, new)
+                obs(sha, old, new, when, self._live)
             except Exception:
                 log.exception("move observer failed for %s", sha[:12])
 
@@ -283,7 +307,10 @@ class Engine:
             if moved:
                 records.set_image_path(conn, sha, rel)
         if moved:
-            self._notify(sha, old, rel)
+            # A move sets the ctime: found by a reconcile, the move is dated by it, not by when the
+            # walk got there (else the walk's order becomes the order of the user's actions).
+            now = self._event_time if self._event_time is not None else time.time()
+            self._notify(sha, old, rel, min(now, st.st_ctime))
         if img is None:
             for obs in self.unknown_observers:
                 try:
@@ -313,6 +340,13 @@ class Engine:
     # ---- reconcile ------------------------------------------------------------------------
     def reconcile(self, direct: bool) -> None:
         """Full scan: catches events FSEvents coalesced or dropped and moves out of the tree."""
+        self._live = False
+        try:
+            self._reconcile(direct)
+        finally:
+            self._live = True
+
+    def _reconcile(self, direct: bool) -> None:
         cfg = self.ctx.cfg
         seen: set[str] = set()
         for area in AREAS:

@@ -25,6 +25,7 @@ from daemon.decisions import DecisionTracker
 from daemon.duplicates import refresh_duplicates
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
+from daemon.health import note_write_failure
 from daemon.instance import InstanceLock
 from daemon.parquet_export import export_parquet
 from daemon.progress import DrainProgress
@@ -36,6 +37,7 @@ from daemon.settle import Settler
 from daemon.watcher import start_observer
 
 log = logging.getLogger(__name__)
+RETRY_SECONDS = 1.0  # while writes fail, how often the worker wakes to try again
 
 
 class Daemon:
@@ -128,6 +130,8 @@ class Daemon:
                 timeout = max(0.05, next_close - time.time())
             else:
                 timeout = None  # nothing to do: sleep until an event arrives
+            if self._retrying():
+                timeout = RETRY_SECONDS if timeout is None else min(timeout, RETRY_SECONDS)
             try:
                 ev = self.events.get(timeout=timeout)
             except queue.Empty:
@@ -135,6 +139,9 @@ class Daemon:
             else:
                 if ev is None:
                     continue
+            failures = self._failures()
+            if self.engine.retry:
+                self.engine.retry_failed()
             if ev is not None:
                 self._handle(ev)
                 while not self.stopping.is_set():  # drain whatever else is already waiting
@@ -159,6 +166,29 @@ class Daemon:
                 self._guard("parquet export", lambda: export_parquet(self.ctx))
             if not work_pending:
                 self._guard("ranking", self.rank.round)
+            self._check_recovered(failures)
+
+    def _failures(self) -> int:
+        return self.ctx.health.failures if self.ctx.health is not None else 0
+
+    def _retrying(self) -> bool:
+        health = self.ctx.health
+        return bool(self.engine.retry) or self.tracker.retry_pending or (health is not None and health.failing)
+
+    def _check_recovered(self, failures_before: int) -> None:
+        """While writes were failing: once a round has written without a failure, say so."""
+        health = self.ctx.health
+        if health is None or not health.failing or health.failures != failures_before:
+            return
+        try:
+            with self.ctx.store.write() as conn:
+                records.put_state(conn, "last_write_check", time.time())
+        except Exception as e:
+            if not note_write_failure(health, "checking that writes work", e):
+                raise
+            return
+        if not self.engine.retry and not self.tracker.retry_pending:
+            health.recovered()
 
     def _extract_pass(self) -> int:
         self.progress.before_pass()
@@ -177,6 +207,8 @@ class Daemon:
         try:
             return step()
         except Exception as e:
+            if note_write_failure(self.ctx.health, what, e):
+                return None  # the disk is full: recording it would fail too; retried on the next round
             log.exception("%s failed", what)
             try:
                 with self.ctx.store.write() as conn:

@@ -1,5 +1,7 @@
 """labels/sessions/<date>__session.jsonl: append-only, one flushed and fsynced line at a time.
 
+A line counts (the decision is marked logged) only once every byte of it is written and fsynced.
+
 A decision is committed to the database (logged = false) before its line is appended, and
 marked logged after. After a crash, `flush_unlogged` appends only the lines the file does not
 already end with, so a kill -9 anywhere in between yields exactly one line.
@@ -7,6 +9,7 @@ already end with, so a kill -9 anywhere in between yields exactly one line.
 
 from __future__ import annotations
 
+import errno
 import os
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +35,16 @@ def append_line(path: Path, line: str) -> None:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             # A power loss tore the previous line: end it, so this line is not glued onto it.
             data = b"\n" + data
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            # A full disk first writes what fits and returns a short count; the next write then
+            # raises ENOSPC. Either way the line is not logged until all of it is on disk: the
+            # decision stays unlogged and is appended again, and the torn tail left here is
+            # ended by that next append (above).
+            n = os.write(fd, view)
+            if n <= 0:
+                raise OSError(errno.EIO, "write wrote nothing", str(path))
+            view = view[n:]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -31,7 +31,7 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
     from core.extractors.device import pick_device
     from core.extractors.registry import build_extractors
     from daemon import service
-    from daemon.app import FOLDERS
+    from daemon.areas import FOLDERS, area_problems
     from daemon.store.db import open_store
 
     out: list[tuple[bool, str, str]] = []
@@ -41,6 +41,14 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
         p = cfg.path(name)
         ok = p.is_dir() and os.access(p, os.R_OK | os.W_OK | os.X_OK)
         out.append((ok, f"folder {name}: {p}", f"create it and make it writable: mkdir -p '{p}'"))
+    outside = dict(area_problems(cfg))
+    out.append(
+        (
+            not outside,
+            "every folder resolves inside the root" + (": " + "; ".join(outside.values()) if outside else ""),
+            "replace each symlink that leads out of the root with a real folder inside it",
+        )
+    )
     inbox, raw = cfg.path("inbox"), cfg.path("raw")
     if inbox.exists() and raw.exists():
         same = inbox.stat().st_dev == raw.stat().st_dev

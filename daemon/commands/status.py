@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from daemon.areas import area_problems
 from daemon.cli import add_common, config_from_args, require_library
+from daemon.health import read_health
 from daemon.instance import holder
 
 if TYPE_CHECKING:
@@ -88,6 +90,30 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
 
         dedup_rule = rule_description(cfg.dedup, bool(out["extractors"].get("clip", {}).get("available")))
     out["dedup_rule"] = dedup_rule
+    # Conditions the database cannot hold: it may be the very thing that cannot be written.
+    out["write_failure"] = read_health(cfg.root)
+    for problem in _outside_problems(cfg):
+        out["errors"].insert(0, problem)
+        out["open_errors"] += 1
+    return out
+
+
+def _outside_problems(cfg: Config) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    health = read_health(cfg.root)
+    if health is not None:
+        out.append(
+            {
+                "ts": health["write_failing_since"],
+                "path": None,
+                "stage": "write",
+                "kind": "write_failing",
+                "reason": f"writes are failing ({health.get('what')}): {health.get('reason')}; "
+                "decisions are kept and retried with their own times once there is room",
+            }
+        )
+    for area, reason in area_problems(cfg):
+        out.append({"ts": None, "path": area, "stage": "layout", "kind": "outside_root", "reason": reason})
     return out
 
 
