@@ -63,6 +63,28 @@ def is_ignored_name(name: str) -> bool:
     return name.startswith(IGNORED_PREFIXES) or name.endswith((".tmp", ".part", ".crdownload", ".download"))
 
 
+NAME_MAX = 255  # bytes in one file name (APFS, HFS+, ext4)
+
+
+def fits_name(name: str) -> bool:
+    """Whether a file may have this name: a valid long name plus a suffix may not."""
+    return len(os.fsencode(name)) <= NAME_MAX
+
+
+def fit_name(stem: str, tail: str) -> str:
+    """`stem + tail`, the stem cut short (at a character boundary) so the name fits NAME_MAX."""
+    room = NAME_MAX - len(os.fsencode(tail))
+    raw = os.fsencode(stem)
+    if len(raw) <= room:
+        return stem + tail
+    cut = raw[: max(room, 1)]
+    if (raw[len(cut)] & 0xC0) == 0x80:  # the cut falls inside a multi-byte character: drop all of it
+        while cut and (cut[-1] & 0xC0) == 0x80:
+            cut = cut[:-1]
+        cut = cut[:-1]
+    return os.fsdecode(cut) + tail
+
+
 _RAW_MARK = "%b:"
 
 

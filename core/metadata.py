@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from core.errors import MetadataError
+from core.layout import fits_name
 
 FOLDER_META_NAMES = ("meta.yaml", "meta.yml")
 _PROMPT_KEYS = ("prompt", "positive", "positive_prompt", "caption", "text", "txt")
@@ -48,12 +49,14 @@ def normalise_prompt(prompt: str) -> str:
 
 
 def sidecar_candidates(image: Path, yaml_suffixes: list[str], caption_suffixes: list[str]) -> list[Path]:
-    """Per-image metadata files that may sit next to `image`, most specific first."""
+    """Per-image metadata files that may sit next to `image`, most specific first. A name that
+    would be over the file-name limit (a valid 250-byte image name + ".caption") cannot exist,
+    and asking the file system about it fails: it is not a candidate."""
     out = [image.with_name(image.name + s) for s in yaml_suffixes]
     out += [image.with_suffix(s) for s in yaml_suffixes]
     out += [image.with_suffix(s) for s in caption_suffixes]
     out += [image.with_name(image.name + s) for s in caption_suffixes]
-    return out
+    return [p for p in out if fits_name(p.name)]
 
 
 def _first(d: dict[str, Any], keys: tuple[str, ...]) -> Any:

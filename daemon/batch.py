@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from core.errors import BestshotError
 from core.labels.decide import retraction
 from core.labels.session import parse_line
+from core.layout import fit_name
 from core.rank.modes import ModeDecision, auto_decides
 from daemon import records
 from daemon.context import Ctx
@@ -108,7 +109,7 @@ def _link_winner(ctx: Ctx, batch_id: str, set_id: str, winner_file: Path | None)
         return
     review = ctx.cfg.path("review_queue") / batch_id
     review.mkdir(parents=True, exist_ok=True)
-    link = review / f"set_{set_id}__{winner_file.name}"
+    link = review / fit_name(f"set_{set_id}__{winner_file.stem}", winner_file.suffix)
     if not link.exists() and not link.is_symlink():
         link.symlink_to(os.path.relpath(winner_file, review))
 

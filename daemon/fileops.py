@@ -19,7 +19,7 @@ from sqlalchemy import insert, select, update
 
 from core.errors import FileOpError, VanishedError
 from core.imaging import sha256_file
-from core.layout import from_db_path, to_db_path
+from core.layout import fit_name, from_db_path, to_db_path
 from daemon.store import Store
 from daemon.store.schema import journal
 
@@ -45,7 +45,7 @@ def unique_destination(dst: Path) -> Path:
         return dst
     n = 2
     while True:
-        cand = dst.with_name(f"{dst.stem} ({n}){dst.suffix}")
+        cand = dst.with_name(fit_name(dst.stem, f" ({n}){dst.suffix}"))
         if not cand.exists() and not cand.is_symlink():
             return cand
         n += 1

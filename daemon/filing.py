@@ -15,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, insert, or_, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 
-from core.errors import VanishedError
+from core.errors import NotReadyError, VanishedError
 from core.grouping import LooseImage, group_loose, set_id_for
 from core.layout import is_image_name, locate
 from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
 from daemon import records
 from daemon.context import Ctx
-from daemon.fileops import unique_destination
+from daemon.fileops import ContentChangedError, unique_destination
 from daemon.store.schema import errors, files, image_metadata, images, journal, set_members, sets, sidecars
 from daemon.tidy import remove_if_empty
 
@@ -226,7 +226,11 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         # the set folder the moment it appears there, before we could stat it at `dst`; the
         # watcher then reports that move from `dst`, where the path index already has it.
         st = src.stat()
-        ctx.fileops.move(src, dst, sha256=r.sha256, note=f"file into set {task.set_id}")
+        try:
+            ctx.fileops.move(src, dst, sha256=r.sha256, note=f"file into set {task.set_id}")
+        except ContentChangedError as e:
+            _content_replaced(ctx, task.set_id, r.sha256, src, e)
+            continue
         with ctx.store.write() as conn:
             records.relocate(conn, ctx.rel(src), ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
         _move_companions(ctx, src, dst)
@@ -237,6 +241,12 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
                 ctx.fileops.move(m, folder / name, note=f"set metadata of {task.set_id}")
         remove_if_empty(task.folder)
     with ctx.store.write() as conn:
+        if not conn.execute(select(set_members.c.sha256).where(set_members.c.set_id == task.set_id)).first():
+            # Every member was replaced before it could be filed: there is no set left to file.
+            conn.execute(delete(sets).where(sets.c.id == task.set_id))
+            remove_if_empty(folder)
+            log.info("set %s dissolved: its images were replaced before filing", task.set_id)
+            return
         conn.execute(update(sets).where(sets.c.id == task.set_id).values(status="filed"))
     log.info("%s", filed_line(ctx, task, [Path(r.path).name for r in rows]))
 
@@ -249,6 +259,27 @@ def filed_line(ctx: Ctx, task: SetTask, names: list[str]) -> str:
     if len(names) == 1:
         return f"filed single image {names[0]} as {where} (nothing similar arrived: {task.reason})"
     return f"filed {len(names)} loose images as {where} ({', '.join(names)}; {task.reason})"
+
+
+def _content_replaced(ctx: Ctx, set_id: str, sha: str, src: Path, err: ContentChangedError) -> None:
+    """The file at `src` is no longer the content registered for it (replaced after registration):
+    that content left the tree, so it leaves the set, and what is there now is registered anew."""
+    from daemon import pipeline  # filing is one of pipeline's stages: imported when needed, no cycle
+    from daemon.ingest import ImageTask
+
+    rel = ctx.rel(src)
+    log.warning("set %s: %s was replaced after registration (%s); registering the new content", set_id, rel, err)
+    with ctx.store.write() as conn:
+        conn.execute(delete(set_members).where(set_members.c.set_id == set_id, set_members.c.sha256 == sha))
+        left = conn.execute(select(set_members.c.sha256).where(set_members.c.set_id == set_id)).all()
+        conn.execute(update(sets).where(sets.c.id == set_id).values(size=len(left)))
+        conn.execute(update(images).where(images.c.sha256 == sha).values(state="missing"))
+        if conn.execute(select(files.c.sha256).where(files.c.path == rel)).scalar() == sha:
+            records.forget_file(conn, rel)
+    try:
+        pipeline.run_image(ctx, ImageTask(src))
+    except NotReadyError:
+        log.info("%s is still being written; its next event registers it", rel)
 
 
 def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:

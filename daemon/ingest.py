@@ -141,6 +141,13 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
             "last_seen": now,
             "state": "present",
         }
+        # Another image registered at this path has been replaced by this content: its bytes left
+        # the tree (filing checks the content too, and takes such an image out of its set).
+        conn.execute(
+            update(images)
+            .where(images.c.path == rel, images.c.sha256 != t.sha256, images.c.state == "present")
+            .values(state="missing")
+        )
         # first_seen survives re-registration: it drives set closing across restarts.
         if conn.execute(select(images.c.sha256).where(images.c.sha256 == t.sha256)).first():
             conn.execute(update(images).where(images.c.sha256 == t.sha256).values(**values))

@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import Connection, func, insert, or_, select
 
 from core.errors import BestshotError
-from core.layout import PREVIEW_SUFFIX, from_db_path
+from core.layout import PREVIEW_SUFFIX, fit_name, from_db_path
 from core.metadata import normalise_prompt
 from core.rank.evaluate import Decision as TrainDecision
 from core.rank.features import FeatureSpace, ImageSignals, summarise_anomaly_report
@@ -245,7 +245,7 @@ def publish(ctx: Ctx, set_id: str, ranking: SetRanking, body: dict[str, Any], me
     preview = ctx.cfg.path("labels") / "crops" / f"{ranking.winner}.crop.jpg"
     if crop.get("verdict") in ("crop", "review", "reject") and preview.exists():
         # Next to the images, so Finder's preview shows the proposed box where the user decides.
-        atomic_write(folder / f"{Path(ranking.winner_name).stem}{PREVIEW_SUFFIX}", preview.read_bytes())
+        atomic_write(folder / fit_name(Path(ranking.winner_name).stem, PREVIEW_SUFFIX), preview.read_bytes())
     for sha, _name, rel in mem:
         path = ctx.abs(rel)
         if not path.exists():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ def test_move_is_journaled_and_keeps_bytes_and_mtime(ops: FileOps, tmp_path: Pat
     src.write_bytes(b"pixels")
     os.utime(src, (1_000_000, 1_000_000))
     dst = tmp_path / "raw" / "set_x" / "a.png"
-    ops.move(src, dst, sha256="s")
+    ops.move(src, dst, sha256=hashlib.sha256(b"pixels").hexdigest())
     assert not src.exists() and dst.read_bytes() == b"pixels" and dst.stat().st_mtime == 1_000_000
     assert states(ops) == ["done"]
 
