@@ -80,15 +80,30 @@ def _as_int(v: Any) -> int | None:
     return n if n is not None and -_INT64 <= n < _INT64 else None
 
 
+MAX_YAML_DEPTH = 100  # metadata is a flat mapping; nesting this deep is an attack or an accident
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """Safe YAML without anchors/aliases: metadata never needs them, and nested aliases can
-    expand exponentially (a "billion laughs" file would hang the daemon)."""
+    expand exponentially (a "billion laughs" file would hang the daemon). Nesting is limited
+    too: the composer recurses per level, and 20,000 levels would overflow Python's stack."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in metadata", event.start_mark)
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels (the limit for metadata)", event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 MAX_METADATA_BYTES = 1 << 20

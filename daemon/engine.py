@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from core.errors import BestshotError, NotReadyError
+from core.errors import BestshotError, NotReadyError, UnreadableError
 from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved, FileSettled, RescanRequested
 from core.imaging import sha256_file
 from core.layout import AREAS, area_roots, is_ignored_name, is_image_name, locate
@@ -26,7 +26,7 @@ from daemon.health import note_write_failure
 from daemon.ingest import ImageTask
 from daemon.jobs import JobSpec, ensure_jobs
 from daemon.settle import Settler
-from daemon.store.schema import files, images
+from daemon.store.schema import errors, files, images
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ class _Watch:
     size: int
     mtime_ns: int
     attempts: int = 0
+    # Unchanged for the stable period and still incomplete (empty, truncated): retried until the
+    # timeout, but no longer activity that keeps loose sets open.
+    stalled: bool = False
 
 
 class Engine:
@@ -116,6 +119,9 @@ class Engine:
         place = locate(self.ctx.cfg, p)
         if place.area is None:
             return
+        if place.area == "inbox" and p.is_symlink() and p.is_dir():
+            self._symlinked_folder(p)
+            return
         if place.area == "inbox":
             if is_image_name(p.name):
                 self._arm(p)
@@ -147,6 +153,8 @@ class Engine:
         if w is None:
             w = self.watches[p] = _Watch(now, st.st_size, st.st_mtime_ns)
         else:
+            if (w.size, w.mtime_ns) != (st.st_size, st.st_mtime_ns):
+                w.stalled = False
             w.size, w.mtime_ns = st.st_size, st.st_mtime_ns
         wait = self.ctx.cfg.watch.stable_seconds if delay is None else delay
         if self.settler is not None:
@@ -182,6 +190,7 @@ class Engine:
                 self.stats["errors"] += 1
             else:
                 w.attempts += 1
+                w.stalled = True
                 self._arm(p, delay=min(5.0, self.ctx.cfg.watch.stable_seconds * 2 ** min(w.attempts, 4)))
             return
         self.watches.pop(p, None)
@@ -195,7 +204,8 @@ class Engine:
             self.settler.cancel(src)
         self.watches.pop(src, None)
         rel_src = self.ctx.rel(src)
-        with self.ctx.store.read() as conn:
+        with self.ctx.store.write() as conn:
+            records.resolve_errors(conn, rel_src)  # what failed there is no longer there
             row = conn.execute(select(files).where(files.c.path == rel_src)).first()
         if row is None or locate(self.ctx.cfg, dst).area is None or self._in_inbox(dst):
             if row is not None:
@@ -223,6 +233,7 @@ class Engine:
         inside: list[str] = []
         left: tuple[str | None] | None = None  # (where the image is now,) when this was its path
         with self.ctx.store.write() as conn:
+            records.resolve_errors(conn, rel)  # errors about a file that is gone are moot
             sha = records.forget_file(conn, rel)
             if sha is None:
                 inside = records.paths_under(conn, rel)
@@ -254,9 +265,23 @@ class Engine:
             if not p.exists():
                 self._deleted(p)
 
+    def _symlinked_folder(self, d: Path) -> None:
+        """Never followed (a link may lead anywhere, or loop), but never skipped in silence."""
+        with self.ctx.store.write() as conn:
+            records.record_error(
+                conn,
+                self.ctx.rel(d),
+                "stat",
+                UnreadableError(d, "symbolic link to a folder: not followed; move the folder itself into the inbox"),
+            )
+
     def _dir(self, d: Path) -> None:
         # FSEvents may report only the folder for a whole folder drop or move: look inside.
-        if locate(self.ctx.cfg, d).area is None or d.is_symlink() or self._through_symlink(d):
+        if locate(self.ctx.cfg, d).area is None or self._through_symlink(d):
+            return
+        if d.is_symlink():
+            if self._in_inbox(d):
+                self._symlinked_folder(d)
             return
         for dp, dn, fn in os.walk(d, followlinks=False):
             dn[:] = [x for x in dn if not x.startswith(".")]
@@ -329,13 +354,17 @@ class Engine:
                 self.stats["sets_filed"] += 1
         # Files still settling in the inbox are activity: no loose set closes as "quiet" meanwhile.
         inbox = self.ctx.cfg.path("inbox")
-        settling = any(p.parent == inbox for p in busy)
+        settling = any(p.parent == inbox and not self._stalled(p) for p in busy)
         now = 0.0 if settling and not force_close else time.time()
         ready, next_close = filing.grouped_sets(self.ctx, now, force_close=force_close)
         for t in ready:
             if pipeline.run_set(self.ctx, t):
                 self.stats["sets_filed"] += 1
         return next_close
+
+    def _stalled(self, p: Path) -> bool:
+        w = self.watches.get(p)
+        return w is not None and w.stalled
 
     # ---- reconcile ------------------------------------------------------------------------
     def reconcile(self, direct: bool) -> None:
@@ -357,6 +386,10 @@ class Engine:
                 if self.should_stop():
                     return  # a shutdown was requested; the next start reconciles again
                 dn[:] = sorted(x for x in dn if not x.startswith("."))
+                if area == "inbox":
+                    for x in dn:
+                        if (Path(dp) / x).is_symlink():
+                            self._symlinked_folder(Path(dp) / x)
                 for n in sorted(fn):
                     p = Path(dp) / n
                     if not is_image_name(n):
@@ -380,5 +413,23 @@ class Engine:
             if any(base in p.parents for base in missing_areas):
                 continue
             self._deleted(p)
+        self._resolve_stale_errors()
         with self.ctx.store.write() as conn:
             ensure_jobs(conn, [JobSpec(e.name, e.version) for e in self.ctx.extractors if e.availability().available])
+
+    def _resolve_stale_errors(self) -> None:
+        """Errors about files (or links) in the watched areas that are no longer there: the user
+        deleted or renamed them, and events for that may have been lost."""
+        with self.ctx.store.read() as conn:
+            paths = [r[0] for r in conn.execute(select(errors.c.path).where(errors.c.resolved.is_(False)).distinct())]
+        gone = [
+            rel
+            for rel in paths
+            if rel
+            and locate(self.ctx.cfg, self.ctx.abs(rel)).area is not None
+            and not os.path.lexists(self.ctx.abs(rel))
+        ]
+        if gone:
+            with self.ctx.store.write() as conn:
+                for rel in gone:
+                    records.resolve_errors(conn, rel)

@@ -89,6 +89,8 @@ class DaemonProc:
 
     def start(self) -> DaemonProc:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The log is appended to across restarts: only this start's output says it is running.
+        offset = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daemon.cli", "run", "--root", str(self.root), *self.extra],
             stdout=self.log.open("ab"),
@@ -98,7 +100,7 @@ class DaemonProc:
         )
         try:
             wait_for(
-                lambda: "daemon running" in self.output() or self.proc.poll() is not None,
+                lambda: b"daemon running" in self.log.read_bytes()[offset:] or self.proc.poll() is not None,
                 timeout=60,
                 what="daemon start",
             )

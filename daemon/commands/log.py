@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from daemon import logsetup
@@ -13,6 +14,11 @@ from daemon.cli import add_common, config_from_args
 def register(subs: argparse._SubParsersAction) -> None:
     p = subs.add_parser("log", help="record decision lines (session.jsonl schema) from stdin or a file")
     p.add_argument("file", nargs="?", type=Path, help="JSON lines file (default: stdin)")
+    p.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="record lines for sets this root does not know (refused by default: a typo in set_id)",
+    )
     add_common(p)
     p.set_defaults(handler=handle)
 
@@ -20,7 +26,7 @@ def register(subs: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from core.labels.log_input import parse_lines
+    from core.labels.log_input import parse_numbered_lines
     from daemon.app import build_ctx
     from daemon.decisions import DecisionTracker
     from daemon.store.schema import decisions, sets
@@ -31,13 +37,18 @@ def handle(args: argparse.Namespace) -> int:
         text = args.file.read_text(encoding="utf-8").splitlines()
     else:
         text = sys.stdin.read().splitlines()
-    valid, invalid = parse_lines(text, args.file)
+    valid, invalid = parse_numbered_lines(text, args.file, now=datetime.now(UTC))
     ctx = build_ctx(cfg, with_extractors=False)
     tracker = DecisionTracker(ctx)
-    for line in valid:
+    recorded = 0
+    for lineno, line in valid:
         raw_id = line.set_id[4:] if line.set_id.startswith("set_") else line.set_id
         with ctx.store.read() as conn:
             known = conn.execute(select(sets.c.id).where(sets.c.id == raw_id)).first()
+        if not known and not args.allow_unknown:
+            invalid.append((lineno, f"unknown set {line.set_id!r} (pass --allow-unknown to record it anyway)"))
+            continue
+        with ctx.store.read() as conn:
             prev = conn.execute(
                 select(decisions.c.id)
                 .where(decisions.c.set_id == (raw_id if known else line.set_id))
@@ -45,7 +56,8 @@ def handle(args: argparse.Namespace) -> int:
                 .limit(1)
             ).scalar()
         tracker.record(raw_id if known else None, line, None, "log", prev)
-    for lineno, reason in invalid:
+        recorded += 1
+    for lineno, reason in sorted(invalid):
         print(f"line {lineno}: rejected: {reason}", file=sys.stderr)
-    print(f"log: {len(valid)} lines recorded, {len(invalid)} rejected")
+    print(f"log: {recorded} lines recorded, {len(invalid)} rejected")
     return 0 if not invalid else 1
