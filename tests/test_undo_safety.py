@@ -192,6 +192,7 @@ def test_a_killed_undo_is_finished_by_the_next_undo(same_names: Ctx) -> None:
                 created_at=last.created_at,
             )
         )
+    ctx.abs(last.src).parent.mkdir(parents=True, exist_ok=True)  # the decided set's folder was tidied away
     ctx.abs(last.src).hardlink_to(ctx.abs(last.dst))
     ctx.store.close()
 

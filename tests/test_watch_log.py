@@ -229,7 +229,7 @@ def test_log_records_the_plans_example_line_verbatim(tmp_path: Path) -> None:
     root = tmp_path / "root"
     write_config(root)
     res = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "log", "--root", str(root)],
+        [sys.executable, "-m", "daemon.cli", "log", "--allow-unknown", "--root", str(root)],  # another tool's set
         input=PLAN_EXAMPLE + "\n",
         capture_output=True,
         text=True,
