@@ -6,7 +6,6 @@ extractor of a pass shares one decode and one colour conversion.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from collections.abc import Callable, Mapping
@@ -26,22 +25,11 @@ from core.errors import (
     UnsupportedFormatError,
     VanishedError,
 )
+from core.hashing import sha256_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 DEFAULT_MAX_PIXELS = 80_000_000
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(eq=False)

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from core.errors import BestshotError, NotReadyError, UnreadableError
 from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved, FileSettled, RescanRequested
-from core.imaging import sha256_file
+from core.hashing import sha256_file
 from core.layout import AREAS, area_roots, is_ignored_name, is_image_name, locate
 from core.metadata import FOLDER_META_NAMES
 from daemon import filing, pipeline, records

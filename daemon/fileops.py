@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 
 from core.errors import FileOpError, VanishedError
-from core.imaging import sha256_file
+from core.hashing import sha256_file
 from core.layout import fit_name, from_db_path, to_db_path
 from daemon.store import Store
 from daemon.store.schema import journal

@@ -18,7 +18,8 @@ from sqlalchemy import insert, select, update
 
 from core.errors import BestshotError, DuplicateError, NotReadyError, TooLargeError, UnreadableError, VanishedError
 from core.extractors.base import SidecarResult
-from core.imaging import DecodedImage, decode, read_bytes, sha256_bytes
+from core.hashing import sha256_bytes
+from core.imaging import DecodedImage, decode, read_bytes
 from core.layout import Place, locate, to_db_path
 from core.metadata import FOLDER_META_NAMES, ImageMeta, parse_metadata, sidecar_candidates
 from daemon import records

@@ -71,8 +71,10 @@ def test_an_area_folder_linked_out_of_the_root_is_refused(tmp_path: Path) -> Non
     """Defect 8: `raw -> /elsewhere` filed images outside the root while `doctor` said all is well."""
     root = tmp_path / "root"
     write_config(root)
+    bestshot("scan", root=root)  # a library first: the user then swaps raw/ for a link
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    root.joinpath("raw").rmdir()
     root.joinpath("raw").symlink_to(elsewhere, target_is_directory=True)
     for i in range(2):
         write_png(root / "inbox" / "s" / f"i{i}.png", textured(10 + i))

@@ -26,7 +26,7 @@ from PIL import Image
 from sqlalchemy import delete, func, select, update
 
 from core.errors import BestshotError
-from core.imaging import sha256_file
+from core.hashing import sha256_file
 from core.labels.decide import Decision, decide, retraction
 from core.labels.session import SessionLine, parse_line
 from core.layout import from_db_path
