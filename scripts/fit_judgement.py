@@ -85,7 +85,7 @@ def bootstrap_ci(p: np.ndarray, y: np.ndarray, n: int = 1000, seed: int = 0) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--work", type=Path, default=REPO / "data" / "judgement")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bestshot-judgement"))
     ap.add_argument("--write", action="store_true", help="write parts_model.json and the model card")
     args = ap.parse_args(argv)
     dataset = load_dataset(args.data)

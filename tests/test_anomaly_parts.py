@@ -152,3 +152,13 @@ def test_part_scores_read_the_fitted_parts_and_fall_back_to_regions_only_for_old
     assert (s["hands"].score, s["hands"].flagged, s["hands"].regions) == (0.4, False, 2)
     assert (s["limbs"].score, s["limbs"].flagged) == (0.8, True)
     assert (s["feet"].score, s["feet"].flagged) == (0.2, False)
+
+
+def test_anomaly_reports_are_recomputed_when_the_shipped_parts_model_changes() -> None:
+    """A refit of parts_model.json changes every report's `parts`; stored reports are only
+    recomputed when the anomalies extractor's version changes, so the two must move together."""
+    from core.extractors.analysis import AnomaliesExtractor
+
+    assert AnomaliesExtractor.parts_model_version == shipped_parts_model().version, (
+        "parts_model.json was refitted: bump AnomaliesExtractor.version and parts_model_version"
+    )
