@@ -22,16 +22,15 @@ class PriorWeights(BaseModel):
     contrast: float = 0.0
     exposure_dev: float = 0.0
     clipping: float = 0.0
-    noise: float = 0.0
+    noise: float = -0.144
     brisque: float = -0.1  # BRISQUE is lower-is-better
     subject_fraction: float = 0.0
     subject_sharpness_log: float = 0.1
-    face_present: float = -0.308
-    # a larger face means a closer shot: less of the body on show to go wrong
-    face_size: float = 0.718
+    face_present: float = 0.0
+    face_size: float = 0.0
     hands_visible: float = 0.0
     pose_completeness: float = 0.0
-    wrists_visible: float = 0.222
+    wrists_visible: float = 0.0
     knees_visible: float = 0.0
     ankles_visible: float = 0.0
     wrists_without_hands: float = 0.0
@@ -42,7 +41,8 @@ class PriorWeights(BaseModel):
     anomaly_uncertain: float = 0.0
     anomaly_uncertain_regions: float = 0.0
     anomaly_hands: float = 0.0
-    anomaly_limbs: float = 0.0
+    # the fitted P(limb error) of core.anomaly.parts: the one signal held-out prompts kept
+    anomaly_limbs: float = -0.377
     anomaly_feet: float = 0.0
     near_duplicate: float = 0.0
 
