@@ -193,10 +193,14 @@ class Ranking:
                 )
         return out
 
+    def prior_weights_for(self, weights: Mapping[str, float]) -> PriorWeights:
+        """These fitted weights plus the fixed quality tie-breakers, as they would ship."""
+        table = dict.fromkeys(PriorWeights.model_fields, 0.0) | QUALITY_TIEBREAK | dict(weights)
+        return PriorWeights.model_validate(table)
+
     def model_for(self, weights: Mapping[str, float]) -> RankModel:
         """The prior with these fitted weights plus the fixed quality tie-breakers, as it would ship."""
-        table = dict.fromkeys(PriorWeights.model_fields, 0.0) | QUALITY_TIEBREAK | dict(weights)
-        return prior_model(self.space, PriorWeights.model_validate(table))
+        return prior_model(self.space, self.prior_weights_for(weights))
 
     def proposals(self, model: RankModel, sets: Sequence[Sequence[str]]) -> list[tuple[float, float, bool]]:
         """(hit, P(winner), routed uncertain) per set, through the daemon's own `propose`."""
@@ -247,10 +251,12 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
     t0 = time.perf_counter()
     lopo: dict[int, list[tuple[float, float, bool]]] = {4: [], 2: []}
     chosen: list[str] = []
+    held_prior: dict[str, PriorWeights] = {}
     for p in ds.prompts:
         w, _path, _t = fit_prior(rk.groups(set(ds.prompts) - {p}), rk.space.names, PRIOR_CANDIDATES, rk.settings.l2)
         chosen.append(f"{p}: " + ", ".join(f"{k} {v:+.2f}" for k, v in w.items()))
         model = rk.model_for(w)
+        held_prior[p] = rk.prior_weights_for(w)
         for size in (4, 2):
             lopo[size] += rk.proposals(model, [s for s in sets_of(ds, size) if ds.items[s[0]].prompt == p])
     for size in (4, 2):
@@ -260,6 +266,7 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
     for line in chosen:
         print("    " + line)
     # A simulated user: decisions on 4 prompts train the project's own model; tested on the 5th.
+    # Training shrinks towards the prior, so each fold uses the prior fitted without its prompt.
     for size in (4, 2):
         rows_u: list[tuple[float, float, bool]] = []
         notes = []
@@ -268,7 +275,7 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
             for k, s in enumerate(t for t in sets_of(ds, size) if ds.items[t[0]].prompt != p):
                 decisions.append(Decision(f"{p}:{k}", f"set:{k}", float(k), tuple(s), rk.least_severe(s)))
             try:
-                res = train(decisions, rk.signals, rk.settings)
+                res = train(decisions, rk.signals, rk.settings.model_copy(update={"prior": held_prior[p]}))
             except RankModelError as e:
                 notes.append(f"{p}: no model ({e.reason})")
                 continue

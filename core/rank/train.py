@@ -30,7 +30,7 @@ from core.rank.evaluate import (
 )
 from core.rank.features import FeatureSpace, ImageSignals
 from core.rank.model import RankModel, RankModelError, fit, make_version, warm_start
-from core.rank.prior import prior_model
+from core.rank.prior import prior_model, prior_weights
 from core.rank.settings import RankSettings
 
 _NO_SIGNALS = ImageSignals()
@@ -46,6 +46,12 @@ class TrainResult:
     switch_reason: str
 
 
+def _shrink_to(space: FeatureSpace, settings: RankSettings) -> np.ndarray:
+    """The weights a trained model is pulled towards: the prior's, fitted on labelled data. With
+    few decisions the model stays near the prior; each decision moves it towards the user."""
+    return prior_weights(space, settings.prior)
+
+
 def _fit_model(
     decisions: Sequence[Decision],
     x_by_image: Mapping[str, np.ndarray],
@@ -57,7 +63,7 @@ def _fit_model(
 ) -> RankModel:
     choices = to_choices(decisions, x_by_image)
     t0 = time.perf_counter()
-    res = fit(choices, space.dim, settings.l2, init, settings.max_newton_iterations)
+    res = fit(choices, space.dim, settings.l2, init, settings.max_newton_iterations, mean=_shrink_to(space, settings))
     info = {
         "sets": len(choices),
         "l2": settings.l2,
@@ -102,7 +108,14 @@ def _out_of_fold_utilities(
     for f in range(k):
         train_part = [d for d in usable if fold[d.group] != f]
         test_part = [d for d in usable if fold[d.group] == f]
-        res = fit(to_choices(train_part, x_by_image), space.dim, settings.l2, None, settings.max_newton_iterations)
+        res = fit(
+            to_choices(train_part, x_by_image),
+            space.dim,
+            settings.l2,
+            None,
+            settings.max_newton_iterations,
+            mean=_shrink_to(space, settings),
+        )
         for d in test_part:
             x = np.stack([x_by_image[m] for m in d.members])
             out.append((x @ res.weights, d.members.index(d.winner)))
