@@ -62,6 +62,11 @@ FEATURES: Final = {
     "limb_cue": "strongest limb cue score (arms, legs), suppressed ones included",
     "foot_points": "log(1 + ankle, heel and toe points visible in the frame)",
     "foot_cue": "strongest foot cue score (long_foot), suppressed ones included",
+    # Single joints, counted over every person: how much of that limb is on show (exposure, as
+    # the ranker's wrists/knees/ankles_visible); the sums above mix joints of different limbs.
+    "visible_elbows": "log(1 + pose elbows visible in the frame)",
+    "visible_knees": "log(1 + pose knees visible in the frame)",
+    "visible_ankles": "log(1 + pose ankles visible in the frame)",
 }
 
 
@@ -116,11 +121,14 @@ def part_features(
 ) -> dict[str, float]:
     """Every candidate feature of one image (`FEATURES`), from its detections and report."""
     w, h = report.width, report.height
-    wrists = limb = feet = 0
+    wrists = limb = feet = elbows = knees = ankles = 0
     for pose in poses:
         p = np.asarray(pose.landmarks, dtype=np.float64)
         for side in ("left", "right"):
             wrists += _visible(p, f"{side}_wrist", w, h)
+            elbows += _visible(p, f"{side}_elbow", w, h)
+            knees += _visible(p, f"{side}_knee", w, h)
+            ankles += _visible(p, f"{side}_ankle", w, h)
             limb += sum(_visible(p, f"{side}_{j}", w, h) for j in _LIMB_JOINTS)
             feet += sum(_visible(p, f"{side}_{j}", w, h) for j in _FOOT_POINTS)
     cues = [*report.anomalies, *report.suppressed]
@@ -152,6 +160,9 @@ def part_features(
         "limb_cue": max((_cue_score(a) for a in limb_cues), default=0.0),
         "foot_points": math.log1p(feet),
         "foot_cue": max((_cue_score(a) for a in foot_cues), default=0.0),
+        "visible_elbows": math.log1p(elbows),
+        "visible_knees": math.log1p(knees),
+        "visible_ankles": math.log1p(ankles),
     }
 
 

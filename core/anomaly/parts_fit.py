@@ -94,6 +94,18 @@ def auc_or_half(scores: np.ndarray, y: np.ndarray) -> float:
     return roc_auc(scores, y) if y.any() and not y.all() else 0.5
 
 
+def base_rate_auc(y: np.ndarray, groups: Sequence[str]) -> float:
+    """Pooled leave-one-group-out AUC of the intercept-only model (each held-out group scored with
+    the other groups' base rate). Below 0.5 whenever base rates differ between groups: leaving a
+    group out moves the training base rate against it. Every fitted model's pooled figure carries
+    part of this handicap; a raw, unfitted signal does not."""
+    g = np.asarray(groups)
+    p = np.zeros(len(y))
+    for name in np.unique(g):
+        p[g == name] = y[g != name].mean()
+    return auc_or_half(p, y)
+
+
 def select(
     x: np.ndarray, y: np.ndarray, groups: Sequence[str], names: Sequence[str], l2: float
 ) -> tuple[list[str], list[tuple[str, float]]]:
