@@ -15,12 +15,12 @@ import pytest
 
 from core.anomaly.model import AnomalyReport
 from core.anomaly.parts import FEATURES, PARTS, PartsModel, part_features, part_scores, shipped_parts_model
-from core.anomaly.parts_fit import fit_with_selection, youden_threshold
+from core.anomaly.parts_fit import base_rate_auc, fit_with_selection, youden_threshold
 from core.anomaly.settings import AnomalySettings
 from core.anomaly.world import hand_world_from_payload
 from core.crop.from_sidecars import anomaly_report
 from core.imaging import load
-from core.sidecar_types import faces_from_payload, hands_from_payload, poses_from_payload
+from core.sidecar_types import POSE, Pose, faces_from_payload, hands_from_payload, poses_from_payload
 from tests.helpers import bestshot, write_config
 
 
@@ -50,6 +50,34 @@ def test_selection_keeps_the_signal_and_drops_noise_on_held_out_groups() -> None
     # With no signal at all the honest (nested) figure stays near chance.
     shuffled = fit_with_selection(noise, y, groups, ["n1", "n2", "n3"], l2=1.0)
     assert shuffled.nested_auc < 0.65
+
+
+def test_single_joint_exposure_counts_every_person_inside_the_frame() -> None:
+    def person(visible: tuple[str, ...], x: float = 50.0) -> Pose:
+        lm = np.zeros((33, 4))
+        lm[:, :2] = (x, 50.0)
+        for name in visible:
+            lm[POSE[name], 3] = 0.9
+        return Pose(lm)
+
+    poses = [
+        person(("left_knee", "right_knee", "left_ankle", "left_elbow")),
+        person(("right_knee", "right_ankle")),
+        person(("left_knee", "left_ankle"), x=150.0),  # outside the 100 px frame: not on show
+    ]
+    f = part_features([], poses, [], anomaly_report_empty(), None)
+    assert f["visible_knees"] == pytest.approx(np.log1p(3))
+    assert f["visible_ankles"] == pytest.approx(np.log1p(2))
+    assert f["visible_elbows"] == pytest.approx(np.log1p(1))
+    assert {"visible_knees", "visible_ankles", "visible_elbows"} <= set(FEATURES)
+
+
+def test_the_intercept_only_model_scores_below_chance_when_prompt_base_rates_differ() -> None:
+    # Leaving a prompt out moves the training base rate against it: the pooled figure's handicap.
+    groups = ["a"] * 10 + ["b"] * 10 + ["c"] * 10
+    y = np.array([True] * 8 + [False] * 2 + [True] * 5 + [False] * 5 + [True] * 2 + [False] * 8)
+    assert base_rate_auc(y, groups) < 0.5
+    assert base_rate_auc(y, ["a"] * 30) == pytest.approx(0.5)
 
 
 def test_youden_threshold_separates_where_it_can() -> None:

@@ -100,6 +100,8 @@ def base_rate_auc(y: np.ndarray, groups: Sequence[str]) -> float:
     group out moves the training base rate against it. Every fitted model's pooled figure carries
     part of this handicap; a raw, unfitted signal does not."""
     g = np.asarray(groups)
+    if len(np.unique(g)) < 2:
+        return 0.5  # nothing to leave out
     p = np.zeros(len(y))
     for name in np.unique(g):
         p[g == name] = y[g != name].mean()
