@@ -227,6 +227,9 @@ class Ranking:
         table = dict.fromkeys(PriorWeights.model_fields, 0.0) | QUALITY_TIEBREAK | dict(weights)
         return PriorWeights.model_validate(table)
 
+    def model_for_weights(self, weights: PriorWeights) -> RankModel:
+        return prior_model(self.space, weights)
+
     def model_for(self, weights: Mapping[str, float]) -> RankModel:
         """The prior with these fitted weights plus the fixed quality tie-breakers, as it would ship."""
         return prior_model(self.space, self.prior_weights_for(weights))
@@ -298,6 +301,7 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
     # Training shrinks towards the prior, so each fold uses the prior fitted without its prompt.
     for size in (4, 2):
         rows_u: list[tuple[float, float, bool]] = []
+        rows_f: list[tuple[float, float, bool]] = []  # the model the daemon would put in force
         notes = []
         for p in ds.prompts:
             decisions = []
@@ -310,9 +314,15 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
                 continue
             test = [s for s in sets_of(ds, size) if ds.items[s[0]].prompt == p]
             rows_u += rk.proposals(res.model, test)
-            notes.append(f"{p}: trained on {res.card['counts']['train_sets']} sets, switch={res.switch}")
+            # The daemon switches a trained model in only when its held-out slice says it is not
+            # worse than what is in force (here the prior fitted without this prompt).
+            rows_f += rk.proposals(res.model if res.switch else rk.model_for_weights(held_prior[p]), test)
+            notes.append(f"{p}: switch={res.switch}")
         print(summarise(f"sets of {size}: simulated user, trained LOPO", rows_u, rk.chance(sets_of(ds, size))))
+        print(summarise(f"sets of {size}: simulated user, model in force", rows_f, rk.chance(sets_of(ds, size))))
+        print("  (" + "; ".join(notes) + ")")
         calib += calibration_lines(f"simulated user LOPO, sets of {size}", rows_u)
+        calib += calibration_lines(f"simulated user, model in force, sets of {size}", rows_f)
     print("\n   calibration of P(winner) (hit = the proposed image is a least severe one):")
     for line in calib:
         print(line)
