@@ -8,61 +8,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.engine import make_url
 
 from daemon.store import schema
+from daemon.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL
 
-Migration = tuple[str, Callable[[Connection], None]]
-
-
-def _m0001_initial(conn: Connection) -> None:
-    schema.metadata.create_all(conn, tables=[t for t in schema.metadata.sorted_tables if t.name in _V1_TABLES])
-
-
-def _create(*names: str) -> Callable[[Connection], None]:
-    def run(conn: Connection) -> None:
-        schema.metadata.create_all(conn, tables=[schema.metadata.tables[n] for n in names])
-
-    return run
-
-
-def _m0005_sets_source_folder(conn: Connection) -> None:
-    # 0001 builds tables from today's definitions, so a fresh database already has the column.
-    if "source_folder" not in {c["name"] for c in inspect(conn).get_columns("sets")}:
-        conn.exec_driver_sql("ALTER TABLE sets ADD COLUMN source_folder TEXT")
-
-
-_V1_TABLES = {
-    "schema_migrations",
-    "images",
-    "image_metadata",
-    "files",
-    "sets",
-    "set_members",
-    "jobs",
-    "sidecars",
-    "errors",
-    "journal",
-    "decisions",
-    "pairs",
-    "state",
-}
-
-
-# Append only: a released migration is never edited, a new one is added with the next number.
-MIGRATIONS: list[Migration] = [
-    ("0001_initial", _m0001_initial),
-    ("0002_dup_groups", _create("dup_groups")),
-    ("0003_observations_crops", _create("observations", "crops")),
-    ("0004_proposals", _create("proposals")),
-    ("0005_sets_source_folder", _m0005_sets_source_folder),
-]
+__all__ = ["MIGRATIONS", "Store", "open_store"]
 
 
 class Store:
@@ -109,7 +66,7 @@ class Store:
         """Apply pending named migrations, each in its own transaction; returns the names applied."""
         applied: list[str] = []
         with self.write() as conn:
-            schema.schema_migrations.create(conn, checkfirst=True)
+            conn.exec_driver_sql(SCHEMA_MIGRATIONS_DDL)
         for name, fn in MIGRATIONS:
             with self.write() as conn:
                 done = conn.execute(
