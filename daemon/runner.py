@@ -55,6 +55,7 @@ class Daemon:
         self.progress = DrainProgress()
         self.stopping = threading.Event()
         self.review: ReviewServer | None = None
+        self._busy = True  # something was done since the worker last said it is idle
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         self.stopping.set()
@@ -130,8 +131,12 @@ class Daemon:
                 timeout = max(0.05, next_close - time.time())
             else:
                 timeout = None  # nothing to do: sleep until an event arrives
-            if self._retrying():
+            retrying = self._retrying()
+            if retrying:
                 timeout = RETRY_SECONDS if timeout is None else min(timeout, RETRY_SECONDS)
+            if timeout != 0.0 and self._busy and not retrying:
+                self._busy = False
+                log.debug("worker idle")  # every event so far handled, no extraction left
             try:
                 ev = self.events.get(timeout=timeout)
             except queue.Empty:
@@ -161,6 +166,7 @@ class Daemon:
             # One batch at a time, then back to the queue, so new files are never starved by a backlog.
             was_pending = work_pending
             work_pending = bool(self._guard("extraction", self._extract_pass))
+            self._busy = self._busy or work_pending
             if was_pending and not work_pending:  # the queue just drained
                 self._guard("duplicates", lambda: refresh_duplicates(self.ctx))
                 self._guard("parquet export", lambda: export_parquet(self.ctx))
@@ -227,6 +233,7 @@ class Daemon:
         log.info("review page: %s", server.url)
 
     def _handle(self, ev: Event) -> None:
+        self._busy = True
         if isinstance(ev, ReviewCall):
             ev.run()
         elif isinstance(ev, RetrainRequested):

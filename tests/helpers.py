@@ -86,11 +86,13 @@ class DaemonProc:
         self.log = root.parent / f"{root.name}.daemon.log"
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0  # byte offset where this run's output starts in the (shared, appended) log
 
     def start(self) -> DaemonProc:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # The log is appended to across restarts: only this start's output says it is running.
         offset = self.log.stat().st_size if self.log.exists() else 0
+        self.started_at = offset
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daemon.cli", "run", "--root", str(self.root), *self.extra],
             stdout=self.log.open("ab"),
@@ -112,6 +114,13 @@ class DaemonProc:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def idle_after(self, text: str = "") -> bool:
+        """This run's worker said it is idle after its last line containing `text` (the daemon must
+        run with -v: the idle line is a debug line)."""
+        out = self.log.read_bytes()[self.started_at :].decode(errors="replace") if self.log.exists() else ""
+        at = out.rfind(text) if text else 0
+        return at >= 0 and "worker idle" in out[at + len(text) :]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         assert self.proc is not None

@@ -7,7 +7,6 @@ import os
 import plistlib
 import shutil
 import sqlite3
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def test_winner_approved_losers_rejected_and_trash(tmp_path: Path) -> None:
     write_config(root)
     trash = tmp_path / "Trash"
     trash.mkdir()
-    with DaemonProc(root):
+    with DaemonProc(root, "-v") as d:
         folder = drop_set(root, tmp_path, "s", n=3)
         (root / "exports" / "approved").mkdir(parents=True, exist_ok=True)
         (root / "exports" / "rejected").mkdir(parents=True, exist_ok=True)
@@ -57,7 +56,7 @@ def test_winner_approved_losers_rejected_and_trash(tmp_path: Path) -> None:
         shutil.move(str(folder / "s_0.png"), root / "exports" / "rejected" / "s_0.png")
         shutil.move(str(folder / "s_2.png"), trash / "s_2.png")  # out of the tree: seen as a delete
         wait_for(lambda: session_lines(root), timeout=20, what="a session line")
-        time.sleep(1.0)
+        wait_for(lambda: d.idle_after(": winner "), timeout=30, what="every event after the decision handled")
         lines = session_lines(root)
     assert len(lines) == 1
     line = lines[0]
@@ -142,7 +141,7 @@ def test_finder_tags_and_tag_subfolders(tmp_path: Path) -> None:
 def test_correction_supersedes(tmp_path: Path) -> None:
     root = tmp_path / "root"
     write_config(root)
-    with DaemonProc(root):
+    with DaemonProc(root, "-v") as d:
         folder = drop_set(root, tmp_path, "k", n=2, seed=90)
         approved, rejected = root / "exports" / "approved", root / "exports" / "rejected"
         approved.mkdir(parents=True, exist_ok=True)
@@ -154,7 +153,7 @@ def test_correction_supersedes(tmp_path: Path) -> None:
         shutil.move(str(approved / "k_0.png"), rejected / "k_0.png")
         shutil.move(str(rejected / "k_1.png"), approved / "k_1.png")
         wait_for(lambda: session_lines(root)[-1]["winner"] == "k_1.png", timeout=20, what="correction")
-        time.sleep(1.0)
+        wait_for(lambda: d.idle_after(": winner "), timeout=30, what="every event after the correction handled")
         lines = session_lines(root)
     assert lines[0]["winner"] == "k_0.png"  # history is never rewritten
     assert lines[-1]["bestshot"]["supersedes"] is not None  # type: ignore[index]
@@ -180,8 +179,9 @@ def test_kill9_between_move_and_line_writes_exactly_one_line(tmp_path: Path) -> 
     con.execute("update decisions set logged = 0")
     con.commit()
     con.close()
-    with DaemonProc(root):
-        time.sleep(2.0)
+    with DaemonProc(root, "-v") as d:
+        # Recovery and the start-up reconcile done: the worker has nothing left to do.
+        wait_for(d.idle_after, timeout=60, what="the restarted daemon to reconcile")
     lines = session_lines(root)
     assert len(lines) == 1 and lines[0]["winner"] == "z_0.png"
     assert db_rows(root, "select logged from decisions") == [(1,)]
