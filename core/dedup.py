@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import DedupSettings
+from core.unionfind import UnionFind
 
 
 @dataclass(frozen=True)
@@ -83,21 +84,12 @@ def near_duplicate_groups(
     if len(its) < 2:
         return []
     rel = _pairs(its, settings)
-    parent = list(range(len(its)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    uf = UnionFind(range(len(its)))
     for i, j in zip(*np.nonzero(np.triu(rel)), strict=True):
-        ri, rj = find(int(i)), find(int(j))
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
+        uf.join(int(i), int(j))
     comps: dict[int, list[str]] = {}
     for i, it in enumerate(its):
-        comps.setdefault(find(i), []).append(it.sha256)
+        comps.setdefault(uf.find(i), []).append(it.sha256)
     groups = [sorted(g) for g in comps.values() if len(g) > 1]
     return sorted(groups, key=lambda g: (-len(g), g[0]))
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from core.atomicfile import atomic_write
 from core.errors import BestshotError
 from core.labels.decide import retraction
 from core.labels.session import parse_line
@@ -29,7 +30,6 @@ from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.fileops import unique_destination
 from daemon.ranking import members_of
-from daemon.sidecar_store import atomic_write
 from daemon.store.schema import decisions, journal, observations, proposals, set_members, sets
 
 log = logging.getLogger(__name__)

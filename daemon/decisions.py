@@ -58,8 +58,7 @@ class DecisionTracker:
         self.ctx = ctx
         self.dirty: set[str] = set()
         self.waiting: dict[str, float] = {}  # set id -> when it closes by timeout
-        self.batch_sets: dict[str, str] = {}
-        self.recorded = 0  # decisions recorded by this process: the rank loop watches it  # set id -> batch id, while batch mode moves its files
+        self.recorded = 0  # decisions recorded by this process: the rank loop watches it
         # Moves that could not be written (full disk), with their original times, and whether a
         # committed decision still lacks its line: both retried at the next evaluate.
         self.pending_moves: dict[str, tuple[str | None, float, bool]] = {}

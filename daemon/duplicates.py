@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from core.dedup import DedupItem, near_duplicate_groups, rule_description
+from core.unionfind import UnionFind
 from daemon import records
 from daemon.context import Ctx
 from daemon.store.schema import dup_groups, images, set_members, sidecars
@@ -118,26 +119,13 @@ def _windows(items: list[DedupItem], ctx: Ctx) -> list[list[str]]:
 
 def _union(groups: Iterable[Sequence[str]], start: Mapping[str, str] | None = None) -> dict[str, str]:
     """sha -> group id (the smallest sha of its group), joining groups that share a member."""
-    parent: dict[str, str] = {}
-
-    def find(s: str) -> str:
-        parent.setdefault(s, s)
-        while parent[s] != s:
-            parent[s] = parent[parent[s]]
-            s = parent[s]
-        return s
-
-    def join(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
+    uf: UnionFind[str] = UnionFind()
     for sha, gid in (start or {}).items():
-        join(sha, gid)
+        uf.join(sha, gid)
     for g in groups:
         for s in g[1:]:
-            join(g[0], s)
-    return {s: find(s) for s in parent}
+            uf.join(g[0], s)
+    return uf.roots()
 
 
 def _full(ctx: Ctx, rows: Sequence[Any]) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
 
+from core.atomicfile import atomic_write
 from core.layout import from_db_path
 from daemon.context import Ctx
 from daemon.store.schema import images, sidecars
 
 
 def _write(table: pa.Table, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{target.name}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, target)  # readers never see a half-written file
+    atomic_write(target, lambda f: pq.write_table(table, f))  # readers never see a half-written file
 
 
 def _latest(rows: Sequence[Any]) -> list[Any]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, func, insert, or_, select
 
+from core.atomicfile import atomic_write
 from core.errors import BestshotError
 from core.layout import PREVIEW_SUFFIX, fit_name, from_db_path
 from core.metadata import normalise_prompt
@@ -32,7 +33,7 @@ from core.sidecar_types import Box
 from daemon import records
 from daemon.context import Ctx, PriorFit
 from daemon.finder_tags import OWN_TAG_PREFIX, replace_prefixed_tags
-from daemon.sidecar_store import atomic_write, latest_payload
+from daemon.sidecar_store import latest_payload
 from daemon.store.schema import (
     decisions,
     image_metadata,

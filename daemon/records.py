@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -118,13 +117,6 @@ def get_state(conn: Connection, key: str, default: Any = None) -> Any:
 
 def put_state(conn: Connection, key: str, value: Any) -> None:
     upsert(conn, state, {"key": key, "value": json.dumps(value)}, ["key"])
-
-
-def rel_to(root: Path, p: Path) -> str:
-    try:
-        return str(p.relative_to(root))
-    except ValueError:
-        return str(p)
 
 
 def relocate(conn: Connection, old_rel: str, new_rel: str, sha256: str, size: int, mtime_ns: int) -> None:

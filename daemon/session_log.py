@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from core.atomicfile import fsync_dir
 from core.labels.session import parse_line, session_file_name
 from daemon.context import Ctx
 from daemon.store.schema import decisions
@@ -49,11 +50,7 @@ def append_line(path: Path, line: str) -> None:
     finally:
         os.close(fd)
     if created:  # the new file's directory entry must be durable too
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(path.parent)
 
 
 def _contains(path: Path, line: str) -> bool:

@@ -8,37 +8,21 @@ Every file is written to a temporary name and renamed into place, so readers nev
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, select, update
 
+from core.atomicfile import atomic_write
 from core.config import Config
 from core.extractors.base import Extractor, SidecarResult
-from core.jsonfile import mkstemp_user
 from core.sidecar_types import POSE
 from daemon import records
 from daemon.context import Ctx
 from daemon.store.schema import images, sidecars
 
 FOOT_POINTS = ("left_ankle", "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = mkstemp_user(path, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:

@@ -10,6 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from core.atomicfile import atomic_write
 from core.rank.model import RankModel, RankModelError
 from core.rank.modes import ModeDecision, decide_mode
 from core.rank.train import train
@@ -19,7 +20,6 @@ from daemon.context import Ctx
 from daemon.hand_learning import learn_hand_model
 from daemon.learning_data import decided_images
 from daemon.ranking import history, library, rank_dir, training_decisions
-from daemon.sidecar_store import atomic_write
 
 log = logging.getLogger(__name__)
 # state key: what the last training run did, or why it could not run (shown by `bestshot status`)

@@ -129,9 +129,3 @@ def evaluate(ctx: CropContext, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: n
         + np.minimum(resid_unc, 999)
     ).astype(np.int64)
     return Scores(saliency, area, anomaly, head, joint, body, objective, resid_anom, resid_unc, heads_cut, lost, rank)
-
-
-def better(rank_a: np.ndarray, obj_a: np.ndarray, rank_b: np.ndarray, obj_b: np.ndarray) -> np.ndarray:
-    """Elementwise: is a strictly better than b (rank first, then objective)?"""
-    out: np.ndarray = (rank_a < rank_b) | ((rank_a == rank_b) & (obj_a > obj_b + 1e-12))
-    return out

@@ -83,11 +83,11 @@ def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionSc
 
 def handle(args: argparse.Namespace) -> int:
     from core.anomaly.parts import shipped_parts_model
+    from core.atomicfile import atomic_write
     from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_from_results
     from core.crop.preview import render_preview
     from core.extractors.registry import build_extractors, run_pass
     from core.imaging import load
-    from daemon.sidecar_store import atomic_write
 
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from core.atomicfile import atomic_write
 from core.config import Config
-from daemon.sidecar_store import atomic_write
 
 
 def preview_dir(cfg: Config) -> Path:
