@@ -31,6 +31,7 @@ import argparse
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,11 +50,13 @@ from core.config import load_config  # noqa: E402
 from core.extractors.base import Extractor, SidecarResult  # noqa: E402
 from core.extractors.clip import ClipExtractor  # noqa: E402
 from core.extractors.hand_clip import HandClipExtractor  # noqa: E402
+from core.extractors.registry import run_pass  # noqa: E402
 from daemon import jobs  # noqa: E402
 from daemon.app import build_ctx  # noqa: E402
 from daemon.context import Ctx  # noqa: E402
 from daemon.engine import Engine  # noqa: E402
 from daemon.extract import run_extract_pass  # noqa: E402
+from daemon.idle_models import limit_malloc_arenas, unload_models  # noqa: E402
 
 ALL = ["phash", "clip", "face", "pose", "hands", "hand_clip", "saliency", "quality"]
 
@@ -149,6 +152,23 @@ def end_to_end(ctx: Ctx, data: list[tuple[Path, bytes]]) -> tuple[float, float, 
     return ingest_s * 1000 / len(data), queue_s * 1000 / len(data), counts
 
 
+def rss_mb() -> float:
+    """Resident memory now (not the peak), as `ps` reports it on macOS and Linux."""
+    out = subprocess.run(["ps", "-o", "rss=", "-p", str(os.getpid())], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip()) / 1024
+
+
+def cold_vs_warm(extractors: list[Extractor], data: list[tuple[Path, bytes]]) -> tuple[float, float]:
+    """ms for one image through every extractor (one pass) right after the models were unloaded, then warm."""
+    times = []
+    for _ in range(2):
+        images = decode_all(data[:1])
+        t0 = time.perf_counter()
+        run_pass(extractors, images, {})
+        times.append((time.perf_counter() - t0) * 1000)
+    return times[0], times[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--synthetic", type=int, default=0, help="use N synthetic 1024x1536 images")
@@ -157,6 +177,7 @@ def main() -> None:
     ap.add_argument("--persons-only", action="store_true", help="only the per-person cost")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    limit_malloc_arenas()  # as `bestshot run` does
     if args.persons_only:
         persons_cost(max(args.persons, 1))
         return
@@ -170,6 +191,9 @@ def main() -> None:
             None, root=Path(tmp) / "root", env={}, overrides={"extractors": {"enabled": ALL, "device": args.device}}
         )
         ctx = build_ctx(cfg)
+        for e in ctx.extractors:  # the daemon's start-up reconcile asks each (imports its libraries)
+            e.availability()
+        idle_before = rss_mb()  # the idle daemon before its first image: libraries in, no model loaded
         clip = ClipExtractor(cfg.extractors, cfg.path("models"), random_weights_for_tests=True)
         ctx.extractors = [
             clip if e.name == "clip" else HandClipExtractor(clip) if e.name == "hand_clip" else e
@@ -214,6 +238,19 @@ def main() -> None:
         print(f"peak RSS with all models loaded: {peak_rss_mb():.0f} MB")
         if args.persons:
             persons_cost(args.persons)
+        loaded = rss_mb()
+        unloaded = unload_models(ctx)
+        idle_after = rss_mb()
+        print(
+            f"idle RSS before the first image {idle_before:.0f} MB; with models loaded {loaded:.0f} MB; "
+            f"after unloading them ({len(unloaded)} extractors, as after extractors.unload_idle_seconds) "
+            f"{idle_after:.0f} MB = {idle_after - idle_before:+.0f} MB against before (aim: within 150 MB)"
+        )
+        cold, warm = cold_vs_warm(ctx.extractors, data)
+        print(
+            f"reload cost: one image through every extractor right after unloading {cold:.0f} ms, warm "
+            f"{warm:.0f} ms -> reloading the models costs {cold - warm:.0f} ms once"
+        )
         for e in ctx.extractors:
             e.close()
         ctx.store.close()

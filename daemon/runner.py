@@ -26,6 +26,7 @@ from daemon.duplicates import refresh_duplicates
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
 from daemon.health import note_write_failure
+from daemon.idle_models import IdleModels
 from daemon.instance import InstanceLock
 from daemon.parquet_export import export_parquet
 from daemon.progress import DrainProgress
@@ -53,6 +54,7 @@ class Daemon:
         self.engine.touch_observers.append(self.tracker.on_touch)
         self.rank = RankLoop(ctx, self.tracker)
         self.progress = DrainProgress()
+        self.models = IdleModels(ctx)
         self.stopping = threading.Event()
         self.review: ReviewServer | None = None
         self._busy = True  # something was done since the worker last said it is idle
@@ -156,9 +158,11 @@ class Daemon:
                         break
                     if more is not None:
                         self._handle(more)
+            self._guard("model unload", self.models.unload_if_idle)
             deadlines = [
                 self._guard("filing", self.engine.file_ready_sets),
                 self._guard("decisions", self.tracker.evaluate),
+                self.models.deadline(),
             ]
             next_close = min((t for t in deadlines if isinstance(t, float)), default=None)
             if self.stopping.is_set():
@@ -167,6 +171,8 @@ class Daemon:
             was_pending = work_pending
             work_pending = bool(self._guard("extraction", self._extract_pass))
             self._busy = self._busy or work_pending
+            if work_pending:
+                self.models.used()
             if was_pending and not work_pending:  # the queue just drained
                 self._guard("duplicates", lambda: refresh_duplicates(self.ctx))
                 self._guard("parquet export", lambda: export_parquet(self.ctx))

@@ -52,6 +52,9 @@ class ExtractorSettings(BaseModel):
     detector_max_side: int = Field(1024, ge=256, le=4096)
     saliency_mask_side: int = Field(320, ge=64, le=1024)
     images_per_pass: int = Field(16, ge=1, le=256)
+    # Models are unloaded after this long without an image to extract, and load again (a few
+    # seconds) with the next one.
+    unload_idle_seconds: float = Field(300.0, gt=0, le=86400)
     # Only the "full" landmark model (1) ships in the mediapipe 0.10.21 wheel; 0 (lite) and 2 (heavy)
     # need pose_landmark_{lite,heavy}.tflite placed in mediapipe/modules/pose_landmark/ by hand,
     # because mediapipe would otherwise try to download them at run time.
