@@ -56,7 +56,7 @@ from daemon.app import build_ctx  # noqa: E402
 from daemon.context import Ctx  # noqa: E402
 from daemon.engine import Engine  # noqa: E402
 from daemon.extract import run_extract_pass  # noqa: E402
-from daemon.idle_models import limit_malloc_arenas, unload_models  # noqa: E402
+from daemon.idle_models import tune_malloc, unload_models  # noqa: E402
 
 ALL = ["phash", "clip", "face", "pose", "hands", "hand_clip", "saliency", "quality"]
 
@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--persons-only", action="store_true", help="only the per-person cost")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    limit_malloc_arenas()  # as `bestshot run` does
+    tune_malloc()  # as `bestshot run` does
     if args.persons_only:
         persons_cost(max(args.persons, 1))
         return

@@ -25,8 +25,8 @@ def handle(args: argparse.Namespace) -> int:
     logsetup.divert_native_output(cfg, service=args.service)
     logsetup.configure(cfg, to_file=True, verbose=args.verbose, service=args.service)
     from daemon.app import build_ctx
-    from daemon.idle_models import limit_malloc_arenas
+    from daemon.idle_models import tune_malloc
     from daemon.runner import run_daemon
 
-    limit_malloc_arenas()
+    tune_malloc()
     return run_daemon(build_ctx(cfg))
