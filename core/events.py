@@ -46,10 +46,27 @@ class RetrainRequested:
 
 
 @dataclass(frozen=True)
+class LearnedFilesChanged:
+    """A file under models/ was written: what is in force may have changed (`bestshot train` in
+    another process); the daemon compares the database's versions to its live ones."""
+
+    path: Path
+
+
+@dataclass(frozen=True)
 class FileSettled:
     """Internal: the settle timer found the file unchanged for the stable period."""
 
     path: Path
 
 
-Event = FileChanged | FileMoved | FileDeleted | DirChanged | RescanRequested | RetrainRequested | FileSettled
+Event = (
+    FileChanged
+    | FileMoved
+    | FileDeleted
+    | DirChanged
+    | RescanRequested
+    | RetrainRequested
+    | LearnedFilesChanged
+    | FileSettled
+)

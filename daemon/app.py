@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from core.anomaly.calibration import CalibratedScorer
@@ -15,8 +16,10 @@ from daemon.context import Ctx
 from daemon.fileops import FileOps
 from daemon.hand_learning import hand_model_in_force
 from daemon.health import Health
-from daemon.learned_state import EXTRACTORS_KEY, calibration_in_force
+from daemon.learned_state import EXTRACTORS_KEY, LEARNED_KEYS, calibration_in_force, learned_versions
 from daemon.store.db import open_store
+
+log = logging.getLogger(__name__)
 
 
 def ensure_layout(cfg: Config) -> None:
@@ -54,9 +57,21 @@ def _load_learned(ctx: Ctx) -> None:
     """What the daemon learned for the anomaly report, into the live extractor: the user's
     calibration of the cues and the hand model, once each exists."""
     ext = ctx.extractor("anomalies")
-    if not isinstance(ext, AnomaliesExtractor):
-        return
     with ctx.store.read() as conn:
-        cal = calibration_in_force(ctx.cfg, conn)
-        ext.scorer = CalibratedScorer(cal) if cal is not None else None
-        ext.hand_model = hand_model_in_force(ctx.cfg, conn)
+        ctx.learned = learned_versions(conn)
+        if isinstance(ext, AnomaliesExtractor):
+            cal = calibration_in_force(ctx.cfg, conn)
+            ext.scorer = CalibratedScorer(cal) if cal is not None else None
+            ext.hand_model = hand_model_in_force(ctx.cfg, conn)
+
+
+def reload_learned(ctx: Ctx) -> bool:
+    """Load what is in force again when the database names other versions than the live ones
+    (`bestshot train` ran in another process); True when it did."""
+    with ctx.store.read() as conn:
+        now = learned_versions(conn)
+    if now == ctx.learned:
+        return False
+    _load_learned(ctx)
+    log.info("now using %s", ", ".join(f"{k} {v or 'none'}" for k, v in zip(LEARNED_KEYS, ctx.learned, strict=True)))
+    return True

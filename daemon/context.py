@@ -35,6 +35,8 @@ class Ctx:
     prior_fit: PriorFit | None = None
     # Whether writes work (a full disk); set by build_ctx.
     health: Health | None = None
+    # The versions of what was learned (daemon.learned_state.LEARNED_KEYS) that the live extractors use.
+    learned: tuple[str | None, ...] = ()
 
     @property
     def root(self) -> Path:

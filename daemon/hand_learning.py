@@ -26,12 +26,12 @@ from core.review.regions import hand_overrides
 from core.sidecar_types import hands_from_payload
 from daemon import records
 from daemon.context import Ctx
-from daemon.learned_state import HAND_STATUS_KEY
+from daemon.learned_state import HAND_MODEL_KEY, HAND_STATUS_KEY
 from daemon.learning_data import DecidedImage, decided_images, reanalyse_open_sets
 from daemon.sidecar_store import latest_payload, stored_result
 
 log = logging.getLogger(__name__)
-STATE_KEY = "hand_model"
+STATE_KEY = HAND_MODEL_KEY
 STATUS_KEY = HAND_STATUS_KEY
 
 

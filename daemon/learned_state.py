@@ -24,6 +24,25 @@ CALIBRATION_KEY = "anomaly_calibration"
 HAND_STATUS_KEY = "hand_model_status"  # why no model is in force, or what the last training found
 TRAINING_KEY = "rank_training"  # what the last ranking training did (daemon.training)
 EXTRACTORS_KEY = "extractors_availability"  # written by `run`/`scan` when they check the extractors
+HAND_MODEL_KEY = "hand_model"  # the hand model in force (daemon.hand_learning)
+RANK_MODEL_KEY = "rank_model"  # the ranking model in force (daemon.training)
+# What the live extractors and ranking use; a daemon compares these to notice another process's training.
+LEARNED_KEYS = (CALIBRATION_KEY, HAND_MODEL_KEY, RANK_MODEL_KEY)
+IN_FORCE_FILE = "in_force.json"  # under models/: rewritten after a training run has committed
+
+
+def learned_versions(conn: Connection) -> tuple[str | None, ...]:
+    return tuple(records.get_state(conn, k) for k in LEARNED_KEYS)
+
+
+def announce_in_force(cfg: Config, versions: tuple[str | None, ...]) -> None:
+    """Write models/in_force.json once the training run's state is committed. Model files are
+    written before the database names them, so their own file events can reach a running daemon
+    before the commit; this file's event comes after it, so the daemon always sees the change."""
+    from core.atomicfile import atomic_write
+
+    body = dict(zip(LEARNED_KEYS, versions, strict=True))
+    atomic_write(cfg.path("models") / IN_FORCE_FILE, (json.dumps(body, indent=1) + "\n").encode())
 
 
 def calibration_dir(cfg: Config) -> Path:

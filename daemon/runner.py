@@ -17,9 +17,10 @@ from types import FrameType
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.errors import BestshotError
-from core.events import Event, RescanRequested, RetrainRequested
+from core.events import Event, LearnedFilesChanged, RescanRequested, RetrainRequested
 from core.layout import locate
 from daemon import jobs, records
+from daemon.app import reload_learned
 from daemon.context import Ctx
 from daemon.decisions import DecisionTracker
 from daemon.duplicates import refresh_duplicates
@@ -57,6 +58,7 @@ class Daemon:
         self.models = IdleModels(ctx)
         self.stopping = threading.Event()
         self.review: ReviewServer | None = None
+        self._learned_changed = False
         self._busy = True  # something was done since the worker last said it is idle
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -73,10 +75,12 @@ class Daemon:
         signal.signal(signal.SIGINT, self.request_stop)
         for what, step in STARTUP_STEPS:
             self._guard(what, lambda step=step: step(self.ctx, self.tracker))  # type: ignore[misc]
+        models = cfg.path("models")
         observer = start_observer(
             cfg.root,
             self.events,  # type: ignore[arg-type]
             lambda p: locate(cfg, p).area is not None,
+            lambda p: p.is_relative_to(models),
         )
         self.settler.start()
         scheduler = BackgroundScheduler(daemon=True)
@@ -158,6 +162,9 @@ class Daemon:
                         break
                     if more is not None:
                         self._handle(more)
+            if self._learned_changed:  # its re-analysis jobs are queued: run them
+                self._learned_changed = False
+                work_pending = True
             self._guard("model unload", self.models.unload_if_idle)
             deadlines = [
                 self._guard("filing", self.engine.file_ready_sets),
@@ -239,6 +246,11 @@ class Daemon:
         log.info("review page: %s", server.url)
 
     def _handle(self, ev: Event) -> None:
+        if isinstance(ev, LearnedFilesChanged):  # often our own model files: not work unless it changed
+            if self._guard("learned state", lambda: reload_learned(self.ctx)):
+                self.rank.mode = None  # the training run may have changed it: decide again
+                self._learned_changed = self._busy = True
+            return
         self._busy = True
         if isinstance(ev, ReviewCall):
             ev.run()

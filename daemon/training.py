@@ -36,7 +36,17 @@ class TrainOutcome:
 
 def run_training(ctx: Ctx) -> TrainOutcome:
     """Recalibrate the anomaly cues and retrain the hand model, then train a ranking model (whose
-    features include the anomalies)."""
+    features include the anomalies); then say what is in force under models/, for a daemon
+    running in another process (its watcher sees the file)."""
+    try:
+        return _train_all(ctx)
+    finally:
+        with ctx.store.read() as conn:
+            ctx.learned = learned_state.learned_versions(conn)  # this process's extractors already use them
+        learned_state.announce_in_force(ctx.cfg, ctx.learned)
+
+
+def _train_all(ctx: Ctx) -> TrainOutcome:
     with ctx.store.read() as conn:
         images = list(decided_images(conn))  # read once for both
     learn_calibration(ctx, images)

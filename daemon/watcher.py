@@ -16,7 +16,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved
+from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved, LearnedFilesChanged
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,23 @@ def _p(raw: str | bytes) -> Path:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, out: queue.Queue[Event], relevant: Callable[[Path], bool]) -> None:
+    def __init__(
+        self, out: queue.Queue[Event], relevant: Callable[[Path], bool], learned: Callable[[Path], bool]
+    ) -> None:
         self.out = out
         self.relevant = relevant
+        self.learned = learned
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
         src = _p(event.src_path)
         dst = _p(event.dest_path) if kind == "moved" else None
+        if not event.is_directory and kind != "deleted":
+            # Model files land by temp + rename: the final name (no leading dot) is what counts.
+            final = dst if dst is not None else src
+            if self.learned(final) and not final.name.startswith("."):
+                self.out.put(LearnedFilesChanged(final))
+                return
         # The database, logs and sidecars live under the root too; their churn must not wake the worker.
         if not self.relevant(src) and (dst is None or not self.relevant(dst)):
             return
@@ -56,10 +65,16 @@ class _Handler(FileSystemEventHandler):
             self.out.put(FileDeleted(src))
 
 
-def start_observer(root: Path, out: queue.Queue[Event], relevant: Callable[[Path], bool]) -> BaseObserver:
-    """Watch `root` recursively; only events for which `relevant(path)` holds are queued."""
+def start_observer(
+    root: Path,
+    out: queue.Queue[Event],
+    relevant: Callable[[Path], bool],
+    learned: Callable[[Path], bool] = lambda _p: False,
+) -> BaseObserver:
+    """Watch `root` recursively; only events for which `relevant(path)` holds are queued, and a
+    file written where `learned(path)` holds (the models folder) comes as LearnedFilesChanged."""
     observer = Observer()
-    observer.schedule(_Handler(out, relevant), str(root), recursive=True)
+    observer.schedule(_Handler(out, relevant, learned), str(root), recursive=True)
     observer.daemon = True
     observer.start()
     log.info("watching %s with %s", root, type(observer).__name__)

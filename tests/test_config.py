@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parent.parent
         ("watch:\n  stable_secondz: 2\n", "watch.stable_secondz"),  # an unknown key is rejected and named
         ("grouping:\n  max_set_size: 0\n", "grouping.max_set_size"),  # a bad value names its field
         ("extractors:\n  unload_idle_seconds: 0\n", "extractors.unload_idle_seconds"),
-        ("watch:\n  learned_check_seconds: -1\n", "watch.learned_check_seconds"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path: Path, text: str, field: str) -> None:

@@ -11,14 +11,9 @@ from daemon.cli import add_common, config_from_args, require_library
 
 
 def register(subs: argparse._SubParsersAction) -> None:
+    # No --device: training reads stored sidecars and fits in numpy; it runs no extractor.
     p = subs.add_parser("train", help="train the ranking model on the decisions so far")
     add_common(p)
-    p.add_argument(
-        "--device",
-        choices=["auto", "mps", "cuda", "cpu"],
-        default="auto",
-        help="device for extractors; the ranking fit itself is numpy on the CPU at these sizes",
-    )
     p.set_defaults(handler=handle_train)
 
     p = subs.add_parser("queue", help="print the review order: uncertain sets first")
@@ -44,7 +39,6 @@ def handle_train(args: argparse.Namespace) -> int:
     from daemon.training import run_training, update_mode
 
     cfg = config_from_args(args)
-    cfg = cfg.model_copy(update={"extractors": cfg.extractors.model_copy(update={"device": args.device})})
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
     ctx = build_ctx(cfg, with_extractors=False)
     out = run_training(ctx)
