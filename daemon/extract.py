@@ -11,13 +11,13 @@ import logging
 from sqlalchemy import select, update
 
 from core.errors import BestshotError, DecodeError, VanishedError
-from core.extractors.base import SidecarResult
+from core.extractors.base import Extractor, SidecarResult
 from core.extractors.registry import run_pass
 from core.imaging import DecodedImage, load
 from daemon import records
 from daemon.context import Ctx
 from daemon.jobs import JobSpec, mark, next_images, start
-from daemon.sidecar_store import save_result, stored_result
+from daemon.sidecar_store import save_results, stored_result
 from daemon.store.schema import images
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
     for img in decoded:
         rel = paths[img.sha256]
         with ctx.store.write() as conn:
+            results: list[tuple[Extractor, SidecarResult]] = []
             for spec in work[img.sha256]:
                 ext = by_name.get(spec.kind)
                 if ext is None or ext.version != spec.version:
@@ -103,8 +104,9 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
                     mark(conn, img.sha256, spec, "failed", out.reason)
                     records.record_error(conn, rel, f"extract:{spec.kind}", out, img.sha256)
                 else:
-                    save_result(ctx, conn, img.sha256, ext, out)
+                    results.append((ext, out))
                     mark(conn, img.sha256, spec, "done")
+            save_results(ctx, conn, img.sha256, results)
     return len(work)
 
 

@@ -1,7 +1,8 @@
 """Persist extractor results: a DB row per (sha256, extractor, version) plus the sidecar files.
 
 Files are named by sha256 (the image's identity), so renames and moves never orphan them:
-sidecar/saliency/<sha>.npy, sidecar/hands/<sha>.keypoints.json, sidecar/det/<sha>.facefoot.json.
+sidecar/saliency/<sha>.npy, sidecar/hands/<sha>.keypoints.json, sidecar/det/<sha>.facefoot.json;
+each extractor declares its own (`Extractor.outputs`), and this module reads nothing else.
 Every file is written to a temporary name and renamed into place, so readers never see half a file.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,29 +36,38 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def save_results(ctx: Ctx, conn: Connection, sha: str, results: Sequence[tuple[Extractor, SidecarResult]]) -> None:
+    """One image's results from one pass: each declared output written once, files combining
+    several extractors' results (facefoot) after all of them are stored."""
+    for ext, result in results:
+        save_result(ctx, conn, sha, ext, result)
+    combined = {o for ext, _ in results for o in ext.outputs if o.kind == "facefoot"}
+    for out in combined:
+        _write_facefoot(ctx, conn, sha, out.path_under(ctx.cfg.path(out.folder), sha))
+
+
 def save_result(ctx: Ctx, conn: Connection, sha: str, ext: Extractor, result: SidecarResult) -> None:
-    side = ctx.cfg.path("sidecar")
+    """The row and the extractor's own declared outputs (combined ones: save_results)."""
     written: list[str] = []
     blob = None
-    for key, arr in result.arrays.items():
-        if key == "embedding":
-            blob = np.asarray(arr, dtype="<f4").tobytes()
-        elif key == "preview_jpeg":
-            target = ctx.cfg.path("labels") / "crops" / f"{sha}.crop.jpg"
-            atomic_write(target, np.asarray(arr, dtype=np.uint8).tobytes())
+    for out in ext.outputs:
+        target = out.path_under(ctx.cfg.path(out.folder), sha) if out.file else None
+        if out.kind == "blob" and out.key in result.arrays:
+            blob = np.asarray(result.arrays[out.key], dtype="<f4").tobytes()
+        elif out.kind == "column":
+            conn.execute(update(images).where(images.c.sha256 == sha).values({out.key: result.payload[out.key]}))
+        elif target is None:
+            continue
+        elif out.kind == "json":
+            atomic_write(target, json.dumps(result.payload, indent=1).encode())
+        elif out.kind == "npy" and out.key in result.arrays:
+            atomic_write(target, _npy_bytes(result.arrays[out.key]))
+        elif out.kind == "bytes" and out.key in result.arrays:
+            atomic_write(target, np.asarray(result.arrays[out.key], dtype=np.uint8).tobytes())
+        else:  # facefoot (save_results), or an array this result does not have
+            continue
+        if target is not None:
             written.append(ctx.rel(target))
-        else:
-            target = side / ext.name / f"{sha}.npy"
-            atomic_write(target, _npy_bytes(arr))
-            written.append(ctx.rel(target))
-    json_file = {
-        "hands": side / "hands" / f"{sha}.keypoints.json",
-        "anomalies": side / "anomalies" / f"{sha}.json",
-        "crop": ctx.cfg.path("labels") / "crops" / f"{sha}.crop.json",
-    }.get(ext.name)
-    if json_file is not None:
-        atomic_write(json_file, json.dumps(result.payload, indent=1).encode())
-        written.append(ctx.rel(json_file))
     records.upsert(
         conn,
         sidecars,
@@ -70,10 +82,6 @@ def save_result(ctx: Ctx, conn: Connection, sha: str, ext: Extractor, result: Si
         },
         ["sha256", "extractor", "version"],
     )
-    if ext.name in ("face", "pose"):
-        _write_facefoot(ctx, conn, sha)
-    if ext.name == "phash":  # grouping and near-duplicates read it from the image row
-        conn.execute(update(images).where(images.c.sha256 == sha).values(phash=result.payload["phash"]))
 
 
 def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any] | None:
@@ -84,10 +92,6 @@ def latest_payload(conn: Connection, sha: str, extractor: str) -> dict[str, Any]
         .limit(1)
     ).first()
     return json.loads(row.payload) if row else None
-
-
-# The one array an extractor may keep as sidecar/<extractor>/<sha>.npy, by its key in SidecarResult.
-_NPY_KEYS = {"saliency": "subject", "hand_clip": "embeddings", "regions": "descriptors"}
 
 
 def stored_result(
@@ -102,19 +106,21 @@ def stored_result(
     if row is None:
         return None
     arrays: dict[str, np.ndarray] = {}
-    if row.blob is not None:
-        arrays["embedding"] = np.frombuffer(row.blob, dtype="<f4")
-    key = _NPY_KEYS.get(extractor)
-    if key is not None:
-        npy = cfg.path("sidecar") / extractor / f"{sha}.npy"
-        try:
-            arrays[key] = np.load(npy, allow_pickle=False)
-        except (OSError, ValueError):
-            return None
+    from core.extractors.registry import EXTRACTOR_CLASSES  # every extractor module: only when reading one back
+
+    cls = EXTRACTOR_CLASSES.get(extractor)
+    for out in cls.outputs if cls is not None else ():
+        if out.kind == "blob" and row.blob is not None:
+            arrays[out.key] = np.frombuffer(row.blob, dtype="<f4")
+        elif out.kind == "npy":
+            try:
+                arrays[out.key] = np.load(out.path_under(cfg.path(out.folder), sha), allow_pickle=False)
+            except (OSError, ValueError):
+                return None
     return SidecarResult(json.loads(row.payload), arrays)
 
 
-def _write_facefoot(ctx: Ctx, conn: Connection, sha: str) -> None:
+def _write_facefoot(ctx: Ctx, conn: Connection, sha: str, target: Path) -> None:
     """Face boxes and foot points together, as the seed plan's det/<image>.facefoot.json."""
     face = latest_payload(conn, sha, "face") or {}
     pose = latest_payload(conn, sha, "pose") or {}
@@ -128,4 +134,4 @@ def _write_facefoot(ctx: Ctx, conn: Connection, sha: str) -> None:
             }
         )
     doc = {"faces": face.get("faces", []), "feet": feet, "image_size": face.get("image_size") or pose.get("image_size")}
-    atomic_write(ctx.cfg.path("sidecar") / "det" / f"{sha}.facefoot.json", json.dumps(doc).encode())
+    atomic_write(target, json.dumps(doc).encode())

@@ -20,7 +20,7 @@ from core.crop.from_sidecars import NEEDED, anomaly_report, crop_for, inputs_fro
 from core.crop.preview import render_preview
 from core.crop.settings import CropSettings
 from core.errors import ExtractorError
-from core.extractors.base import Extractor, Outcome, SidecarResult
+from core.extractors.base import Extractor, Outcome, Output, SidecarResult
 from core.imaging import DecodedImage
 
 
@@ -34,6 +34,7 @@ class AnomaliesExtractor(Extractor):
     # carry. A refit changes every report's `parts`, so it must come with a version bump: a test
     # fails while the two disagree.
     parts_model_version: ClassVar[str] = "parts-93b0be942fb5"
+    outputs = (Output("json", file="anomalies/{sha}.json"),)
     requires = NEEDED
     optional = ("hand_clip", "regions")
     batch_size = 256
@@ -120,6 +121,10 @@ class CropExtractor(Extractor):
     # checked keep the full frame (verdict review), only evidence of a defect proposes a crop;
     # 4: people nobody could check (person_unchecked) route to review
     version = 4
+    outputs = (
+        Output("json", folder="labels", file="crops/{sha}.crop.json"),
+        Output("bytes", key="preview_jpeg", folder="labels", file="crops/{sha}.crop.jpg"),
+    )
     requires = ("anomalies", *NEEDED)
     batch_size = 256
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -38,6 +39,26 @@ class SidecarResult:
 # What an extractor returns per image: a result, or the typed error for that image alone.
 Outcome = SidecarResult | BestshotError
 
+# How a result is kept besides its payload's DB row (sidecars.payload, always written):
+# json    the payload as a JSON file
+# npy     arrays[key] as a .npy file (read back with the result)
+# blob    arrays[key] as little-endian float32 in the row's blob column (read back with the result)
+# bytes   arrays[key] as the file's raw bytes (a preview image; not read back)
+# column  payload[key] copied to the images row's column of that name (an index grouping reads)
+# facefoot  face boxes and foot points of the image in one file, written once both are stored
+OutputKind = Literal["json", "npy", "blob", "bytes", "column", "facefoot"]
+
+
+@dataclass(frozen=True)
+class Output:
+    kind: OutputKind
+    key: str = ""
+    folder: str = "sidecar"  # a configured folder (Config.path)
+    file: str = ""  # under `folder`; "{sha}" is the image's sha256
+
+    def path_under(self, folder: Path, sha: str) -> Path:
+        return folder / self.file.format(sha=sha)
+
 
 class Extractor(ABC):
     name: ClassVar[str]
@@ -49,6 +70,8 @@ class Extractor(ABC):
     optional: ClassVar[tuple[str, ...]] = ()
     # Preferred number of images per call; model extractors batch, cheap ones take everything.
     batch_size: ClassVar[int] = 16
+    # What the store keeps of a result besides its payload row; the store reads only this.
+    outputs: ClassVar[tuple[Output, ...]] = ()
 
     def availability(self) -> Availability:
         return Availability(True)

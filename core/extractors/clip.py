@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import ExtractorError, ModelUnavailableError
-from core.extractors.base import Availability, Extractor, Outcome, SidecarResult
+from core.extractors.base import Availability, Extractor, Outcome, Output, SidecarResult
 from core.extractors.device import pick_device
 from core.extractors.settings import ExtractorSettings
 from core.extractors.weights import ClipTag, WeightsResolution, clip_tag, resolve_clip_weights
@@ -34,6 +34,7 @@ _TEST_SEED = 1234
 class ClipExtractor(Extractor):
     name = "clip"
     version = 1
+    outputs = (Output("blob", key="embedding"),)
     batch_size = 16
 
     def __init__(

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from core.extractors.base import SidecarResult
+from core.extractors.base import Output, SidecarResult
 from core.extractors.mp_base import MediaPipeExtractor
 from core.imaging import DecodedImage
 from core.sidecar_types import Box, Face, faces_to_payload
@@ -40,6 +40,7 @@ def merge_faces(faces: list[Face], min_iou: float = MERGE_IOU) -> list[Face]:
 class FaceExtractor(MediaPipeExtractor):
     name = "face"
     version = 1
+    outputs = (Output("facefoot", file="det/{sha}.facefoot.json"),)
 
     def _models(self) -> list[str]:
         return ["short", "full"] if self.settings.face_model == "both" else [self.settings.face_model]

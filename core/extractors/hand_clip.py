@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from core.errors import ExtractorError, ModelUnavailableError
-from core.extractors.base import Availability, Extractor, Outcome, SidecarResult
+from core.extractors.base import Availability, Extractor, Outcome, Output, SidecarResult
 from core.extractors.clip import ClipExtractor
 from core.imaging import DecodedImage
 from core.sidecar_types import Hand, hands_from_payload
@@ -54,6 +54,7 @@ def crop_pixels(rgb: np.ndarray, box: tuple[int, int, int], size: int) -> np.nda
 class HandClipExtractor(Extractor):
     name = "hand_clip"
     version = 2  # 2: hands version 3 finds more hands; one embedding per hand, in its order
+    outputs = (Output("npy", key="embeddings", file="hand_clip/{sha}.npy"),)
     requires = ("hands",)
     batch_size = 16
 

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.extractors.base import SidecarResult
+from core.extractors.base import Output, SidecarResult
 from core.extractors.mp_base import MediaPipeExtractor, to_pixels
 from core.imaging import DecodedImage
 from core.persons import Crop, hand_window, wrist_in_frame
@@ -38,6 +38,7 @@ class HandsExtractor(MediaPipeExtractor):
     name = "hands"
     version = 3  # 2: per-hand `world_landmarks`; 3: pose-guided crops find each person's hands
     optional = ("pose",)
+    outputs = (Output("json", file="hands/{sha}.keypoints.json"),)
     model_files = ("palm_detection/palm_detection_full.tflite", "hand_landmark/hand_landmark_full.tflite")
 
     def _build(self) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from core.errors import ExtractorError
-from core.extractors.base import Extractor, Outcome, SidecarResult
+from core.extractors.base import Extractor, Outcome, Output, SidecarResult
 from core.extractors.settings import ExtractorSettings
 from core.imaging import DecodedImage
 
@@ -24,6 +24,7 @@ def phash_hex(image: DecodedImage) -> str:
 class PhashExtractor(Extractor):
     name = "phash"
     version = 1
+    outputs = (Output("column", key="phash"),)  # grouping reads images.phash
     batch_size = 64
 
     def __init__(self, settings: ExtractorSettings | None = None) -> None:

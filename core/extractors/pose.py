@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from core.extractors.base import SidecarResult
+from core.extractors.base import Output, SidecarResult
 from core.extractors.mp_base import MediaPipeExtractor, to_pixels
 from core.extractors.mp_tasks import detect_poses, pose_bundle, pose_landmarker
 from core.extractors.weights import POSE_LANDMARK_FILES
@@ -57,6 +57,7 @@ class PoseExtractor(MediaPipeExtractor):
     name = "pose"
     version = 2  # 2: every person (multi-person landmarker on the frame, per unposed face, per tile)
     optional = ("face",)
+    outputs = (Output("facefoot", file="det/{sha}.facefoot.json"),)
 
     def required_files(self) -> tuple[str, ...]:
         landmark = POSE_LANDMARK_FILES[self.settings.pose_model_complexity]

@@ -15,7 +15,7 @@ import numpy as np
 from core.anomaly.limbs import PoseView
 from core.anomaly.regions import DESCRIPTOR_VERSION, DIM, GEOMETRY_DIM, hand_descriptor, limb_descriptors
 from core.anomaly.world import hand_world_from_payload
-from core.extractors.base import Extractor, Outcome, SidecarResult
+from core.extractors.base import Extractor, Outcome, Output, SidecarResult
 from core.imaging import DecodedImage
 from core.sidecar_types import hands_from_payload, poses_from_payload
 
@@ -23,6 +23,7 @@ from core.sidecar_types import hands_from_payload, poses_from_payload
 class RegionsExtractor(Extractor):
     name = "regions"
     version = 2  # 2: hands version 3 and pose version 2 find every person's hands and limbs
+    outputs = (Output("npy", key="descriptors", file="regions/{sha}.npy"),)
     requires = ("hands", "pose")
     batch_size = 64
 

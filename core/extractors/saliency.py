@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from core.errors import ExtractorError, ModelUnavailableError
-from core.extractors.base import Availability, Extractor, Outcome, SidecarResult
+from core.extractors.base import Availability, Extractor, Outcome, Output, SidecarResult
 from core.extractors.mp_base import check_mediapipe_files
 from core.extractors.settings import ExtractorSettings
 from core.extractors.weights import u2netp_path
@@ -87,6 +87,7 @@ def _onnxruntime() -> Any:
 class SaliencyExtractor(Extractor):
     name = "saliency"
     version = 1
+    outputs = (Output("npy", key="subject", file="saliency/{sha}.npy"),)
     batch_size = 8
 
     def __init__(self, settings: ExtractorSettings) -> None:

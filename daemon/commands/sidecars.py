@@ -14,6 +14,7 @@ from daemon import logsetup
 from daemon.cli import add_common, config_from_args
 
 if TYPE_CHECKING:
+    from core.extractors.base import Extractor, SidecarResult
     from core.imaging import DecodedImage
     from daemon.context import Ctx
 
@@ -54,7 +55,7 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
     from core.extractors.registry import build_extractors, run_pass
     from core.imaging import load
     from daemon import records
-    from daemon.sidecar_store import save_result
+    from daemon.sidecar_store import save_results
 
     settings = ctx.cfg.extractors.model_copy(update={"enabled": names})
     wanted = build_extractors(settings, ctx.cfg.path("models"), ctx.cfg.anomaly, ctx.cfg.crop)
@@ -80,6 +81,7 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
             for img in decoded:
                 bad = False
                 with ctx.store.write() as conn:
+                    results: list[tuple[Extractor, SidecarResult]] = []
                     for ext in wanted:
                         out = outcomes[img.sha256].get(ext.name)
                         if isinstance(out, BestshotError):
@@ -87,7 +89,8 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
                             print(f"{img.path}: {ext.name}: {out.reason}", file=sys.stderr)
                             records.record_error(conn, str(img.path), f"extract:{ext.name}", out, img.sha256)
                         elif out is not None:
-                            save_result(ctx, conn, img.sha256, ext, out)
+                            results.append((ext, out))
+                    save_results(ctx, conn, img.sha256, results)
                 failed += bad
                 ok += not bad
             bar.update(len(files[start : start + batch]))
