@@ -45,7 +45,12 @@ def test_folder_drop_and_loose_files_become_sets(tmp_path: Path) -> None:
             _prompted(root / "inbox", f"a{i}.png", i, "a woman in a red coat")
         for i in range(2):
             _prompted(root / "inbox", f"m{i}.png", 10 + i, "a man with a hat")
-        wait_for(lambda: len(filed_sets(root)) == 3, timeout=40, what="three sets filed")
+        # A set folder appears with its first move: wait for every image to be in one.
+        wait_for(
+            lambda: len(filed_sets(root)) == 3 and sum(map(len, filed_sets(root).values())) == 9,
+            timeout=40,
+            what="three sets filed",
+        )
         sets = filed_sets(root)
         assert sorted(sets.values()) == [
             ["a0.png", "a1.png", "a2.png", "a3.png"],
