@@ -113,14 +113,24 @@ def read_bytes(path: Path) -> bytes:
         raise UnreadableError(path, f"cannot read: {e.strerror or e}") from e
 
 
+_decodes = 0
+
+
+def decodes_so_far() -> int:
+    """Full decodes this process has done: what "each image is decoded once" is measured by."""
+    return _decodes
+
+
 def decode(
     path: Path,
     data: bytes,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     accept_formats: tuple[str, ...] = ("PNG", "JPEG", "WEBP"),
+    sha256: str | None = None,
 ) -> DecodedImage:
-    """Decode `data` (the whole file) completely. Never trusts the extension."""
+    """Decode `data` (the whole file) completely. Never trusts the extension. `sha256`: the
+    caller already hashed `data`."""
     fmt = _check_complete(path, data)
     if fmt not in accept_formats:
         raise UnsupportedFormatError(
@@ -142,7 +152,11 @@ def decode(
         raise DecodeError(path, f"{fmt} does not decode: {e}") from e
     text = {str(k): str(v) for k, v in getattr(im, "text", {}).items()} if fmt == "PNG" else {}
     rgb = _to_rgb8(im)
-    return DecodedImage(sha256=sha256_bytes(data), path=path, rgb=rgb, format=fmt, text=text, size_bytes=len(data))
+    global _decodes
+    _decodes += 1
+    return DecodedImage(
+        sha256=sha256 or sha256_bytes(data), path=path, rgb=rgb, format=fmt, text=text, size_bytes=len(data)
+    )
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:

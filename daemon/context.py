@@ -14,6 +14,7 @@ from daemon.store import Store
 if TYPE_CHECKING:  # annotations only: importing them costs `bestshot status` numpy and OpenCV
     from core.config import Config
     from core.extractors.base import Extractor
+    from core.imaging import DecodedImage
     from core.rank.model import RankModel
 
 
@@ -37,6 +38,9 @@ class Ctx:
     health: Health | None = None
     # The versions of what was learned (daemon.learned_state.LEARNED_KEYS) that the live extractors use.
     learned: tuple[str | None, ...] = ()
+    # Pixels ingest decoded, for the first extraction pass over the image (decode once); at most
+    # one pass's worth (extractors.images_per_pass), oldest first.
+    decoded: dict[str, DecodedImage] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -55,6 +59,16 @@ class Ctx:
 
     def extractor(self, name: str) -> Extractor | None:
         return next((e for e in self.extractors if e.name == name), None)
+
+    def hand_off(self, img: DecodedImage) -> None:
+        if not self.extractors:
+            return
+        self.decoded[img.sha256] = img
+        while len(self.decoded) > self.cfg.extractors.images_per_pass:
+            del self.decoded[next(iter(self.decoded))]  # evicted: decoded again by its pass
+
+    def handoff_full(self) -> bool:
+        return len(self.decoded) >= self.cfg.extractors.images_per_pass
 
 
 def reading_ctx(cfg: Config) -> Ctx:

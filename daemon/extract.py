@@ -1,5 +1,8 @@
 """Job stage `extract`: one pass decodes each image once and runs every pending extractor on it.
 
+The first pass over a new image takes the pixels ingest decoded (Ctx.decoded) instead of
+reading and decoding the file again.
+
 A pass takes up to `extractors.images_per_pass` images, so model extractors see whole batches
 and the decode is shared by all of them.
 """
@@ -48,8 +51,10 @@ def _stored_dependencies(
 def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
     """Process one batch of pending jobs; returns how many images it handled (0: queue empty)."""
     limit = limit or ctx.cfg.extractors.images_per_pass
+    handed = ctx.decoded
+    ctx.decoded = {}  # what this pass does not take is decoded again by its own pass
     with ctx.store.read() as conn:
-        work = next_images(conn, limit)
+        work = next_images(conn, limit, first=handed)
         paths = {
             r.sha256: r.path
             for r in conn.execute(select(images.c.sha256, images.c.path).where(images.c.sha256.in_(list(work))))
@@ -66,7 +71,7 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
         try:
             if rel is None:
                 raise BestshotError(None, "image row missing")
-            img = load(
+            img = handed.get(sha) or load(
                 ctx.abs(rel), max_pixels=ctx.cfg.ingest.max_pixels, accept_formats=tuple(ctx.cfg.ingest.accept_formats)
             )
             if img.sha256 != sha:

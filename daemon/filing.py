@@ -24,7 +24,7 @@ from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
 from daemon import records
 from daemon.context import Ctx
 from daemon.fileops import ContentChangedError, unique_destination
-from daemon.store.schema import errors, files, image_metadata, images, journal, set_members, sets, sidecars
+from daemon.store.schema import errors, files, image_metadata, images, jobs, journal, set_members, sets, sidecars
 from daemon.tidy import remove_if_empty
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,12 @@ class SetTask:
 
 
 def _loose_images(ctx: Ctx) -> list[LooseImage]:
+    """Loose inbox images ready to group: those whose grouping columns (pHash) are still being
+    computed by their first extraction pass wait for it; a failed one groups without."""
     inbox = ctx.cfg.path("inbox")
     inbox_rel = ctx.rel(inbox)
+    indexed_by = [e.name for e in ctx.extractors if any(o.kind == "column" for o in e.outputs)]
+    computing = select(jobs.c.sha256).where(jobs.c.kind.in_(indexed_by), jobs.c.state.in_(("pending", "running")))
     with ctx.store.read() as conn:
         rows = conn.execute(
             select(images, image_metadata.c.prompt, image_metadata.c.batch_id, image_metadata.c.seed)
@@ -49,6 +53,7 @@ def _loose_images(ctx: Ctx) -> list[LooseImage]:
             .where(
                 images.c.state == "present",
                 images.c.sha256.not_in(select(set_members.c.sha256)),
+                images.c.sha256.not_in(computing),
                 or_(images.c.path.startswith(inbox_rel + "/"), images.c.path.startswith("%b:")),
             )
         ).all()

@@ -16,16 +16,14 @@ from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
-from core.errors import BestshotError, DuplicateError, NotReadyError, TooLargeError, UnreadableError, VanishedError
-from core.extractors.base import SidecarResult
+from core.errors import DuplicateError, NotReadyError, TooLargeError, UnreadableError, VanishedError
 from core.hashing import sha256_bytes
 from core.imaging import DecodedImage, decode, read_bytes
 from core.layout import Place, locate, to_db_path
 from core.metadata import FOLDER_META_NAMES, ImageMeta, parse_metadata, sidecar_candidates
 from daemon import records
 from daemon.context import Ctx
-from daemon.jobs import JobSpec, enqueue, mark
-from daemon.sidecar_store import save_result
+from daemon.jobs import JobSpec, enqueue
 from daemon.store.schema import image_metadata, images
 
 
@@ -94,7 +92,9 @@ def stage_read(ctx: Ctx, t: ImageTask) -> None:
 def stage_decode(ctx: Ctx, t: ImageTask) -> None:
     assert t.data is not None
     ing = ctx.cfg.ingest
-    t.image = decode(t.path, t.data, max_pixels=ing.max_pixels, accept_formats=tuple(ing.accept_formats))
+    t.image = decode(
+        t.path, t.data, max_pixels=ing.max_pixels, accept_formats=tuple(ing.accept_formats), sha256=t.sha256
+    )
 
 
 def stage_metadata(ctx: Ctx, t: ImageTask) -> None:
@@ -125,10 +125,6 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
     assert t.image is not None and t.meta is not None and t.st is not None and t.sha256
     img, meta, now = t.image, t.meta, time.time()
     rel = ctx.rel(t.path)
-    # pHash now, not in the queue: grouping loose files needs it before the set closes.
-    phash = ctx.extractor("phash")
-    phash_out = phash.run([img], [{}])[0] if phash is not None else None
-    phash_result = phash_out if isinstance(phash_out, SidecarResult) else None
     with ctx.store.write() as conn:
         values = {
             "path": rel,
@@ -138,7 +134,6 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
             "height": img.height,
             "format": img.format,
             "mtime": t.st.st_mtime,
-            "phash": phash_result.payload.get("phash") if phash_result else None,
             "last_seen": now,
             "state": "present",
         }
@@ -173,10 +168,6 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
         records.resolve_errors(conn, rel)
         specs = [JobSpec(e.name, e.version) for e in ctx.extractors if e.availability().available]
         enqueue(conn, t.sha256, specs)
-        if phash is not None and phash_result is not None:
-            save_result(ctx, conn, t.sha256, phash, phash_result)
-            mark(conn, t.sha256, JobSpec(phash.name, phash.version), "done")
-        elif phash is not None and isinstance(phash_out, BestshotError):
-            # The queued phash job retries it; grouping meanwhile relies on metadata alone.
-            records.record_error(conn, rel, "extract:phash", phash_out, t.sha256)
+    # The first extraction pass (pHash with the others; grouping waits for it) uses these pixels.
+    ctx.hand_off(img)
     t.outcome = "registered"

@@ -8,7 +8,7 @@ crash and go back to `pending`; results are upserts, so redoing one duplicates n
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, func, select, update
@@ -84,16 +84,26 @@ def start(conn: Connection, sha256: str, specs: Iterable[JobSpec]) -> None:
         )
 
 
-def next_images(conn: Connection, limit: int) -> dict[str, list[JobSpec]]:
-    """Up to `limit` images with pending work, oldest first, with all their pending jobs."""
+def next_images(conn: Connection, limit: int, first: Collection[str] = ()) -> dict[str, list[JobSpec]]:
+    """Up to `limit` images with pending work, those in `first` (their pixels are at hand) then
+    the oldest, with all their pending jobs."""
     present = select(images.c.sha256).where(images.c.state == "present")
-    rows = conn.execute(
-        select(jobs.c.sha256, func.min(jobs.c.id).label("first"))
-        .where(jobs.c.state == "pending", jobs.c.sha256.in_(present))
-        .group_by(jobs.c.sha256)
-        .order_by("first")
-        .limit(limit)
-    ).all()
+    pending = select(jobs.c.sha256, func.min(jobs.c.id).label("first")).where(
+        jobs.c.state == "pending", jobs.c.sha256.in_(present)
+    )
+    rows = (
+        list(conn.execute(pending.where(jobs.c.sha256.in_(list(first))).group_by(jobs.c.sha256).order_by("first")))
+        if first
+        else []
+    )[:limit]
+    taken = [r.sha256 for r in rows]
+    if len(rows) < limit:
+        rows += conn.execute(
+            pending.where(jobs.c.sha256.not_in(taken))
+            .group_by(jobs.c.sha256)
+            .order_by("first")
+            .limit(limit - len(rows))
+        ).all()
     out: dict[str, list[JobSpec]] = {r.sha256: [] for r in rows}
     if out:
         for r in conn.execute(

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from core.errors import BestshotError, DuplicateError, NotReadyError
 from daemon import filing, ingest, records
 from daemon.context import Ctx
+from daemon.extract import run_extract_pass
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +66,9 @@ def run_image(ctx: Ctx, task: ingest.ImageTask) -> ingest.ImageTask:
             return task
         if task.done:
             break
+    if task.outcome == "registered" and ctx.handoff_full():
+        # A pass's worth of decoded images is waiting: extract them before decoding more.
+        run_extract_pass(ctx)
     return task
 
 

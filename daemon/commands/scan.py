@@ -45,12 +45,12 @@ def handle(args: argparse.Namespace) -> int:
         for _what, step in STARTUP_STEPS:
             step(ctx, tracker)
         engine.reconcile(direct=True)
-        engine.file_ready_sets(force_close=True)
         with ctx.store.read() as conn:
             total = len(jobs.next_images(conn, 10**9))
         with tqdm(total=total, unit="img", desc="sidecars", disable=not sys.stderr.isatty() or total == 0) as bar:
             while n := run_extract_pass(ctx):
                 bar.update(n)
+        engine.file_ready_sets(force_close=True)  # loose files group by their pHash: after the passes
         refresh_duplicates(ctx)
         export_parquet(ctx)
         tracker.evaluate()
