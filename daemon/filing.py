@@ -39,21 +39,26 @@ class SetTask:
     folder: Path | None = None  # the dropped inbox folder, for folder sets
 
 
-def _loose_images(ctx: Ctx) -> list[LooseImage]:
-    """Loose inbox images ready to group: those whose grouping columns (pHash) are still being
-    computed by their first extraction pass wait for it; a failed one groups without."""
+def _loose_images(ctx: Ctx) -> tuple[list[LooseImage], bool]:
+    """Loose inbox images, and whether any of them still waits for its grouping column (pHash,
+    computed by its first extraction pass; a failed one groups without)."""
     inbox = ctx.cfg.path("inbox")
     inbox_rel = ctx.rel(inbox)
     indexed_by = [e.name for e in ctx.extractors if any(o.kind == "column" for o in e.outputs)]
     computing = select(jobs.c.sha256).where(jobs.c.kind.in_(indexed_by), jobs.c.state.in_(("pending", "running")))
     with ctx.store.read() as conn:
         rows = conn.execute(
-            select(images, image_metadata.c.prompt, image_metadata.c.batch_id, image_metadata.c.seed)
+            select(
+                images,
+                image_metadata.c.prompt,
+                image_metadata.c.batch_id,
+                image_metadata.c.seed,
+                images.c.sha256.in_(computing).label("computing"),
+            )
             .join(image_metadata, image_metadata.c.sha256 == images.c.sha256, isouter=True)
             .where(
                 images.c.state == "present",
                 images.c.sha256.not_in(select(set_members.c.sha256)),
-                images.c.sha256.not_in(computing),
                 or_(images.c.path.startswith(inbox_rel + "/"), images.c.path.startswith("%b:")),
             )
         ).all()
@@ -70,9 +75,11 @@ def _loose_images(ctx: Ctx) -> list[LooseImage]:
         )
     embeddings = {r.sha256: np.frombuffer(r.blob, dtype="<f4") for r in emb_rows}
     out = []
+    waiting = False
     for r in rows:
         if ctx.abs(r.path).parent != inbox:
             continue
+        waiting = waiting or bool(r.computing)
         meta = ImageMeta(prompt=r.prompt, batch_id=r.batch_id, seed=r.seed)
         out.append(
             LooseImage(
@@ -86,13 +93,13 @@ def _loose_images(ctx: Ctx) -> list[LooseImage]:
                 embedding=embeddings.get(r.sha256),
             )
         )
-    return out
+    return out, waiting
 
 
 def grouped_sets(ctx: Ctx, now: float, force_close: bool = False) -> tuple[list[SetTask], float | None]:
     """Closed loose-file sets ready to file, and when the next open set would close by quiet time."""
-    loose = _loose_images(ctx)
-    if not loose:
+    loose, waiting = _loose_images(ctx)
+    if not loose or waiting:  # a set must not close without a member whose pHash is on its way
         return [], None
     proposals = group_loose(loose, ctx.cfg.grouping, now=float("inf") if force_close else now)
     ready, next_close = [], None
