@@ -99,7 +99,9 @@ def _loose_images(ctx: Ctx) -> tuple[list[LooseImage], bool]:
 def grouped_sets(ctx: Ctx, now: float, force_close: bool = False) -> tuple[list[SetTask], float | None]:
     """Closed loose-file sets ready to file, and when the next open set would close by quiet time."""
     loose, waiting = _loose_images(ctx)
-    if not loose or waiting:  # a set must not close without a member whose pHash is on its way
+    # A set must not close without a member whose pHash is on its way; closing by force (scan,
+    # after its passes) groups what there is.
+    if not loose or (waiting and not force_close):
         return [], None
     proposals = group_loose(loose, ctx.cfg.grouping, now=float("inf") if force_close else now)
     ready, next_close = [], None
