@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from core.anomaly.parts import part_scores
 from core.rank.settings import PriorWeights
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,21 +69,6 @@ def test_the_dev_set_loads_whole(shared_data: Path) -> None:
     assert ds.items["sdxl_physician examining patient_08"].path.name == "sdXL_physician_018.jpg"
     assert sum(it.label.annotators == 2 for it in ds.items.values()) == 30
     assert len(sets_of(ds, 4)) == 30 and len(sets_of(ds, 2)) == 60
-
-
-def test_part_scores_take_the_strongest_region_of_each_part() -> None:
-    def rec(tag: str, source: str, score: float) -> dict[str, object]:
-        return {"tag": tag, "box": {"x": 0, "y": 0, "w": 1, "h": 1}, "score": score, "source": source}
-
-    report = {
-        "anomalies": [rec("extra_fingers", "hand:0", 0.6), rec("long_foot", "pose:0:left_foot", 0.7)],
-        "uncertain_regions": [rec("hand_undetected", "pose:1:right_hand", 0.9)],
-        "uncertain": True,
-    }
-    s = part_scores(report)
-    assert s["hands"].score == 0.9 and s["hands"].flagged and s["hands"].regions == 2
-    assert s["feet"].score == 0.7 and s["feet"].flagged
-    assert s["limbs"].score == 0.0 and not s["limbs"].flagged
 
 
 def test_shipped_prior_is_the_fitted_one_on_its_card() -> None:
