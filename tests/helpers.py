@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import yaml
 from PIL import Image, PngImagePlugin
@@ -200,3 +201,17 @@ def decoded(arr: np.ndarray, name: str = "x.png") -> DecodedImage:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return decode(Path(name), buf.getvalue())
+
+
+SESSION_SCHEMA = json.loads((REPO / "core" / "schemas" / "session_line.schema.json").read_text())
+
+
+def session_lines(root: Path) -> list[dict[str, Any]]:
+    """Every line of the root's session logs, each checked against the published schema."""
+    out = []
+    for f in sorted((root / "labels" / "sessions").glob("*__session.jsonl")):
+        for line in f.read_text().splitlines():
+            d = json.loads(line)
+            jsonschema.validate(d, SESSION_SCHEMA)
+            out.append(d)
+    return out

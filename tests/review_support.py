@@ -15,11 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from tests.helpers import REPO, bestshot, textured, wait_for, write_config, write_png
-
-SCHEMA = json.loads((REPO / "core" / "schemas" / "session_line.schema.json").read_text())
 
 
 def make_root(
@@ -91,16 +87,6 @@ def members(root: Path, set_id: str) -> list[tuple[str, str, str]]:
 
 def sha_of(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def session_lines(root: Path) -> list[dict[str, Any]]:
-    out = []
-    for f in sorted((root / "labels" / "sessions").glob("*__session.jsonl")):
-        for line in f.read_text().splitlines():
-            d = json.loads(line)
-            jsonschema.validate(d, SCHEMA)
-            out.append(d)
-    return out
 
 
 class ReviewProc:

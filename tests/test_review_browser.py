@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.helpers import db_rows, wait_for
-from tests.review_support import ReviewProc, make_root, members, session_lines, sha_of
+from tests.helpers import db_rows, session_lines, wait_for
+from tests.review_support import ReviewProc, make_root, members, sha_of
 
 pytestmark = pytest.mark.slow
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.helpers import DaemonProc, bestshot, db_rows, wait_for
-from tests.review_support import ReviewProc, add_report, http, make_root, members, session_lines, sha_of
+from tests.helpers import DaemonProc, bestshot, db_rows, session_lines, wait_for
+from tests.review_support import ReviewProc, add_report, http, make_root, members, sha_of
 
 pytestmark = pytest.mark.slow
 

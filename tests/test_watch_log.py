@@ -10,26 +10,14 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import DaemonProc, db_rows, filed_sets, textured, wait_for, write_config, write_png
+from tests.helpers import DaemonProc, db_rows, filed_sets, session_lines, textured, wait_for, write_config, write_png
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((REPO / "core" / "schemas" / "session_line.schema.json").read_text())
-
-
-def session_lines(root: Path) -> list[dict[str, object]]:
-    out = []
-    for f in sorted((root / "labels" / "sessions").glob("*__session.jsonl")):
-        for line in f.read_text().splitlines():
-            d = json.loads(line)
-            jsonschema.validate(d, SCHEMA)
-            out.append(d)
-    return out
 
 
 def drop_set(root: Path, tmp: Path, name: str, n: int = 3, seed: int = 0, size: tuple[int, int] = (256, 384)) -> Path:
