@@ -20,7 +20,7 @@ Reusable by every benchmark and fitting script; the API is small on purpose:
   sidecars cached in the root's SQLite: a rerun with unchanged extractors takes seconds) and reads
   back, per image id: the sha256, the stored payload of every extractor (`payloads[extractor]`,
   newest version), and the ranking signals exactly as the daemon builds them
-  (`daemon.ranking.signals_for`).
+  (`daemon.rank.ranking.signals_for`).
 
 Images are copied outside the repository only (the work dir); the data's licence allows
 evaluation and development use, never copying it into the project.
@@ -220,7 +220,7 @@ class Scanned:
     root: Path
     sha: dict[str, str]  # image id -> sha256
     payloads: dict[str, dict[str, dict[str, Any]]]  # image id -> extractor -> newest payload
-    signals: dict[str, ImageSignals]  # image id -> what the ranker sees (daemon.ranking.signals_for)
+    signals: dict[str, ImageSignals]  # image id -> what the ranker sees (daemon.rank.ranking.signals_for)
     scan_seconds: float
     scan_output: str
 
@@ -302,7 +302,7 @@ def _read_back(
     root: Path, shas: dict[str, str]
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, ImageSignals]]:
     from core.config import load_config
-    from daemon.ranking import signals_for
+    from daemon.rank.ranking import signals_for
     from daemon.store.db import open_store
 
     by_sha = {s: i for i, s in shas.items()}

@@ -45,7 +45,7 @@ from core.config import load_config  # noqa: E402
 from core.crop.from_sidecars import NEEDED  # noqa: E402
 from core.extractors.analysis import CropExtractor  # noqa: E402
 from core.imaging import load  # noqa: E402
-from daemon.sidecar_store import stored_result  # noqa: E402
+from daemon.extractors.sidecar_store import stored_result  # noqa: E402
 from daemon.store.db import open_store  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "crop_scored"

@@ -42,13 +42,13 @@ from core.extractors.registry import run_pass
 from core.imaging import load
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.duplicates import refresh_duplicates
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.parquet_export import export_parquet
-from daemon.ranking import current_model, signals_for
-from daemon.sidecar_store import stored_result
+from daemon.dedup import refresh_duplicates
+from daemon.extractors.extract import run_extract_pass
+from daemon.extractors.sidecar_store import stored_result
+from daemon.rank.ranking import current_model, signals_for
+from daemon.store.parquet_export import export_parquet
 from daemon.store.schema import images
+from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.session_log import append_line
+from daemon.labels.session import append_line
 from tests.helpers import bestshot, textured, write_config, write_png
 from tests.review_support import ReviewProc, http
 

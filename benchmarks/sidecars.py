@@ -54,9 +54,9 @@ from core.extractors.registry import run_pass  # noqa: E402
 from daemon import jobs  # noqa: E402
 from daemon.app import build_ctx  # noqa: E402
 from daemon.context import Ctx  # noqa: E402
-from daemon.engine import Engine  # noqa: E402
-from daemon.extract import run_extract_pass  # noqa: E402
-from daemon.idle_models import tune_malloc, unload_models  # noqa: E402
+from daemon.extractors.extract import run_extract_pass  # noqa: E402
+from daemon.extractors.idle_models import tune_malloc, unload_models  # noqa: E402
+from daemon.watch.engine import Engine  # noqa: E402
 
 ALL = ["phash", "clip", "face", "pose", "hands", "hand_clip", "saliency", "quality"]
 

@@ -10,14 +10,14 @@ from core.config import Config
 from core.errors import BestshotError
 from core.extractors.analysis import AnomaliesExtractor
 from core.extractors.registry import build_extractors
-from daemon import records
-from daemon.areas import FOLDERS, area_problems
+from daemon.anomaly.hand_model import hand_model_in_force
 from daemon.context import Ctx
-from daemon.fileops import FileOps
-from daemon.hand_learning import hand_model_in_force
-from daemon.health import Health
-from daemon.learned_state import EXTRACTORS_KEY, LEARNED_KEYS, calibration_in_force, learned_versions
+from daemon.files.areas import FOLDERS, area_problems
+from daemon.files.fileops import FileOps
+from daemon.files.health import Health
+from daemon.store import records
 from daemon.store.db import open_store
+from daemon.store.learned_state import EXTRACTORS_KEY, LEARNED_KEYS, calibration_in_force, learned_versions
 
 log = logging.getLogger(__name__)
 

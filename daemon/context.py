@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.layout import from_db_path, to_db_path
-from daemon.fileops import FileOps
-from daemon.health import Health
+from daemon.files.fileops import FileOps
+from daemon.files.health import Health
 from daemon.store import Store
 
 if TYPE_CHECKING:  # annotations only: importing them costs `bestshot status` numpy and OpenCV
@@ -32,11 +32,11 @@ class Ctx:
     store: Store
     fileops: FileOps
     extractors: list[Extractor] = field(default_factory=list)
-    # Rebuilt on demand by daemon.ranking.current_model; never persisted.
+    # Rebuilt on demand by daemon.rank.ranking.current_model; never persisted.
     prior_fit: PriorFit | None = None
     # Whether writes work (a full disk); set by build_ctx.
     health: Health | None = None
-    # The versions of what was learned (daemon.learned_state.LEARNED_KEYS) that the live extractors use.
+    # The versions of what was learned (daemon.store.learned_state.LEARNED_KEYS) that the live extractors use.
     learned: tuple[str | None, ...] = ()
     # Pixels ingest decoded, for the first extraction pass over the image (decode once); at most
     # one pass's worth (extractors.images_per_pass), oldest first.

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from core.errors import BestshotError, DuplicateError, NotReadyError
-from daemon import filing, ingest, records
 from daemon.context import Ctx
-from daemon.extract import run_extract_pass
+from daemon.extractors.extract import run_extract_pass
+from daemon.ingest import filing
+from daemon.ingest import register as ingest
+from daemon.store import records
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,24 +19,25 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from core.errors import BestshotError
 from core.events import Event, LearnedFilesChanged, RescanRequested, RetrainRequested
 from core.layout import locate
-from daemon import jobs, records
 from daemon.app import reload_learned
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.duplicates import refresh_duplicates
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.health import note_write_failure
-from daemon.idle_models import IdleModels
+from daemon.dedup import refresh_duplicates
+from daemon.extractors import jobs
+from daemon.extractors.extract import run_extract_pass
+from daemon.extractors.idle_models import IdleModels
+from daemon.extractors.progress import DrainProgress
+from daemon.files.health import note_write_failure
+from daemon.files.recovery import STARTUP_STEPS
 from daemon.instance import InstanceLock
-from daemon.parquet_export import export_parquet
-from daemon.progress import DrainProgress
-from daemon.rank_loop import RankLoop
-from daemon.recovery import STARTUP_STEPS
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.loop import RankLoop
 from daemon.review.server import QueueWriter, ReviewCall, ReviewServer, make_app
 from daemon.review.service import ReviewService
-from daemon.settle import Settler
-from daemon.watcher import start_observer
+from daemon.store import records
+from daemon.store.parquet_export import export_parquet
+from daemon.watch.engine import Engine
+from daemon.watch.settle import Settler
+from daemon.watch.watcher import start_observer
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0  # while writes fail, how often the worker wakes to try again

@@ -27,14 +27,14 @@ from core.config import load_config
 from core.events import FileMoved
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.rank_loop import RankLoop
-from daemon.ranking import members_of
-from daemon.sidecar_store import latest_payload
+from daemon.extractors.extract import run_extract_pass
+from daemon.extractors.sidecar_store import latest_payload
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.loop import RankLoop
+from daemon.rank.ranking import members_of
+from daemon.rank.train import run_training
 from daemon.store.schema import proposals, set_members, sets
-from daemon.training import run_training
+from daemon.watch.engine import Engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 CUE = "pip_flexion_deg"

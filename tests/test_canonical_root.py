@@ -20,8 +20,8 @@ from core.config import load_config
 from core.events import FileChanged
 from core.layout import locate
 from daemon.app import build_ctx
-from daemon.engine import Engine
 from daemon.store.schema import images
+from daemon.watch.engine import Engine
 from tests.helpers import DaemonProc, filed_sets, status, textured, wait_for, write_config, write_png
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.duplicates import refresh_duplicates
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
+from daemon.dedup import refresh_duplicates
+from daemon.extractors.extract import run_extract_pass
+from daemon.watch.engine import Engine
 from tests.helpers import db_rows, textured, write_png
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.config import load_config
-from daemon import jobs
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
+from daemon.extractors import jobs
+from daemon.extractors.extract import run_extract_pass
 from daemon.store.schema import images, sidecars
+from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 DETECTORS = ("hands", "pose", "face", "saliency")

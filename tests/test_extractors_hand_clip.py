@@ -18,7 +18,7 @@ from core.extractors.settings import ClipSettings, ExtractorSettings
 from core.imaging import DecodedImage, load
 from core.sidecar_types import Hand, hands_to_payload
 from daemon.app import build_ctx
-from daemon.sidecar_store import save_result, stored_result
+from daemon.extractors.sidecar_store import save_result, stored_result
 from tests.helpers import random_clip_checkpoint, textured, write_png
 
 SETTINGS = ExtractorSettings(device="cpu")

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from core.errors import FileOpError
-from daemon.fileops import FileOps, unique_destination
+from daemon.files.fileops import FileOps, unique_destination
 from daemon.store.db import open_store
 from daemon.store.schema import journal
 

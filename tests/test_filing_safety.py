@@ -12,8 +12,8 @@ from sqlalchemy import select
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.engine import Engine
 from daemon.store.schema import images, set_members
+from daemon.watch.engine import Engine
 from tests.helpers import bestshot, db_rows, filed_sets, status, textured, write_config, write_png
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import VanishedError
 from core.labels.tags import FinderTag, TagFormatError
-from daemon.finder_tags import (
+from daemon.labels.tags import (
     MAC_ATTR,
     XDG_ATTR,
     XattrUnsupportedError,
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 
 def _raw_get(path: Path, name: str) -> bytes:
     if sys.platform == "darwin":
-        from daemon.finder_tags import _darwin_get
+        from daemon.labels.tags import _darwin_get
 
         return _darwin_get(path, name)
     return os.getxattr(path, name)
@@ -94,7 +94,7 @@ def test_finder_tags_written_as_finder_does_are_read(image: Path) -> None:
     # The exact bytes Finder stores: a binary plist array of "name\ncolour" strings.
     value = plistlib.dumps(["Red\n6", "extra_fingers\n0"], fmt=plistlib.FMT_BINARY)
     if sys.platform == "darwin":
-        from daemon.finder_tags import _darwin_set
+        from daemon.labels.tags import _darwin_set
 
         _darwin_set(image, MAC_ATTR, value)
     else:
@@ -140,7 +140,7 @@ def test_empty_list_removes_the_attribute_and_untagged_reads_empty(image: Path) 
 
 def test_garbage_in_the_attribute_is_a_typed_error_naming_the_file(image: Path) -> None:
     if sys.platform == "darwin":
-        from daemon.finder_tags import _darwin_set
+        from daemon.labels.tags import _darwin_set
 
         _darwin_set(image, MAC_ATTR, b"garbage")
     else:
@@ -168,7 +168,7 @@ def test_vanished_file(tmp_path: Path) -> None:
 
 def test_replacing_own_tags_keeps_the_users_with_colours(tmp_path: Path) -> None:
     from core.labels.tags import FinderTag
-    from daemon.finder_tags import (
+    from daemon.labels.tags import (
         read_finder_tags,
         read_xdg_tags,
         replace_prefixed_tags,

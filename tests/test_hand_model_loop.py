@@ -30,17 +30,17 @@ from core.config import load_config
 from core.events import FileMoved
 from core.extractors.analysis import embedding_model_id
 from core.grouping import set_id_for
-from daemon import records
+from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.hand_learning import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
-from daemon.ranking import members_of
-from daemon.sidecar_store import latest_payload, stored_result
+from daemon.extractors.extract import run_extract_pass
+from daemon.extractors.sidecar_store import latest_payload, stored_result
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.ranking import members_of
+from daemon.rank.train import run_training
+from daemon.store import records
 from daemon.store.schema import sets
-from daemon.training import run_training
+from daemon.watch.engine import Engine
 from tests.helpers import random_clip_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]

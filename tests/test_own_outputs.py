@@ -12,9 +12,9 @@ from sqlalchemy import select
 from core.config import load_config
 from core.layout import PREVIEW_SUFFIX
 from daemon.app import build_ctx
-from daemon.decisions import DecisionTracker
-from daemon.engine import Engine
+from daemon.labels.decide import DecisionTracker
 from daemon.store.schema import crops, files, sets
+from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from daemon.progress import DrainProgress
+from daemon.extractors.progress import DrainProgress
 
 
 def test_progress_line_says_n_of_m_rate_and_eta() -> None:

@@ -21,11 +21,11 @@ from core.config import load_config
 from core.events import FileMoved
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.rank_loop import RankLoop
-from daemon.ranking import members_of
+from daemon.extractors.extract import run_extract_pass
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.loop import RankLoop
+from daemon.rank.ranking import members_of
+from daemon.watch.engine import Engine
 from tests.helpers import bestshot, status, textured, write_png
 
 pytestmark = pytest.mark.slow

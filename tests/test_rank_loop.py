@@ -20,17 +20,17 @@ from sqlalchemy import select
 
 from core.config import load_config
 from core.events import FileMoved
-from daemon import records
 from daemon.app import build_ctx
-from daemon.batch import undo_batch
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.finder_tags import read_tags
-from daemon.rank_loop import RankLoop
-from daemon.ranking import history, members_of
+from daemon.extractors.extract import run_extract_pass
+from daemon.labels.decide import DecisionTracker
+from daemon.labels.tags import read_tags
+from daemon.rank.batch import undo_batch
+from daemon.rank.loop import RankLoop
+from daemon.rank.ranking import history, members_of
+from daemon.store import records
 from daemon.store.schema import proposals, sets
+from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 pytestmark = pytest.mark.slow
@@ -192,7 +192,7 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
     # Our own proposal tags on the winners are never taken for the user's anomaly tags.
     assert not [t for ln in lines for t in ln["anomaly_tags"] if t.startswith("bestshot:")]
 
-    from daemon.metrics import compute_metrics, write_chart
+    from daemon.rank.metrics import compute_metrics, write_chart
 
     m = compute_metrics(ctx)
     assert m["mode"] == "batch" and m["top1_agreement"] is not None and m["decided_sets"] >= 10

@@ -1,5 +1,5 @@
 """The prior's library-wide standardisation is reused between ranking rounds and refitted once the
-library has changed by more than `PRIOR_REFIT_CHANGE` (daemon.ranking)."""
+library has changed by more than `PRIOR_REFIT_CHANGE` (daemon.rank.ranking)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from sqlalchemy import select
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.duplicates import refresh_duplicates
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.ranking import PRIOR_REFIT_CHANGE, current_model, members_of, signals_for
+from daemon.dedup import refresh_duplicates
+from daemon.extractors.extract import run_extract_pass
+from daemon.rank.ranking import PRIOR_REFIT_CHANGE, current_model, members_of, signals_for
 from daemon.store.schema import sets
+from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 

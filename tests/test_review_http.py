@@ -263,9 +263,9 @@ def test_region_labels_feed_the_calibration(tmp_path: Path) -> None:
     """A rejected image's flagged region counts as removed by its tag, unless the user said on the
     page that it is not an anomaly: then it is a kept outcome for its cue."""
     from core.config import load_config
+    from daemon.anomaly.calibration import decision_outcomes
+    from daemon.anomaly.learning_data import decided_images
     from daemon.app import build_ctx
-    from daemon.calibration import decision_outcomes
-    from daemon.learning_data import decided_images
 
     root = make_root(tmp_path / "root", sets=1)
     with ReviewProc(root) as rp:

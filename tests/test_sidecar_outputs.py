@@ -13,8 +13,8 @@ from watchdog.observers import Observer
 from core.config import load_config
 from core.extractors.registry import EXTRACTOR_CLASSES
 from daemon.app import build_ctx
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
+from daemon.extractors.extract import run_extract_pass
+from daemon.watch.engine import Engine
 from tests.helpers import textured, wait_for, write_png
 
 

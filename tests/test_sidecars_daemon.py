@@ -25,9 +25,9 @@ from core.extractors.phash import PhashExtractor
 from core.extractors.quality import QualityExtractor
 from core.sidecar_types import POSE
 from daemon.app import build_ctx
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.sidecar_store import FOOT_POINTS
+from daemon.extractors.extract import run_extract_pass
+from daemon.extractors.sidecar_store import FOOT_POINTS
+from daemon.watch.engine import Engine
 from tests.helpers import bestshot, db_rows, status, textured, write_config, write_png
 
 pytestmark = pytest.mark.slow

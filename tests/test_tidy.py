@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from core.layout import is_finder_leftover
-from daemon.finder_tags import read_tags
-from daemon.tidy import remove_if_empty
+from daemon.labels.tags import read_tags
+from daemon.labels.tidy import remove_if_empty
 from tests.helpers import DaemonProc, filed_sets, textured, wait_for, write_config, write_png
 from tests.test_watch_log import session_lines
 

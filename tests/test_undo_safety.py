@@ -20,15 +20,15 @@ from sqlalchemy import select, update
 from core.config import load_config
 from core.rank.modes import ModeDecision
 from daemon.app import build_ctx
-from daemon.batch import run_batch, undo_batch
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.rank_loop import RankLoop
-from daemon.ranking import members_of
-from daemon.recovery import STARTUP_STEPS
+from daemon.extractors.extract import run_extract_pass
+from daemon.files.recovery import STARTUP_STEPS
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.batch import run_batch, undo_batch
+from daemon.rank.loop import RankLoop
+from daemon.rank.ranking import members_of
 from daemon.store.schema import images, journal, proposals, sets
+from daemon.watch.engine import Engine
 from tests.helpers import bestshot, textured, write_config, write_png
 
 pytestmark = pytest.mark.slow

@@ -57,10 +57,10 @@ def _stored_results(cfg: Config, sha: str) -> tuple[dict[str, Outcome], RegionSc
 
     if cfg.paths.db_url is None and not (cfg.root / "bestshot.sqlite").is_file():
         return {}, None, None
-    from daemon.hand_learning import hand_model_in_force
-    from daemon.learned_state import calibration_in_force
-    from daemon.sidecar_store import stored_result
+    from daemon.anomaly.hand_model import hand_model_in_force
+    from daemon.extractors.sidecar_store import stored_result
     from daemon.store.db import open_store
+    from daemon.store.learned_state import calibration_in_force
 
     out: dict[str, Outcome] = {}
     store = open_store(cfg.db_url)

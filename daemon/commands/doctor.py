@@ -31,7 +31,7 @@ def checks(cfg: Config) -> list[tuple[bool, str, str]]:
     from core.extractors.device import pick_device
     from core.extractors.registry import build_extractors
     from daemon import service
-    from daemon.areas import FOLDERS, area_problems
+    from daemon.files.areas import FOLDERS, area_problems
     from daemon.store.db import open_store
 
     out: list[tuple[bool, str, str]] = []

@@ -16,7 +16,7 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from daemon.app import build_ctx
-    from daemon.parquet_export import export_parquet
+    from daemon.store.parquet_export import export_parquet
 
     cfg = config_from_args(args)
     counts = export_parquet(build_ctx(cfg, with_extractors=False))

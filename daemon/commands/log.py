@@ -28,7 +28,7 @@ def handle(args: argparse.Namespace) -> int:
 
     from core.labels.log_input import parse_numbered_lines
     from daemon.app import build_ctx
-    from daemon.decisions import DecisionTracker
+    from daemon.labels.decide import DecisionTracker
     from daemon.store.schema import decisions, sets
 
     cfg = config_from_args(args)

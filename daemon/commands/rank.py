@@ -36,7 +36,7 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 def handle_train(args: argparse.Namespace) -> int:
     from daemon.app import build_ctx
-    from daemon.training import run_training, update_mode
+    from daemon.rank.train import run_training, update_mode
 
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
@@ -54,7 +54,7 @@ def handle_train(args: argparse.Namespace) -> int:
 
 def handle_queue(args: argparse.Namespace) -> int:
     from daemon.context import reading_ctx
-    from daemon.ranking import review_queue
+    from daemon.rank.ranking import review_queue
 
     cfg = config_from_args(args)
     require_library(cfg)
@@ -79,7 +79,7 @@ def handle_queue(args: argparse.Namespace) -> int:
 
 def handle_metrics(args: argparse.Namespace) -> int:
     from daemon.app import build_ctx
-    from daemon.metrics import compute_metrics, write_chart
+    from daemon.rank.metrics import compute_metrics, write_chart
 
     cfg = config_from_args(args)
     require_library(cfg)
@@ -107,9 +107,9 @@ def handle_metrics(args: argparse.Namespace) -> int:
 
 def handle_undo(args: argparse.Namespace) -> int:
     from daemon.app import build_ctx
-    from daemon.batch import batch_ids, undo_batch
-    from daemon.decisions import DecisionTracker
     from daemon.instance import InstanceLock
+    from daemon.labels.decide import DecisionTracker
+    from daemon.rank.batch import batch_ids, undo_batch
 
     cfg = config_from_args(args)
     require_library(cfg)

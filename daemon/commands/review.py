@@ -23,13 +23,13 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from daemon.app import build_ctx
-    from daemon.decisions import DecisionTracker
-    from daemon.engine import Engine
+    from daemon.files.recovery import STARTUP_STEPS
     from daemon.instance import InstanceLock
-    from daemon.recovery import STARTUP_STEPS
+    from daemon.labels.decide import DecisionTracker
     from daemon.review.catchup import CatchUp
     from daemon.review.server import LockedWriter, ReviewServer, make_app
     from daemon.review.service import ReviewService
+    from daemon.watch.engine import Engine
 
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)

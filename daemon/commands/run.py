@@ -25,7 +25,7 @@ def handle(args: argparse.Namespace) -> int:
     logsetup.divert_native_output(cfg, service=args.service)
     logsetup.configure(cfg, to_file=True, verbose=args.verbose, service=args.service)
     from daemon.app import build_ctx
-    from daemon.idle_models import tune_malloc
+    from daemon.extractors.idle_models import tune_malloc
     from daemon.runner import run_daemon
 
     tune_malloc()

@@ -20,16 +20,16 @@ def register(subs: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from daemon import jobs
     from daemon.app import build_ctx
-    from daemon.decisions import DecisionTracker
-    from daemon.duplicates import refresh_duplicates
-    from daemon.engine import Engine
-    from daemon.extract import run_extract_pass
+    from daemon.dedup import refresh_duplicates
+    from daemon.extractors import jobs
+    from daemon.extractors.extract import run_extract_pass
+    from daemon.files.recovery import STARTUP_STEPS
     from daemon.instance import InstanceLock
-    from daemon.parquet_export import export_parquet
-    from daemon.rank_loop import RankLoop
-    from daemon.recovery import STARTUP_STEPS
+    from daemon.labels.decide import DecisionTracker
+    from daemon.rank.loop import RankLoop
+    from daemon.store.parquet_export import export_parquet
+    from daemon.watch.engine import Engine
 
     cfg = config_from_args(args, mode=args.mode)
     logsetup.divert_native_output(cfg)

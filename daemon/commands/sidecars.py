@@ -54,8 +54,8 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
 
     from core.extractors.registry import build_extractors, run_pass
     from core.imaging import load
-    from daemon import records
-    from daemon.sidecar_store import save_results
+    from daemon.extractors.sidecar_store import save_results
+    from daemon.store import records
 
     settings = ctx.cfg.extractors.model_copy(update={"enabled": names})
     wanted = build_extractors(settings, ctx.cfg.path("models"), ctx.cfg.anomaly, ctx.cfg.crop)
@@ -101,7 +101,7 @@ def compute(ctx: Ctx, names: list[str], files: list[Path], batch: int) -> tuple[
 
 def handle(args: argparse.Namespace) -> int:
     from daemon.app import build_ctx
-    from daemon.parquet_export import export_parquet
+    from daemon.store.parquet_export import export_parquet
 
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)

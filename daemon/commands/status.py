@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.areas import area_problems
 from daemon.cli import add_common, config_from_args, require_library
-from daemon.health import read_health
+from daemon.files.areas import area_problems
+from daemon.files.health import read_health
 from daemon.instance import holder
 
 if TYPE_CHECKING:
@@ -33,9 +33,10 @@ def register(subs: argparse._SubParsersAction) -> None:
 def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from daemon import jobs, records
-    from daemon.learned_state import EXTRACTORS_KEY, HAND_STATUS_KEY
+    from daemon.extractors import jobs
+    from daemon.store import records
     from daemon.store.db import open_store
+    from daemon.store.learned_state import EXTRACTORS_KEY, HAND_STATUS_KEY
     from daemon.store.schema import decisions, dup_groups, images, sets
 
     require_library(cfg)
@@ -79,7 +80,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
             out["duplicate_groups"] = list(groups.values())
             out["recent_sets"] = _recent_sets(conn)
             checked = records.get_state(conn, EXTRACTORS_KEY) or {}
-            # The rule the stored groups were made with (daemon.duplicates); numpy stays unloaded.
+            # The rule the stored groups were made with (daemon.dedup); numpy stays unloaded.
             dedup_rule = (records.get_state(conn, "dedup_refresh") or {}).get("rule")
     finally:
         store.close()
@@ -154,7 +155,7 @@ def _when(ts: float) -> str:
 
 
 def _calibration(cfg: Config, conn: Connection) -> dict[str, Any] | None:
-    from daemon.learned_state import calibration_in_force
+    from daemon.store.learned_state import calibration_in_force
 
     cal = calibration_in_force(cfg, conn)
     if cal is None:
@@ -170,9 +171,9 @@ def _calibration(cfg: Config, conn: Connection) -> dict[str, Any] | None:
 def _ranking(cfg: Config, conn: Connection, decided: int) -> dict[str, Any]:
     """The ranking's training state and whether its proposals beat a random pick, in words."""
     from core.rank.modes import agreement_vs_chance
-    from daemon import records
-    from daemon.learned_state import TRAINING_KEY
-    from daemon.ranking import history
+    from daemon.rank.ranking import history
+    from daemon.store import records
+    from daemon.store.learned_state import TRAINING_KEY
 
     s = cfg.rank
     user = [e for e in history(conn) if not e.auto_decided]

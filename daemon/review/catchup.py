@@ -11,9 +11,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.layout import is_image_name
-from daemon.decisions import DecisionTracker
-from daemon.engine import Engine
+from daemon.labels.decide import DecisionTracker
 from daemon.store.schema import files, images, set_members, sets
+from daemon.watch.engine import Engine
 
 AREAS = ("raw", "review_queue", "approved", "to_crop", "cropped", "rejected")
 

@@ -32,12 +32,12 @@ from core.labels.session import SessionLine, parse_line
 from core.layout import from_db_path
 from core.review import cropbox
 from core.review.regions import RegionLabel, RegionLabelError, merge, parse_request
-from daemon import records
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.fileops import unique_destination
-from daemon.ranking import review_queue
-from daemon.sidecar_store import latest_payload
+from daemon.extractors.sidecar_store import latest_payload
+from daemon.files.fileops import unique_destination
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.ranking import review_queue
+from daemon.store import records
 from daemon.store.schema import crops, decisions, images, journal, observations, proposals, set_members, sets
 
 log = logging.getLogger(__name__)

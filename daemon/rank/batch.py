@@ -25,11 +25,11 @@ from core.labels.decide import retraction
 from core.labels.session import parse_line
 from core.layout import fit_name
 from core.rank.modes import ModeDecision, auto_decides
-from daemon import records
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.fileops import unique_destination
-from daemon.ranking import members_of
+from daemon.files.fileops import unique_destination
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.ranking import members_of
+from daemon.store import records
 from daemon.store.schema import decisions, journal, observations, proposals, set_members, sets
 
 log = logging.getLogger(__name__)

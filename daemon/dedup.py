@@ -19,8 +19,8 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from core.dedup import DedupItem, near_duplicate_groups, rule_description
 from core.unionfind import UnionFind
-from daemon import records
 from daemon.context import Ctx
+from daemon.store import records
 from daemon.store.schema import dup_groups, images, set_members, sidecars
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from core.layout import from_db_path
 from core.review.regions import RegionLabel, merge
 from core.sidecar_types import Box
 from daemon.context import Ctx
-from daemon.jobs import JobSpec, enqueue
+from daemon.extractors.jobs import JobSpec, enqueue
 from daemon.store.schema import decisions, images, set_members, sets
 
 

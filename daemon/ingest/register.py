@@ -21,9 +21,9 @@ from core.hashing import sha256_bytes
 from core.imaging import DecodedImage, decode, read_bytes
 from core.layout import Place, locate, to_db_path
 from core.metadata import FOLDER_META_NAMES, ImageMeta, parse_metadata, sidecar_candidates
-from daemon import records
 from daemon.context import Ctx
-from daemon.jobs import JobSpec, enqueue
+from daemon.extractors.jobs import JobSpec, enqueue
+from daemon.store import records
 from daemon.store.schema import image_metadata, images
 
 

@@ -17,10 +17,10 @@ from core.errors import BestshotError, DecodeError, VanishedError
 from core.extractors.base import Extractor, SidecarResult
 from core.extractors.registry import run_pass
 from core.imaging import DecodedImage, load
-from daemon import records
 from daemon.context import Ctx
-from daemon.jobs import JobSpec, mark, next_images, start
-from daemon.sidecar_store import save_results, stored_result
+from daemon.extractors.jobs import JobSpec, mark, next_images, start
+from daemon.extractors.sidecar_store import save_results, stored_result
+from daemon.store import records
 from daemon.store.schema import images
 
 log = logging.getLogger(__name__)

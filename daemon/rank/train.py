@@ -14,12 +14,12 @@ from core.atomicfile import atomic_write
 from core.rank.model import RankModel, RankModelError
 from core.rank.modes import ModeDecision, decide_mode
 from core.rank.train import train
-from daemon import learned_state, records
-from daemon.calibration import learn_calibration
+from daemon.anomaly.calibration import learn_calibration
+from daemon.anomaly.hand_model import learn_hand_model
+from daemon.anomaly.learning_data import decided_images
 from daemon.context import Ctx
-from daemon.hand_learning import learn_hand_model
-from daemon.learning_data import decided_images
-from daemon.ranking import history, library, rank_dir, training_decisions
+from daemon.rank.ranking import history, library, rank_dir, training_decisions
+from daemon.store import learned_state, records
 
 log = logging.getLogger(__name__)
 # state key: what the last training run did, or why it could not run (shown by `bestshot status`)

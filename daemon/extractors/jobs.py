@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, func, select, update
 
-from daemon.records import upsert
+from daemon.store.records import upsert
 from daemon.store.schema import images, jobs
 
 MAX_ATTEMPTS = 3

@@ -22,10 +22,10 @@ from sqlalchemy import select
 
 from core.errors import BestshotError
 from core.layout import PREVIEW_SUFFIX, is_finder_leftover, is_image_name
-from daemon import records
 from daemon.context import Ctx
-from daemon.fileops import unique_destination
-from daemon.finder_tags import OWN_TAG_PREFIX, remove_prefixed_tags
+from daemon.files.fileops import unique_destination
+from daemon.labels.tags import OWN_TAG_PREFIX, remove_prefixed_tags
+from daemon.store import records
 from daemon.store.schema import images, set_members, sets
 
 log = logging.getLogger(__name__)

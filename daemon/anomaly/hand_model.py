@@ -24,11 +24,11 @@ from core.config import Config
 from core.extractors.analysis import AnomaliesExtractor, hand_representations
 from core.review.regions import hand_overrides
 from core.sidecar_types import hands_from_payload
-from daemon import records
+from daemon.anomaly.learning_data import DecidedImage, decided_images, reanalyse_open_sets
 from daemon.context import Ctx
-from daemon.learned_state import HAND_MODEL_KEY, HAND_STATUS_KEY
-from daemon.learning_data import DecidedImage, decided_images, reanalyse_open_sets
-from daemon.sidecar_store import latest_payload, stored_result
+from daemon.extractors.sidecar_store import latest_payload, stored_result
+from daemon.store import records
+from daemon.store.learned_state import HAND_MODEL_KEY, HAND_STATUS_KEY
 
 log = logging.getLogger(__name__)
 STATE_KEY = HAND_MODEL_KEY

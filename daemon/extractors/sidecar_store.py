@@ -21,8 +21,8 @@ from core.atomicfile import atomic_write
 from core.config import Config
 from core.extractors.base import Extractor, SidecarResult
 from core.sidecar_types import POSE
-from daemon import records
 from daemon.context import Ctx
+from daemon.store import records
 from daemon.store.schema import images, sidecars
 
 FOOT_POINTS = ("left_ankle", "right_ankle", "left_heel", "right_heel", "left_foot_index", "right_foot_index")

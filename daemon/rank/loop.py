@@ -7,12 +7,12 @@ import logging
 
 from core.errors import BestshotError
 from core.rank.modes import ModeDecision
-from daemon import records
-from daemon.batch import run_batch
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.ranking import make_proposals, refresh_review_links, review_queue
-from daemon.training import retrain_due, run_training, update_mode
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.batch import run_batch
+from daemon.rank.ranking import make_proposals, refresh_review_links, review_queue
+from daemon.rank.train import retrain_due, run_training, update_mode
+from daemon.store import records
 
 log = logging.getLogger(__name__)
 

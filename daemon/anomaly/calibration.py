@@ -26,11 +26,11 @@ from core.anomaly.model import AnomalyReport
 from core.extractors.analysis import AnomaliesExtractor
 from core.jsonfile import write_json_atomic
 from core.review.regions import split_report
-from daemon import records
+from daemon.anomaly.learning_data import DecidedImage, decided_images, reanalyse_open_sets
 from daemon.context import Ctx
-from daemon.learned_state import CALIBRATION_KEY, calibration_dir, calibration_in_force
-from daemon.learning_data import DecidedImage, decided_images, reanalyse_open_sets
-from daemon.sidecar_store import latest_payload
+from daemon.extractors.sidecar_store import latest_payload
+from daemon.store import records
+from daemon.store.learned_state import CALIBRATION_KEY, calibration_dir, calibration_in_force
 
 log = logging.getLogger(__name__)
 STATE_KEY = CALIBRATION_KEY

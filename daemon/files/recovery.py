@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from daemon import jobs
-from daemon.batch import recover_interrupted_batches
 from daemon.context import Ctx
-from daemon.decisions import DecisionTracker
-from daemon.session_log import flush_unlogged
-from daemon.tidy import tidy_leftovers
+from daemon.extractors import jobs
+from daemon.labels.decide import DecisionTracker
+from daemon.labels.session import flush_unlogged
+from daemon.labels.tidy import tidy_leftovers
+from daemon.rank.batch import recover_interrupted_batches
 
 log = logging.getLogger(__name__)
 Step = Callable[[Ctx, DecisionTracker], object]

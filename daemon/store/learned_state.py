@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from daemon import records
+from daemon.store import records
 
 if TYPE_CHECKING:
     from core.anomaly.calibration import CueCalibration
@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_KEY = "anomaly_calibration"
 HAND_STATUS_KEY = "hand_model_status"  # why no model is in force, or what the last training found
-TRAINING_KEY = "rank_training"  # what the last ranking training did (daemon.training)
+TRAINING_KEY = "rank_training"  # what the last ranking training did (daemon.rank.train)
 EXTRACTORS_KEY = "extractors_availability"  # written by `run`/`scan` when they check the extractors
-HAND_MODEL_KEY = "hand_model"  # the hand model in force (daemon.hand_learning)
-RANK_MODEL_KEY = "rank_model"  # the ranking model in force (daemon.training)
+HAND_MODEL_KEY = "hand_model"  # the hand model in force (daemon.anomaly.hand_model)
+RANK_MODEL_KEY = "rank_model"  # the ranking model in force (daemon.rank.train)
 # What the live extractors and ranking use; a daemon compares these to notice another process's training.
 LEARNED_KEYS = (CALIBRATION_KEY, HAND_MODEL_KEY, RANK_MODEL_KEY)
 IN_FORCE_FILE = "in_force.json"  # under models/: rewritten after a training run has committed

@@ -30,10 +30,10 @@ from core.rank.modes import HistoryEntry, box_iou
 from core.rank.prior import prior_model
 from core.rank.propose import Member, SetRanking, propose, review_order
 from core.sidecar_types import Box
-from daemon import records
 from daemon.context import Ctx, PriorFit
-from daemon.finder_tags import OWN_TAG_PREFIX, replace_prefixed_tags
-from daemon.sidecar_store import latest_payload
+from daemon.extractors.sidecar_store import latest_payload
+from daemon.labels.tags import OWN_TAG_PREFIX, replace_prefixed_tags
+from daemon.store import records
 from daemon.store.schema import (
     decisions,
     image_metadata,

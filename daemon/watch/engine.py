@@ -20,13 +20,15 @@ from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved, 
 from core.hashing import sha256_file
 from core.layout import AREAS, area_roots, is_ignored_name, is_image_name, locate
 from core.metadata import FOLDER_META_NAMES
-from daemon import filing, pipeline, records
+from daemon import pipeline
 from daemon.context import Ctx
-from daemon.health import note_write_failure
-from daemon.ingest import ImageTask
-from daemon.jobs import JobSpec, ensure_jobs
-from daemon.settle import Settler
+from daemon.extractors.jobs import JobSpec, ensure_jobs
+from daemon.files.health import note_write_failure
+from daemon.ingest import filing
+from daemon.ingest.register import ImageTask
+from daemon.store import records
 from daemon.store.schema import errors, files, images
+from daemon.watch.settle import Settler
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from core.rank.modes import (
     rolling_agreement,
     rolling_chance,
 )
-from daemon import records
 from daemon.context import Ctx
-from daemon.ranking import history
+from daemon.rank.ranking import history
+from daemon.store import records
 
 
 def compute_metrics(ctx: Ctx) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The engine reports every move of a known image; this tracker keeps each member's latest
 location (table `observations`), matches new files in cropped/ to their source, and asks the
 pure rule (core.labels.decide) whether a set is now decided. Lines are written through
-daemon.session_log so that a crash anywhere yields exactly one line.
+daemon.labels.session so that a crash anywhere yields exactly one line.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from core.labels.session import SessionLine, parse_line
 from core.labels.tags import subfolder_tags
 from core.layout import DECISION_AREAS, locate
 from core.sidecar_types import Box
-from daemon import records
 from daemon.context import Ctx
-from daemon.finder_tags import OWN_TAG_PREFIX, read_tags
-from daemon.health import note_write_failure
-from daemon.session_log import flush_unlogged, write_logged
+from daemon.files.health import note_write_failure
+from daemon.labels.session import flush_unlogged, write_logged
+from daemon.labels.tags import OWN_TAG_PREFIX, read_tags
+from daemon.labels.tidy import after_decision
+from daemon.store import records
 from daemon.store.schema import crops, decisions, images, observations, pairs, proposals, set_members, sets
-from daemon.tidy import after_decision
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +359,7 @@ class DecisionTracker:
     def record(
         self, set_id: str | None, line: SessionLine, decision: Decision | None, source: str, supersedes: int | None
     ) -> int:
-        """Commit the decision (and its pairs), then append its line; see daemon.session_log."""
+        """Commit the decision (and its pairs), then append its line; see daemon.labels.session."""
         text = line.to_json_line()
         with self.ctx.store.write() as conn:
             shas = self._shas_by_name(conn, set_id)

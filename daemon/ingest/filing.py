@@ -21,11 +21,11 @@ from core.errors import NotReadyError, VanishedError
 from core.grouping import LooseImage, group_loose, set_id_for
 from core.layout import is_image_name, locate
 from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
-from daemon import records
 from daemon.context import Ctx
-from daemon.fileops import ContentChangedError, unique_destination
+from daemon.files.fileops import ContentChangedError, unique_destination
+from daemon.labels.tidy import remove_if_empty
+from daemon.store import records
 from daemon.store.schema import errors, files, image_metadata, images, jobs, journal, set_members, sets, sidecars
-from daemon.tidy import remove_if_empty
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,7 @@ def _content_replaced(ctx: Ctx, set_id: str, sha: str, src: Path, err: ContentCh
     """The file at `src` is no longer the content registered for it (replaced after registration):
     that content left the tree, so it leaves the set, and what is there now is registered anew."""
     from daemon import pipeline  # filing is one of pipeline's stages: imported when needed, no cycle
-    from daemon.ingest import ImageTask
+    from daemon.ingest.register import ImageTask
 
     rel = ctx.rel(src)
     log.warning("set %s: %s was replaced after registration (%s); registering the new content", set_id, rel, err)

@@ -1,0 +1,1 @@
+"""Running core.extractors over images: the job queue, the pass, the sidecar store, idle unloading."""

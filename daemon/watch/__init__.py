@@ -1,0 +1,1 @@
+"""Watching the root: filesystem events, settling files, and turning events into work."""
