@@ -132,21 +132,27 @@ def held_out_parts(ds: Dataset, sc: Scanned, boot: int) -> None:
     ids = [i for i in ds.items if "anomalies" in sc.payloads[i]]
     feats = {i: image_features(sc, i) for i in ids}
     groups = [ds.items[i].prompt for i in ids]
-    print("held out (nested leave-one-prompt-out, scripts/fit_judgement.py's fit):")
+    print(
+        "held out (nested leave-one-prompt-out, scripts/fit_judgement.py's fit; AUC, CI and rho rank each held-out "
+        "image by its fold's linear predictor without fold constants, as the shipped model ranks; flags use the "
+        "fold's probability):"
+    )
     for part in PARTS:
         names = CANDIDATES[part]
         xf = np.array([[feats[i][f] for f in names] for i in ids], dtype=np.float64)
         y = np.array([ds.items[i].label.has_error[part] for i in ids], dtype=bool)
         sev = np.array([ds.items[i].label.severity[part] for i in ids])
         fit = fit_with_selection(xf, y, groups, names, L2)
-        x = fit.nested_pred
-        flag = x >= fit.model.threshold
+        x = fit.nested_score
+        flag = fit.nested_pred >= fit.model.threshold
         lo, hi = boot_ci(y, x, boot)
         prec = float(y[flag].mean()) if flag.any() else float("nan")
         rec = float(flag[y].mean()) if y.any() else float("nan")
         print(
             f"{part:6s} {int(y.sum()):>3d}/{len(y):<3d} {fmt(auc(y, x)):>6s} [{fmt(lo)}, {fmt(hi)}] "
             f"{fmt(float(spearmanr(x, sev).statistic)):>9s} {fmt(prec):>9s} {fmt(rec):>7s} {flag.mean():>8.1%}"
+            f"   pooled with fold constants {fmt(fit.nested_auc_with_constants)}, "
+            f"mean within a prompt {fmt(fit.nested_within_auc)}"
         )
 
 

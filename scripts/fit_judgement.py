@@ -136,22 +136,28 @@ def main(argv: list[str] | None = None) -> int:
 def report_part(part: str, fit: PartFit, y: np.ndarray, groups: list[str], severity: list[float]) -> list[str]:
     from scipy.stats import spearmanr
 
-    lo, hi = bootstrap_ci(fit.nested_pred, y)
+    lo, hi = bootstrap_ci(fit.nested_score, y)
+    clo, chi = bootstrap_ci(fit.nested_pred, y)
     m = fit.model
     flag = fit.lopo_pred >= m.threshold
     prec = float(y[flag].mean()) if flag.any() else float("nan")
     rec = float(flag[y].mean()) if y.any() else float("nan")
-    rho = float(spearmanr(fit.nested_pred, severity).statistic)
+    rho = float(spearmanr(fit.nested_score, severity).statistic)
+    within = [a for a in fit.per_group_auc.values() if a is not None]
     out = [
         f"\n## {part}: {int(y.sum())} of {len(y)} images with an error",
-        f"nested leave-one-prompt-out AUC {fit.nested_auc:.3f} (bootstrap 95% {lo:.3f}-{hi:.3f}); "
+        f"nested leave-one-prompt-out AUC {fit.nested_auc:.3f} (bootstrap 95% {lo:.3f}-{hi:.3f}): held-out images "
+        f"ranked by their fold's linear predictor without fold constants, as the shipped model ranks; "
         f"Spearman with severity {rho:.3f}",
-        f"leave-one-prompt-out AUC with the selected features {fit.lopo_auc:.3f} "
-        "(the selection saw these folds; the nested figure above did not)",
-        f"intercept-only model (the training prompts' base rate), same pooling: AUC {base_rate_auc(y, groups):.3f} "
-        "(the handicap of a fitted intercept under leave-one-prompt-out pooling)",
+        f"same predictions pooled as probabilities (each fold's intercept and offsets in): AUC "
+        f"{fit.nested_auc_with_constants:.3f} (bootstrap 95% {clo:.3f}-{chi:.3f})",
+        f"mean AUC within a held-out prompt: {fit.nested_within_auc:.3f} ({len(within)} prompts with both classes)",
         "per held-out prompt: "
         + ", ".join(f"{g} {'n/a (one class)' if a is None else f'{a:.3f}'}" for g, a in fit.per_group_auc.items()),
+        f"leave-one-prompt-out AUC with the selected features {fit.lopo_auc:.3f} "
+        "(the selection saw these folds; the nested figures above did not)",
+        f"intercept-only model (the training prompts' base rate), pooled with its constants: AUC "
+        f"{base_rate_auc(y, groups):.3f} (the handicap fold constants put on pooled probabilities; 0.5 without them)",
         f"flag at P >= {m.threshold:.3f}: precision {prec:.3f}, recall {rec:.3f}, flagged {flag.mean():.1%} "
         "(held-out predictions)",
         "kept features and weights (standardised): "
@@ -260,7 +266,13 @@ def write_model(dataset: Dataset, ids: list[str], fits: dict[str, PartFit], line
         "l2": L2,
         "parts": parts,
         "held_out": {
-            p: {"nested_lopo_auc": round(f.nested_auc, 4), "lopo_auc": round(f.lopo_auc, 4)} for p, f in fits.items()
+            p: {
+                "nested_lopo_auc": round(f.nested_auc, 4),
+                "nested_lopo_auc_with_fold_constants": round(f.nested_auc_with_constants, 4),
+                "nested_mean_within_prompt_auc": round(f.nested_within_auc, 4),
+                "lopo_auc": round(f.lopo_auc, 4),
+            }
+            for p, f in fits.items()
         },
     }
     MODEL_JSON.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
@@ -279,19 +291,27 @@ the generator, the file format, the image size, or anything identifying single i
 The labels are noisy (annotator kappa on hands 0.46) and hands have very few negatives.
 
 Validation: leave-one-prompt-out (fit on 4 prompts, predict the 5th, every way round, held-out
-predictions pooled). Feature selection is backward elimination on that held-out AUC (a feature is
-dropped when dropping it costs nothing); the **nested** figure redoes the selection inside each
-outer fold on the 4 training prompts only, so it is the honest one. The flag threshold maximises
-sensitivity + specificity - 1 on the held-out predictions.
+predictions pooled). The pooled held-out figure ranks each held-out image by its fold's linear
+predictor **without the fold's constants**: the raw-feature weights (w / scale) times the features,
+no bias and no -w * mean / scale offset. AUC depends only on the ranking, and the shipped model
+scores every image with one and the same constant, so within one model the constants cannot move
+an image's rank; they only matter when the predictions of five different fold models are pooled.
+There each fold's intercept (fitted to the other four prompts' base rate, which moves against the
+held-out prompt's own) and its standardisation offsets (the other prompts' feature means) shift a
+whole prompt up or down against the others. The intercept-only line shows the size of that
+effect (well below 0.5 with the constants; exactly 0.5 without). The constants can also
+help by accident: a held-out prompt with unusual features moves the training means, so its
+offset carries "this prompt differs" into the pooled ranking, which the shipped model never has.
+Both pooled figures are printed (the constant-free one first: it is the headline, and feature
+selection maximises it), with the mean AUC within a held-out prompt, which no constant affects but
+which ignores differences between prompts (a prompt with only one class counts for nothing).
+Feature selection is backward elimination on the constant-free held-out AUC (a feature is dropped
+when dropping it costs nothing); the **nested** figures redo the selection inside each outer fold
+on the 4 training prompts only, so they are the honest ones. The flag threshold maximises
+sensitivity + specificity - 1 on the held-out probabilities (the fold constants in).
 
 Candidate features:
 {feature_doc}
-
-The pooled held-out AUC is biased against any fitted model: each held-out prompt is scored with
-an intercept fitted to the other prompts, whose base rate moves against its own (see the
-intercept-only line per part, well below 0.5). Raw, unfitted exposure signals (the ranker's
-wrists/knees/ankles_visible) do not pay this, which is part of why they can beat a fitted model
-on this figure; they are among the candidates here (`visible_*`).
 
 Caveats: the features read the detectors' output, so a change to the detectors (more people per
 image, hands at a higher resolution) changes their distribution: rerun this script after one.

@@ -190,3 +190,23 @@ def test_anomaly_reports_are_recomputed_when_the_shipped_parts_model_changes() -
     assert AnomaliesExtractor.parts_model_version == shipped_parts_model().version, (
         "parts_model.json was refitted: bump AnomaliesExtractor.version and parts_model_version"
     )
+
+
+def test_held_out_scores_rank_without_fold_constants_as_the_shipped_model_does() -> None:
+    from core.anomaly.parts_fit import auc_or_half, fit_part, held_out, linear_score
+
+    # Within one model the constant-free score ranks exactly as the probability does.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 2))
+    y = x[:, 0] + 0.5 * rng.normal(size=60) > 0
+    m = fit_part(x, y, ["a", "b"], l2=1.0)
+    probs = np.array([m.probability({"a": r[0], "b": r[1]}) for r in x])
+    assert (np.argsort(linear_score(m, x), kind="stable") == np.argsort(probs, kind="stable")).all()
+    # Prompts whose base rates differ, the same signal inside each: pooled probabilities carry each
+    # fold's intercept (fitted against the held-out prompt's base rate), the constant-free scores do not.
+    groups = [g for g in "abcde" for _ in range(40)]
+    rates = {"a": 0.95, "b": 0.8, "c": 0.6, "d": 0.4, "e": 0.2}
+    y = np.array([rng.random() < rates[g] for g in groups])
+    signal = y + rng.normal(scale=1.0, size=len(y))
+    ho = held_out(signal[:, None], y, groups, l2=1.0)
+    assert auc_or_half(ho.score, y) > auc_or_half(ho.prob, y) + 0.02

@@ -6,6 +6,15 @@ is kept only when dropping it lowers the held-out AUC (backward elimination); th
 of that selection is nested: the selection itself is redone inside each outer fold, on the
 training prompts only.
 
+Held-out images are ranked by each fold's linear predictor without its constants (the raw-feature
+weights w/scale times x: no bias, no -w*mean/scale offset). AUC is rank-based and the deployed
+model has one constant for every image, so the constants only matter when predictions of
+different folds are pooled: there each fold's intercept (fitted to the other prompts' base rate,
+which moves against the held-out prompt's own) and its standardisation offsets would rank whole
+prompts against each other, a handicap the shipped model never has (`base_rate_auc` measures it).
+Selection uses the same constant-free pooled figure. The pooled probabilities with the fold
+constants are kept too (`*_pred`), for the flag threshold and to show the old figure.
+
 The logistic model is unweighted (its output is meant as P(error), so the base rate stays in
 it), with an N(0, 1/l2) prior on the weights of standardised features.
 """
@@ -75,23 +84,56 @@ def _predict(m: PartModel, x: np.ndarray) -> np.ndarray:
     return _sigmoid(z @ np.array(m.weights) + m.bias)
 
 
-def held_out(x: np.ndarray, y: np.ndarray, groups: Sequence[str], l2: float) -> np.ndarray:
+def linear_score(m: PartModel, x: np.ndarray) -> np.ndarray:
+    """The model's linear predictor without its constants: sum of w/scale * x over the features.
+    Ranks images exactly as the model's probability does (it differs by one constant)."""
+    out: np.ndarray = x @ (np.array(m.weights) / np.array(m.scale))
+    return out
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Leave-one-group-out predictions: `prob` with each fold's constants (its P(error)), `score`
+    each fold's constant-free linear predictor (what pooling across folds should rank by)."""
+
+    prob: np.ndarray
+    score: np.ndarray
+
+
+def held_out(x: np.ndarray, y: np.ndarray, groups: Sequence[str], l2: float) -> HeldOut:
     """Leave-one-group-out predictions of a model on all columns of `x`."""
     g = np.asarray(groups)
-    out = np.full(len(y), np.nan)
+    prob = np.full(len(y), np.nan)
+    score = np.full(len(y), np.nan)
     for name in np.unique(g):
         test = g == name
         train = ~test
         if y[train].all() or not y[train].any():
-            out[test] = y[train].mean()  # one class to learn from: predict its base rate
+            prob[test] = y[train].mean()  # one class to learn from: predict its base rate
+            score[test] = 0.0  # and rank nothing
             continue
         m = fit_part(x[train], y[train], [str(i) for i in range(x.shape[1])], l2)
-        out[test] = _predict(m, x[test])
-    return out
+        prob[test] = _predict(m, x[test])
+        score[test] = linear_score(m, x[test])
+    return HeldOut(prob, score)
 
 
 def auc_or_half(scores: np.ndarray, y: np.ndarray) -> float:
     return roc_auc(scores, y) if y.any() and not y.all() else 0.5
+
+
+def per_group_auc(scores: np.ndarray, y: np.ndarray, groups: Sequence[str]) -> dict[str, float | None]:
+    """AUC within each group (None for a group with one class): free of any constant."""
+    g = np.asarray(groups)
+    return {
+        str(n): (roc_auc(scores[g == n], y[g == n]) if y[g == n].any() and not y[g == n].all() else None)
+        for n in np.unique(g)
+    }
+
+
+def mean_within(per_group: dict[str, float | None]) -> float:
+    vals = [v for v in per_group.values() if v is not None]
+    return float(np.mean(vals)) if vals else 0.5
 
 
 def base_rate_auc(y: np.ndarray, groups: Sequence[str]) -> float:
@@ -119,7 +161,7 @@ def select(
     dropped: list[tuple[str, float]] = []
 
     def score(fs: list[str]) -> float:
-        return auc_or_half(held_out(x[:, [col[f] for f in fs]], y, groups, l2), y)
+        return auc_or_half(held_out(x[:, [col[f] for f in fs]], y, groups, l2).score, y)
 
     current = score(kept)
     while len(kept) > 1:
@@ -152,11 +194,15 @@ def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
 class PartFit:
     model: PartModel
     dropped: list[tuple[str, float]]
-    lopo_auc: float  # held-out AUC of the selected features (selection saw these folds)
-    nested_auc: float  # selection redone inside each outer fold: the honest figure
-    nested_pred: np.ndarray
+    lopo_auc: float  # constant-free held-out AUC of the selected features (selection saw these folds)
+    nested_auc: float  # selection redone inside each outer fold, constant-free pooled: the honest figure
+    nested_auc_with_constants: float  # the same predictions pooled as probabilities (fold constants in)
+    nested_within_auc: float  # mean AUC within each held-out prompt (no constant can matter there)
+    nested_pred: np.ndarray  # probabilities, each fold's constants in
+    nested_score: np.ndarray  # each fold's constant-free linear predictor
     lopo_pred: np.ndarray
-    per_group_auc: dict[str, float | None]
+    lopo_score: np.ndarray
+    per_group_auc: dict[str, float | None]  # nested, per held-out prompt
     nested_kept: dict[str, list[str]]
 
 
@@ -164,6 +210,7 @@ def fit_with_selection(x: np.ndarray, y: np.ndarray, groups: Sequence[str], name
     g = np.asarray(groups)
     col = {n: i for i, n in enumerate(names)}
     nested = np.full(len(y), np.nan)
+    nested_score = np.full(len(y), np.nan)
     nested_kept: dict[str, list[str]] = {}
     for name in np.unique(g):
         test, train = g == name, g != name
@@ -172,16 +219,28 @@ def fit_with_selection(x: np.ndarray, y: np.ndarray, groups: Sequence[str], name
         cols = [col[f] for f in kept]
         if y[train].all() or not y[train].any():
             nested[test] = y[train].mean()
+            nested_score[test] = 0.0
             continue
         m = fit_part(x[train][:, cols], y[train], kept, l2)
         nested[test] = _predict(m, x[test][:, cols])
+        nested_score[test] = linear_score(m, x[test][:, cols])
     kept, dropped = select(x, y, groups, names, l2)
     cols = [col[f] for f in kept]
     lopo = held_out(x[:, cols], y, groups, l2)
-    thr = youden_threshold(lopo, y)
-    per_group = {
-        str(n): (roc_auc(lopo[g == n], y[g == n]) if y[g == n].any() and not y[g == n].all() else None)
-        for n in np.unique(g)
-    }
+    thr = youden_threshold(lopo.prob, y)
+    per_group = per_group_auc(nested_score, y, groups)
     model = fit_part(x[:, cols], y, kept, l2, threshold=thr)
-    return PartFit(model, dropped, auc_or_half(lopo, y), auc_or_half(nested, y), nested, lopo, per_group, nested_kept)
+    return PartFit(
+        model,
+        dropped,
+        auc_or_half(lopo.score, y),
+        auc_or_half(nested_score, y),
+        auc_or_half(nested, y),
+        mean_within(per_group),
+        nested,
+        nested_score,
+        lopo.prob,
+        lopo.score,
+        per_group,
+        nested_kept,
+    )
