@@ -127,7 +127,7 @@ def held_out_parts(ds: Dataset, sc: Scanned, boot: int) -> None:
     """The same table from nested leave-one-prompt-out predictions: features selected and the model
     fitted on 4 prompts only, the 5th scored; the honest figure for other prompts."""
     from core.anomaly.parts_fit import fit_with_selection
-    from scripts.fit_judgement import CANDIDATES, L2, image_features
+    from scripts.fit_judgement import CANDIDATES, L2_GRID, image_features
 
     ids = [i for i in ds.items if "anomalies" in sc.payloads[i]]
     feats = {i: image_features(sc, i) for i in ids}
@@ -142,7 +142,7 @@ def held_out_parts(ds: Dataset, sc: Scanned, boot: int) -> None:
         xf = np.array([[feats[i][f] for f in names] for i in ids], dtype=np.float64)
         y = np.array([ds.items[i].label.has_error[part] for i in ids], dtype=bool)
         sev = np.array([ds.items[i].label.severity[part] for i in ids])
-        fit = fit_with_selection(xf, y, groups, names, L2)
+        fit = fit_with_selection(xf, y, groups, names, L2_GRID)
         x = fit.nested_score
         flag = fit.nested_pred >= fit.model.threshold
         lo, hi = boot_ci(y, x, boot)

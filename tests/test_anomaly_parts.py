@@ -43,12 +43,12 @@ def test_selection_keeps_the_signal_and_drops_noise_on_held_out_groups() -> None
     noise = rng.normal(size=(200, 3))
     y = (signal + 0.7 * rng.normal(size=200)) > 0
     x = np.column_stack([signal, noise])
-    fit = fit_with_selection(x, y, groups, ["signal", "n1", "n2", "n3"], l2=1.0)
+    fit = fit_with_selection(x, y, groups, ["signal", "n1", "n2", "n3"], l2s=(1.0,))
     assert "signal" in fit.model.features and fit.model.weights[fit.model.features.index("signal")] > 0
     assert len(fit.model.features) < 4 and {d for d, _ in fit.dropped} <= {"n1", "n2", "n3"}
     assert fit.nested_auc > 0.75 and all("signal" in k for k in fit.nested_kept.values())
     # With no signal at all the honest (nested) figure stays near chance.
-    shuffled = fit_with_selection(noise, y, groups, ["n1", "n2", "n3"], l2=1.0)
+    shuffled = fit_with_selection(noise, y, groups, ["n1", "n2", "n3"], l2s=(1.0,))
     assert shuffled.nested_auc < 0.65
 
 
@@ -65,7 +65,7 @@ def test_single_joint_exposure_counts_every_person_inside_the_frame() -> None:
         person(("right_knee", "right_ankle")),
         person(("left_knee", "left_ankle"), x=150.0),  # outside the 100 px frame: not on show
     ]
-    f = part_features([], poses, [], anomaly_report_empty(), None)
+    f = part_features([], poses, [], anomaly_report_empty(), None, AnomalySettings())
     assert f["visible_knees"] == pytest.approx(np.log1p(3))
     assert f["visible_ankles"] == pytest.approx(np.log1p(2))
     assert f["visible_elbows"] == pytest.approx(np.log1p(1))
@@ -113,7 +113,7 @@ def test_scan_stores_part_scores_computed_from_the_stored_detections(shared_data
         poses = poses_from_payload(_payload(root, sha, "pose"))
         faces = faces_from_payload(_payload(root, sha, "face"))
         # The scores follow from the image's detections and its report through the shipped model.
-        feats = part_features(hands, poses, faces, report, hand_world_from_payload(hands_payload))
+        feats = part_features(hands, poses, faces, report, hand_world_from_payload(hands_payload), AnomalySettings())
         expected = model.score(feats)
         for part in PARTS:
             assert report.parts[part]["score"] == pytest.approx(expected[part]["score"], abs=1e-4)

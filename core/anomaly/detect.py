@@ -97,15 +97,7 @@ def detect_anomalies(
 
     for i, hand in enumerate(hands):
         w = owner.get(i)
-        pose_face = face_of_pose[w.pose] if w is not None else None
-        face = pose_face if pose_face is not None else (faces[0] if len(faces) == 1 else None)
-        ctx = HandContext(
-            face_width=face.box.w if face is not None and face.box.w > 1 else None,
-            shoulder_width=scales[w.pose] if w is not None else None,
-            pose_wrist=w.xy if w is not None else None,
-            pose_elbow=w.elbow if w is not None else None,
-            side=w.side if w is not None else None,
-        )
+        ctx = _context(w, face_of_pose, faces, scales)
         box = clip_box(hand.box(settings.hand_box_pad), width, height)
         if box is None:
             reasons.append(f"hand:{i}: entirely outside the frame, ignored")
@@ -229,6 +221,32 @@ def hand_owners(
     scales = [v.body_scale(f.box.w if f is not None else None) for v, f in zip(views, face_of_pose, strict=True)]
     owner = _assign_hands(hands, _wrists(views, scales, width, height), s.uncertain.match_max_forearms)
     return {i: (w.pose, w.side) for i, w in owner.items()}
+
+
+def hand_contexts(
+    hands: Sequence[Hand], poses: Sequence[Pose], faces: Sequence[Face], width: int, height: int, s: AnomalySettings
+) -> list[HandContext]:
+    """What the rest of the image says about each hand (its person's face, body scale, pose wrist
+    and elbow, side), exactly as `detect_anomalies` gives it to the hand cues."""
+    views = [PoseView(p, width, height, s.limb.min_visibility) for p in poses]
+    face_of_pose = _faces_for_poses(views, faces)
+    scales = [v.body_scale(f.box.w if f is not None else None) for v, f in zip(views, face_of_pose, strict=True)]
+    owner = _assign_hands(hands, _wrists(views, scales, width, height), s.uncertain.match_max_forearms)
+    return [_context(owner.get(i), face_of_pose, faces, scales) for i in range(len(hands))]
+
+
+def _context(
+    w: _Wrist | None, face_of_pose: Sequence[Face | None], faces: Sequence[Face], scales: Sequence[float | None]
+) -> HandContext:
+    pose_face = face_of_pose[w.pose] if w is not None else None
+    face = pose_face if pose_face is not None else (faces[0] if len(faces) == 1 else None)
+    return HandContext(
+        face_width=face.box.w if face is not None and face.box.w > 1 else None,
+        shoulder_width=scales[w.pose] if w is not None else None,
+        pose_wrist=w.xy if w is not None else None,
+        pose_elbow=w.elbow if w is not None else None,
+        side=w.side if w is not None else None,
+    )
 
 
 def _suspect_hand(suspicion: HandSuspicion, i: int, box: Box, settings: AnomalySettings) -> list[Anomaly]:

@@ -27,9 +27,12 @@ from typing import Any, Final
 
 import numpy as np
 
+from core.anomaly.detect import hand_contexts
 from core.anomaly.geometry import bend_deg, dist
-from core.anomaly.hands import points_3d
+from core.anomaly.hands import HandContext, palm_scale, points_3d
 from core.anomaly.model import Anomaly, AnomalyReport
+from core.anomaly.plausibility import finger_crossings, hyperextension_deg, proportion_deviation
+from core.anomaly.settings import AnomalySettings
 from core.anomaly.world import palm_normal_angle_deg, proximal_over_palm
 from core.errors import BestshotError
 from core.sidecar_types import HAND_FINGERS, POSE, Face, Hand, Pose
@@ -43,6 +46,10 @@ _FOOT_POINTS = ("ankle", "heel", "foot_index")
 _LIMB_JOINTS = ("elbow", "knee")
 _STRAIGHT_DEG = 25.0  # as HandCueSettings.straight_max_bend_deg: only straight fingers show proportions
 _WORLD_MEASUREMENTS = ("world_proximal_phalanx_over_palm", "image_vs_world_palm_normal_deg")
+# An adult's palm (wrist to middle knuckle, about 9-10 cm) over the forearm (elbow to wrist, about
+# 25 cm) and over the face width (about 14-15 cm): the sizes a hand is judged against.
+PALM_OVER_FOREARM: Final = 0.38
+PALM_OVER_FACE: Final = 0.65
 
 # Every candidate feature, with what it measures; the fit keeps a subset per part.
 FEATURES: Final = {
@@ -67,6 +74,15 @@ FEATURES: Final = {
     "visible_elbows": "log(1 + pose elbows visible in the frame)",
     "visible_knees": "log(1 + pose knees visible in the frame)",
     "visible_ankles": "log(1 + pose ankles visible in the frame)",
+    # Hand plausibility (issue 10): what each detected hand says about itself and its person.
+    "hand_mean_low_score": "mean over hands of 1 - the detector score (0 without hands)",
+    "hands_per_person": "hands detected per person found, over 2 (at most 1.5; 0 without people)",
+    "handedness_mismatch": "log(1 + hands labelled the other hand than the pose arm they attach to)",
+    "hand_over_forearm": f"largest |log(palm / forearm / {PALM_OVER_FOREARM})| over hands on an arm with a visible elbow",
+    "hand_over_face": f"largest |log(palm / face width / {PALM_OVER_FACE})| over hands with their person's face",
+    "world_hyperextension": "largest backward bend of a long-finger joint beyond its limit / 90 deg, any hand",
+    "world_proportions": "largest |log(world proportion / a typical hand's)| of any hand (core.anomaly.plausibility)",
+    "world_crossings": "log(1 + pairs of non-neighbouring long fingers passing through each other, all hands)",
 }
 
 
@@ -112,14 +128,45 @@ def _world_readings(
     return collapse, flip
 
 
+def _plausibility(
+    hands: Sequence[Hand], contexts: Sequence[HandContext], world: Sequence[np.ndarray | None] | None, width: int
+) -> dict[str, float]:
+    mismatch = crossings = 0
+    forearm = face = hyper = prop = 0.0
+    for hand, ctx, wl in zip(hands, contexts, world or [None] * len(hands), strict=True):
+        palm = palm_scale(points_3d(hand, width))
+        if ctx.side is not None and hand.handedness.lower() != ctx.side:
+            mismatch += 1
+        if palm > 1.0 and ctx.pose_elbow is not None and ctx.pose_wrist is not None:
+            fore = dist(ctx.pose_elbow, ctx.pose_wrist)
+            if fore > 0.5 * palm:  # an arm pointing at the camera has no measurable length
+                forearm = max(forearm, abs(math.log(palm / fore / PALM_OVER_FOREARM)))
+        if palm > 1.0 and ctx.face_width:
+            face = max(face, abs(math.log(palm / ctx.face_width / PALM_OVER_FACE)))
+        if wl is not None:
+            hyper = max(hyper, hyperextension_deg(wl, hand.handedness) / 90.0)
+            prop = max(prop, proportion_deviation(wl))
+            crossings += finger_crossings(wl)
+    return {
+        "handedness_mismatch": math.log1p(mismatch),
+        "hand_over_forearm": forearm,
+        "hand_over_face": face,
+        "world_hyperextension": hyper,
+        "world_proportions": prop,
+        "world_crossings": math.log1p(crossings),
+    }
+
+
 def part_features(
     hands: Sequence[Hand],
     poses: Sequence[Pose],
     faces: Sequence[Face],
     report: AnomalyReport,
-    hand_world: Sequence[np.ndarray | None] | None = None,
+    hand_world: Sequence[np.ndarray | None] | None,
+    settings: AnomalySettings,
 ) -> dict[str, float]:
-    """Every candidate feature of one image (`FEATURES`), from its detections and report."""
+    """Every candidate feature of one image (`FEATURES`), from its detections and report; the
+    settings attach hands to their person as the cues do."""
     w, h = report.width, report.height
     wrists = limb = feet = elbows = knees = ankles = 0
     for pose in poses:
@@ -143,8 +190,10 @@ def part_features(
     }
     unposed = max(0, len(faces) - len(poses))
     collapse, flip = _world_readings(hands, hand_world, w)
+    people = max(len(faces), len(poses))
+    contexts = hand_contexts(hands, poses, faces, w, h, settings)
     return {
-        "people": math.log1p(max(len(faces), len(poses))),
+        "people": math.log1p(people),
         "visible_wrists": math.log1p(wrists),
         "hands": math.log1p(len(hands)),
         "wrists_without_hands": math.log1p(max(0, wrists - len(hands))),
@@ -163,6 +212,9 @@ def part_features(
         "visible_elbows": math.log1p(elbows),
         "visible_knees": math.log1p(knees),
         "visible_ankles": math.log1p(ankles),
+        "hand_mean_low_score": float(np.mean([1.0 - hd.score for hd in hands])) if hands else 0.0,
+        "hands_per_person": min(len(hands) / (2 * people), 1.5) if people else 0.0,
+        **_plausibility(hands, contexts, hand_world, w),
     }
 
 

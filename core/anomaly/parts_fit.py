@@ -152,10 +152,10 @@ def base_rate_auc(y: np.ndarray, groups: Sequence[str]) -> float:
 
 def select(
     x: np.ndarray, y: np.ndarray, groups: Sequence[str], names: Sequence[str], l2: float
-) -> tuple[list[str], list[tuple[str, float]]]:
+) -> tuple[list[str], list[tuple[str, float]], float]:
     """Backward elimination on held-out AUC: drop the feature whose removal costs least, as long as
-    removing it costs nothing. Returns the kept names and (dropped name, held-out AUC gain from
-    dropping it) in the order dropped."""
+    removing it costs nothing. Returns the kept names, (dropped name, held-out AUC gain from
+    dropping it) in the order dropped, and the kept set's held-out AUC."""
     kept = list(names)
     col = {n: i for i, n in enumerate(names)}
     dropped: list[tuple[str, float]] = []
@@ -172,7 +172,30 @@ def select(
         kept.remove(d)
         dropped.append((d, best - current))
         current = best
-    return kept, dropped
+    return kept, dropped, current
+
+
+@dataclass(frozen=True)
+class Selection:
+    l2: float
+    kept: list[str]
+    dropped: list[tuple[str, float]]
+    auc: float  # held-out AUC of the kept features at this l2 (the selection saw these folds)
+
+
+def select_and_tune(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], names: Sequence[str], l2s: Sequence[float]
+) -> Selection:
+    """Backward elimination at each prior strength in `l2s`; the strength whose selection scores
+    best on held-out groups wins (ties go to the stronger prior: the smaller weights)."""
+    best: Selection | None = None
+    for l2 in sorted(l2s, reverse=True):
+        kept, dropped, auc = select(x, y, groups, names, l2)
+        if best is None or auc > best.auc:
+            best = Selection(l2, kept, dropped, auc)
+    if best is None:
+        raise ValueError("no prior strength to try")
+    return best
 
 
 def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
@@ -193,6 +216,7 @@ def youden_threshold(p: np.ndarray, y: np.ndarray) -> float:
 @dataclass(frozen=True)
 class PartFit:
     model: PartModel
+    l2: float  # the prior strength the selection chose on all groups (the shipped model's)
     dropped: list[tuple[str, float]]
     lopo_auc: float  # constant-free held-out AUC of the selected features (selection saw these folds)
     nested_auc: float  # selection redone inside each outer fold, constant-free pooled: the honest figure
@@ -204,35 +228,43 @@ class PartFit:
     lopo_score: np.ndarray
     per_group_auc: dict[str, float | None]  # nested, per held-out prompt
     nested_kept: dict[str, list[str]]
+    nested_l2: dict[str, float]
 
 
-def fit_with_selection(x: np.ndarray, y: np.ndarray, groups: Sequence[str], names: Sequence[str], l2: float) -> PartFit:
+def fit_with_selection(
+    x: np.ndarray, y: np.ndarray, groups: Sequence[str], names: Sequence[str], l2s: Sequence[float]
+) -> PartFit:
+    """Features and prior strength (`l2s`) chosen by held-out AUC, then the model on every group;
+    the nested figures redo both choices inside each outer fold on its training groups only."""
     g = np.asarray(groups)
     col = {n: i for i, n in enumerate(names)}
     nested = np.full(len(y), np.nan)
     nested_score = np.full(len(y), np.nan)
     nested_kept: dict[str, list[str]] = {}
+    nested_l2: dict[str, float] = {}
     for name in np.unique(g):
         test, train = g == name, g != name
-        kept, _ = select(x[train], y[train], list(g[train]), names, l2)
-        nested_kept[str(name)] = kept
-        cols = [col[f] for f in kept]
+        inner = select_and_tune(x[train], y[train], list(g[train]), names, l2s)
+        nested_kept[str(name)] = inner.kept
+        nested_l2[str(name)] = inner.l2
+        cols = [col[f] for f in inner.kept]
         if y[train].all() or not y[train].any():
             nested[test] = y[train].mean()
             nested_score[test] = 0.0
             continue
-        m = fit_part(x[train][:, cols], y[train], kept, l2)
+        m = fit_part(x[train][:, cols], y[train], inner.kept, inner.l2)
         nested[test] = _predict(m, x[test][:, cols])
         nested_score[test] = linear_score(m, x[test][:, cols])
-    kept, dropped = select(x, y, groups, names, l2)
-    cols = [col[f] for f in kept]
-    lopo = held_out(x[:, cols], y, groups, l2)
+    sel = select_and_tune(x, y, groups, names, l2s)
+    cols = [col[f] for f in sel.kept]
+    lopo = held_out(x[:, cols], y, groups, sel.l2)
     thr = youden_threshold(lopo.prob, y)
     per_group = per_group_auc(nested_score, y, groups)
-    model = fit_part(x[:, cols], y, kept, l2, threshold=thr)
+    model = fit_part(x[:, cols], y, sel.kept, sel.l2, threshold=thr)
     return PartFit(
         model,
-        dropped,
+        sel.l2,
+        sel.dropped,
         auc_or_half(lopo.score, y),
         auc_or_half(nested_score, y),
         auc_or_half(nested, y),
@@ -243,4 +275,5 @@ def fit_with_selection(x: np.ndarray, y: np.ndarray, groups: Sequence[str], name
         lopo.score,
         per_group,
         nested_kept,
+        nested_l2,
     )

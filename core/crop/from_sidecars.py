@@ -108,7 +108,9 @@ def anomaly_report(
         unchecked = any(n in inputs.missing for n in ("hands", "pose"))
         report = dataclasses.replace(report, reasons=reasons, uncertain=report.uncertain or unchecked)
     if parts_model is not None:
-        parts = parts_model.score(part_features(inputs.hands, inputs.poses, inputs.faces, report, inputs.hand_world))
+        parts = parts_model.score(
+            part_features(inputs.hands, inputs.poses, inputs.faces, report, inputs.hand_world, anomaly_settings)
+        )
         flagged = [f"{k} {v['score']:.2f} >= {v['threshold']:.2f}" for k, v in parts.items() if v["flag"]]
         notes = [f"part evidence ({parts_model.version}): " + ", ".join(flagged)] if flagged else []
         report = dataclasses.replace(report, parts=parts, reasons=report.reasons + notes)
