@@ -114,12 +114,12 @@ def test_a_finger_through_a_non_neighbour_is_a_crossing(real_hands: list[RealHan
     assert len(clean) >= len(real_hands) // 2  # these are generated hands: some do cross
     w = clean[0]
     crossed = w.copy()
-    _, pip, dip, tip = HAND_FINGERS["index"]
-    _, rpip, rdip, rtip = HAND_FINGERS["ring"]
+    dip, tip = HAND_FINGERS["index"][2:]
+    rdip, rtip = HAND_FINGERS["ring"][2:]
     crossed[[dip, tip]] = w[[rdip, rtip]] + 0.002  # the index's last phalanges lie inside the ring finger
     assert finger_crossings(crossed) == 1
     # Neighbours side by side are not crossings.
     together = w.copy()
-    _, mpip, mdip, mtip = HAND_FINGERS["middle"]
+    mdip, mtip = HAND_FINGERS["middle"][2:]
     together[[dip, tip]] = w[[mdip, mtip]] + np.array([0.0, 0.0, 0.004])
     assert finger_crossings(together) == 0
