@@ -23,6 +23,17 @@ from core.imaging import load
 from core.sidecar_types import POSE, Pose, faces_from_payload, hands_from_payload, poses_from_payload
 from tests.helpers import bestshot, write_config
 
+HAND_PLAUSIBILITY = (
+    "hand_mean_low_score",
+    "hands_per_person",
+    "handedness_mismatch",
+    "hand_over_forearm",
+    "hand_over_face",
+    "world_hyperextension",
+    "world_proportions",
+    "world_crossings",
+)
+
 
 def test_shipped_model_has_every_part_with_a_fitted_threshold_and_a_model_card() -> None:
     model = shipped_parts_model()
@@ -102,7 +113,10 @@ def test_scan_stores_part_scores_computed_from_the_stored_detections(shared_data
     write_config(root, {"extractors": {"device": "cpu", "enabled": enabled}})
     bestshot("scan", root=root, timeout=600)
     model = shipped_parts_model()
+    # The shipped hands model reads some of the hands' plausibility (core.anomaly.plausibility).
+    assert set(model.parts["hands"].features) & set(HAND_PLAUSIBILITY), model.parts["hands"].features
     flagged: dict[str, list[str]] = {}
+    hands_seen = 0
     for p in sources:
         sha = load(p).sha256
         stored = json.loads((root / "sidecar" / "anomalies" / f"{sha}.json").read_text())
@@ -122,6 +136,13 @@ def test_scan_stores_part_scores_computed_from_the_stored_detections(shared_data
         if report.flagged_parts():
             assert not report.clean and any(r.startswith("part evidence") for r in report.reasons)
         flagged[p.name] = report.flagged_parts()
+        if hands:
+            # The hands' own plausibility reaches the stored score: without it the score differs.
+            assert feats["world_proportions"] > 0 and feats["hand_mean_low_score"] > 0, feats
+            plain = {**feats, **dict.fromkeys(HAND_PLAUSIBILITY, 0.0)}
+            assert model.score(plain)["hands"]["score"] != pytest.approx(report.parts["hands"]["score"], abs=1e-3)
+            hands_seen += 1
+    assert hands_seen >= 1
     # The Flux crowd image (anatomy errors, several people) is flagged by its part evidence.
     assert flagged[sources[0].name], flagged
 
@@ -210,3 +231,29 @@ def test_held_out_scores_rank_without_fold_constants_as_the_shipped_model_does()
     signal = y + rng.normal(scale=1.0, size=len(y))
     ho = held_out(signal[:, None], y, groups, l2=1.0)
     assert auc_or_half(ho.score, y) > auc_or_half(ho.prob, y) + 0.02
+
+
+def test_hand_features_judge_each_hand_against_its_own_person() -> None:
+    import dataclasses
+
+    from tests.test_anomaly_cues import person
+
+    hands, poses, faces = person()  # the test hands are all labelled "Right"
+    right, left = hands
+    empty = anomaly_report_empty()
+    report = dataclasses.replace(empty, width=1000, height=1400)
+
+    def feats(hs: list[Any]) -> dict[str, float]:
+        return part_features(hs, poses, faces, report, None, AnomalySettings())
+
+    f = feats(hands)
+    # The hand on the left arm reads as a right hand: one mismatch; relabelled, none.
+    assert f["handedness_mismatch"] == pytest.approx(np.log1p(1))
+    assert feats([right, dataclasses.replace(left, handedness="Left")])["handedness_mismatch"] == 0.0
+    assert f["hands_per_person"] == pytest.approx(1.0) and feats([right])["hands_per_person"] == pytest.approx(0.5)
+    # A hand twice as large against the same forearm and face is further from a human's proportions.
+    big = dataclasses.replace(right, landmarks=right.landmarks * np.array([2.0, 2.0, 1.0]) - [370.0, 720.0, 0.0])
+    g = feats([big, left])
+    assert g["hand_over_forearm"] > f["hand_over_forearm"] + 0.3
+    assert g["hand_over_face"] > f["hand_over_face"] + 0.3
+    assert f["hand_mean_low_score"] == pytest.approx(1 - 0.98)

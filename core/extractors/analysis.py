@@ -28,12 +28,13 @@ class AnomaliesExtractor(Extractor):
     name = "anomalies"
     # 2: the report keeps the regions its scorer suppressed; 3: `parts` scores; 4: every person
     # (person_unchecked regions, hands attached to their person); 5: parts refitted on them; 6: parts
-    # refitted with single-joint exposure candidates (visible elbows, knees, ankles)
-    version = 6
+    # refitted with single-joint exposure candidates (visible elbows, knees, ankles); 7: hand
+    # plausibility candidates, selection on the held-out AUC without fold constants
+    version = 7
     # The shipped parts model (core/anomaly/parts_model.json) whose scores reports of this version
     # carry. A refit changes every report's `parts`, so it must come with a version bump: a test
     # fails while the two disagree.
-    parts_model_version: ClassVar[str] = "parts-93b0be942fb5"
+    parts_model_version: ClassVar[str] = "parts-e3ea31942d0c"
     outputs = (Output("json", file="anomalies/{sha}.json"),)
     requires = NEEDED
     optional = ("hand_clip", "regions")
