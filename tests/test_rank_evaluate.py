@@ -66,10 +66,13 @@ def test_corrections_supersede_earlier_records() -> None:
 
 def test_should_switch_only_when_not_worse() -> None:
     old = Metrics(50, 0.70, 0.8, 0.25)
-    assert should_switch(Metrics(50, 0.70, 0.9, 0.25), old)[0]
+    assert should_switch(Metrics(50, 0.70, 0.8, 0.25), old)[0]
     assert should_switch(Metrics(50, 0.72, 0.7, 0.25), old)[0]
     ok, why = should_switch(Metrics(50, 0.68, 0.6, 0.25), old)
     assert not ok and "0.680 < current 0.700" in why
+    # a tie on top-1 with worse stated probabilities is not "not worse" (the old gate let it in)
+    ok, why = should_switch(Metrics(50, 0.70, 0.9, 0.25), old, "prior")
+    assert not ok and "0.700 >= prior 0.700, log-loss 0.900 > 0.800" in why
     # A model judged on no held-out set is never switched in, whatever is in force.
     for current in (None, old, Metrics(0, None, None, None)):
         ok, why = should_switch(Metrics(0, None, None, None), current)
@@ -111,7 +114,7 @@ def test_training_run_card_warm_start_and_switch(world_decisions: tuple[World, l
     card = first.card
     # with no current model the comparison is against the prior on the same held-out sets
     assert card["heldout"]["current"] is None
-    assert first.switch and f"current {card['heldout']['prior']['top1']:.3f}" in first.switch_reason
+    assert first.switch and f"prior {card['heldout']['prior']['top1']:.3f}" in first.switch_reason
     for key in ("version", "parent", "data_timestamp", "counts", "features", "heldout", "switch", "fit"):
         assert key in card
     assert card["data_timestamp"] == datetime.fromtimestamp(149.0, UTC).isoformat()

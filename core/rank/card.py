@@ -18,6 +18,7 @@ def model_card(
     metrics: Mapping[str, Metrics | None],
     switch: tuple[bool, str],
     split: Mapping[str, Any],
+    revert_to_prior: bool = False,
 ) -> dict[str, Any]:
     """A JSON-ready description of one trained version.
 
@@ -42,5 +43,5 @@ def model_card(
         "fit": dict(model.info),
         "heldout": {k: (None if m is None else m.to_dict()) for k, m in metrics.items()},
         "split": dict(split),
-        "switch": {"switch": switch[0], "reason": switch[1]},
+        "switch": {"switch": switch[0], "reason": switch[1], "revert_to_prior": revert_to_prior},
     }

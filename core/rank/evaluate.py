@@ -126,14 +126,52 @@ def evaluate(
     return Metrics(len(hits), float(np.mean(hits)), float(np.mean(losses)), float(np.mean(chance)))
 
 
-def should_switch(new: Metrics, old: Metrics | None) -> tuple[bool, str]:
-    """Switch only if held-out top-1 agreement is not worse than the current model's on the same sets."""
+def not_worse(new: Metrics, old: Metrics) -> bool:
+    """On the same held-out sets: top-1 agreement at least as high and log-loss no higher. Top-1 on a
+    few dozen sets moves in steps of several percent, so a model that merely ties it while stating
+    worse probabilities (a higher log-loss) is not taken for an equal."""
+    if new.top1 is None or old.top1 is None:
+        return old.top1 is None
+    if new.top1 < old.top1:
+        return False
+    return new.log_loss is None or old.log_loss is None or new.log_loss <= old.log_loss + 1e-9
+
+
+def describe_comparison(new: Metrics, old: Metrics, name: str) -> str:
+    top = "<" if new.top1 is not None and old.top1 is not None and new.top1 < old.top1 else ">="
+    loss = ""
+    if new.log_loss is not None and old.log_loss is not None:
+        cmp = ">" if new.log_loss > old.log_loss + 1e-9 else "<="
+        loss = f", log-loss {new.log_loss:.3f} {cmp} {old.log_loss:.3f}"
+    return f"held-out top-1 {new.top1:.3f} {top} {name} {old.top1:.3f}{loss} on {new.n} sets"
+
+
+def should_switch(new: Metrics, old: Metrics | None, name: str = "current") -> tuple[bool, str]:
+    """Switch only if the new model is not worse (`not_worse`) than `old` (called `name`) on the same
+    held-out sets, and never on zero held-out sets."""
     if new.top1 is None:
         return False, "no held-out sets to judge it on: not switched in"
     if old is None:
-        return True, "no current model"
+        return True, f"no {name} model"
     if old.top1 is None:
         return True, f"held-out top-1 {new.top1:.3f} on {new.n} sets; nothing in force to compare with"
-    if new.top1 >= old.top1:
-        return True, f"held-out top-1 {new.top1:.3f} >= current {old.top1:.3f} on {new.n} sets"
-    return False, f"held-out top-1 {new.top1:.3f} < current {old.top1:.3f} on {new.n} sets"
+    return not_worse(new, old), describe_comparison(new, old, name)
+
+
+def gate(new: Metrics, prior: Metrics, current: Metrics | None) -> tuple[bool, bool, str]:
+    """(switch in, put the prior back, why) for a new model, all judged on the same held-out sets.
+
+    The bar is the prior as well as the model in force: a model that merely beats a weak current
+    one is not let in below the prior, and a current model the prior beats is retired for the prior
+    unless the new one earns its place."""
+    switch, reason = should_switch(new, prior, "prior")
+    if current is None:
+        return switch, False, reason
+    if not_worse(current, prior):
+        if not switch:
+            return False, False, reason
+        switch, reason = should_switch(new, current, "current")
+        return switch, False, reason
+    if switch or not new.n:
+        return switch, False, reason
+    return False, True, f"{reason}; the model in force ({describe_comparison(current, prior, 'prior')}) is retired"

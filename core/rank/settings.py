@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 
 class PriorWeights(BaseModel):
@@ -55,9 +55,14 @@ class RankSettings(BaseModel):
     pca_components: int = Field(default=8, ge=0, le=64)
     # Below this many embeddings the PCA basis is noise, so the embedding is left out (and said so).
     pca_min_images: int = Field(default=40, ge=2)
-    # Gaussian prior precision on the standardised weights (N(0, 1/l2)); 1.0 keeps weights of
-    # order one until the data insists, which is what stops 30 features overfitting 50 sets.
+    # Gaussian prior precision on the standardised weights (N(0, 1/l2)) when the prior is fitted on
+    # labelled data (scripts/fit_prior.py); 1.0 keeps weights of order one until the data insists.
     l2: float = Field(default=1.0, gt=0)
+    # How hard a trained model is pulled towards the prior (the precision of N(prior, I/strength)):
+    # each training run tries these on the user's own decisions, out of fold, and keeps the
+    # strongest pull within one standard error of the best. Decisions that teach nothing beyond the
+    # prior leave the model at the prior; decisions with a clear signal pick a weak pull.
+    shrink_strengths: list[PositiveFloat] = Field(default=[1.0, 4.0, 16.0, 64.0, 256.0, 1024.0], min_length=1)
     max_newton_iterations: int = Field(default=100, ge=1)
     # Posterior samples for the set probabilities; fixed seed so a proposal is reproducible.
     posterior_samples: int = Field(default=512, ge=16, le=100_000)

@@ -1,7 +1,8 @@
 """Training job and mode bookkeeping, scheduled by the daemon and run by `bestshot train`.
 
 Each trained version is kept under models/rank/ with its model card; the daemon switches to a
-new version only when its held-out top-1 agreement is not worse than the version in force.
+new version only when it is not worse (held-out top-1 and log-loss) than the prior and the version
+in force, and puts the prior back when the version in force does worse than the prior.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def _train_all(ctx: Ctx) -> TrainOutcome:
         records.put_state(conn, "rank_trained_at_decisions", len(decided))
         if result.switch:
             records.put_state(conn, "rank_model", result.model.version)
+        elif result.revert_to_prior:
+            records.put_state(conn, "rank_model", None)  # the prior ranks again (ranking.current_model)
         state = "switched in" if result.switch else "not switched in"
         records.put_state(
             conn,
@@ -87,7 +90,7 @@ def _train_all(ctx: Ctx) -> TrainOutcome:
         "trained %s on %d decisions: %s (%s)",
         result.model.version,
         len(decided),
-        "switched" if result.switch else "kept the current model",
+        "switched" if result.switch else "put the prior back" if result.revert_to_prior else "kept the current model",
         result.switch_reason,
     )
     return TrainOutcome(result.model.version, result.switch, result.switch_reason, len(decided))
