@@ -228,17 +228,18 @@ class Ranking:
                 )
         return out
 
-    def prior_weights_for(self, weights: Mapping[str, float]) -> PriorWeights:
-        """These fitted weights plus the fixed quality tie-breakers, as they would ship."""
+    def prior_weights_for(self, weights: Mapping[str, float], temperature: float) -> PriorWeights:
+        """These fitted weights plus the fixed quality tie-breakers, with the fit's held-out
+        temperature, as they would ship."""
         table = dict.fromkeys(PriorWeights.model_fields, 0.0) | QUALITY_TIEBREAK | dict(weights)
-        return PriorWeights.model_validate(table)
+        return PriorWeights.model_validate(table | {"temperature": temperature})
 
     def model_for_weights(self, weights: PriorWeights) -> RankModel:
         return prior_model(self.space, weights)
 
-    def model_for(self, weights: Mapping[str, float]) -> RankModel:
+    def model_for(self, weights: Mapping[str, float], temperature: float) -> RankModel:
         """The prior with these fitted weights plus the fixed quality tie-breakers, as it would ship."""
-        return prior_model(self.space, self.prior_weights_for(weights))
+        return prior_model(self.space, self.prior_weights_for(weights, temperature))
 
     def proposals(self, model: RankModel, sets: Sequence[Sequence[str]]) -> list[tuple[float, float, bool]]:
         """(hit, P(winner), routed uncertain) per set, through the daemon's own `propose`."""
@@ -291,10 +292,10 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
     chosen: list[str] = []
     held_prior: dict[str, PriorWeights] = {}
     for p in ds.prompts:
-        w, _path, _t = fit_prior(rk.groups(set(ds.prompts) - {p}), rk.space.names, PRIOR_CANDIDATES, rk.settings.l2)
-        chosen.append(f"{p}: " + ", ".join(f"{k} {v:+.2f}" for k, v in w.items()))
-        model = rk.model_for(w)
-        held_prior[p] = rk.prior_weights_for(w)
+        w, _path, t = fit_prior(rk.groups(set(ds.prompts) - {p}), rk.space.names, PRIOR_CANDIDATES, rk.settings.l2)
+        chosen.append(f"{p}: " + ", ".join(f"{k} {v:+.2f}" for k, v in w.items()) + f"; temperature {t:.2f}")
+        model = rk.model_for(w, t)
+        held_prior[p] = rk.prior_weights_for(w, t)
         for size in (4, 2):
             lopo[size] += rk.proposals(model, [s for s in sets_of(ds, size) if ds.items[s[0]].prompt == p])
     for size in (4, 2):

@@ -168,13 +168,18 @@ class RankModel:
     created: str
     parent: str | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    # P(winner) is softmax(utility / temperature): the ranking (and the reasons, which are weight
+    # times feature difference) stay as fitted while the stated probability is made honest. The
+    # prior carries its held-out temperature here; a trained model has its own folded into weights.
+    temperature: float = 1.0
 
     def utilities(self, x: np.ndarray) -> np.ndarray:
         u: np.ndarray = x @ self.weights
         return u
 
     def predict(self, x: np.ndarray, samples: int = 512, seed: int = 0) -> Prediction:
-        """Probabilities integrated over the Laplace posterior (Monte Carlo, fixed seed)."""
+        """Probabilities integrated over the Laplace posterior (Monte Carlo, fixed seed), at the
+        model's temperature; utilities and their std as fitted."""
         mu = self.utilities(x)
         s = x @ self.cov @ x.T
         std = np.sqrt(np.clip(np.diag(s), 0, None))
@@ -186,12 +191,13 @@ class RankModel:
         var_gap = s[a, a] + s[b, b] - 2 * s[a, b]
         gap = float(mu[a] - mu[b])
         gap_z = gap / np.sqrt(var_gap) if var_gap > 1e-18 else float("inf")
+        t = self.temperature
         if not np.any(s > 1e-18):
-            return Prediction(mu, std, _softmax_rows(mu[None], np.ones((1, m), bool))[0], gap_z)
+            return Prediction(mu, std, _softmax_rows(mu[None] / t, np.ones((1, m), bool))[0], gap_z)
         vals, vecs = np.linalg.eigh(0.5 * (s + s.T))
         root = vecs * np.sqrt(np.clip(vals, 0, None))
         z = np.random.default_rng(seed).standard_normal((samples, m))
-        u = mu + z @ root.T
+        u = (mu + z @ root.T) / t
         p = _softmax_rows(u, np.ones_like(u, dtype=bool)).mean(axis=0)
         return Prediction(mu, std, p, gap_z)
 
@@ -206,6 +212,7 @@ class RankModel:
             "weights": self.weights.tolist(),
             "cov": self.cov.tolist(),
             "info": dict(self.info),
+            "temperature": self.temperature,
         }
 
     @classmethod
@@ -229,6 +236,7 @@ class RankModel:
                 str(d["created"]),
                 d.get("parent"),
                 dict(d.get("info", {})),
+                float(d.get("temperature", 1.0)),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise RankModelError(path, f"not a valid ranking model: {e}") from e

@@ -36,4 +36,5 @@ def prior_model(space: FeatureSpace, weights: PriorWeights, when: datetime | Non
         version=make_version("prior", w, space, when),
         created=when.astimezone(UTC).isoformat(),
         info={"weights": weights.model_dump()},
+        temperature=weights.temperature,
     )

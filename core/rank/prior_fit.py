@@ -5,7 +5,7 @@ human "badness" (the anatomy-error severity); the user this prior stands in for 
 bad image of a set. Within each group every pair of images with different badness is one choice
 (the less bad one wins), and a conditional logit on the standardised features is fit with the
 ranking model's own Newton solver (`core.rank.model.fit`), so the weights are on the scale the
-prior uses: P(winner) = softmax(w . z) over a set.
+prior uses: P(winner) = softmax(w . z / T) over a set, T the held-out temperature.
 
 Features are chosen by forward selection on held-out prompts: a feature enters only if it raises
 the mean pair log-likelihood on prompts left out of the fit (every way round), so a feature that
@@ -137,28 +137,54 @@ def select_features(
     return chosen, path
 
 
-def heldout_temperature(groups: Sequence[LabelledGroup], cols: Sequence[int], l2: float) -> float:
-    """The temperature that makes held-out pair probabilities honest: each fold's pairs scored by
-    weights fit on the other folds, T fitted on all of those (core.rank.train.fit_temperature)."""
+def set_choices(group: LabelledGroup, cols: Sequence[int], sizes: Sequence[int]) -> list[tuple[np.ndarray, list[int]]]:
+    """The group's members cut in order into sets of each size (as benchmarks/judgement.py cuts
+    them), each with its least bad members: (rows, indices of the tied winners)."""
+    out = []
+    for size in sizes:
+        for start in range(0, len(group.badness) - size + 1, size):
+            bad = group.badness[start : start + size]
+            rows = group.x[start : start + size][:, list(cols)]
+            out.append((rows, [i for i, b in enumerate(bad) if b == bad.min()]))
+    return out
+
+
+def heldout_temperature(
+    groups: Sequence[LabelledGroup], names: Sequence[str], candidates: Sequence[str], l2: float
+) -> float:
+    """The temperature that makes P(winner) honest on prompts the fit never saw, for sets of 4 and
+    of 2 alike: each fold's sets scored by weights whose features were selected, and then fitted,
+    on the other folds only; T fitted on all of them (core.rank.train.fit_temperature, a tie
+    counting as a hit for any least bad member).
+
+    The selection is redone inside each fold because it is the noisiest step: with features chosen
+    on every fold, the held-out scores had seen their own folds, the temperature came out too small
+    and the prior stated 0.67 on sets of 2 it got right 28% of the time (benchmarks/judgement.py).
+    Sets of both sizes, not all pairs, because P(winner) is stated per set of the size the user has."""
     from core.rank.train import fit_temperature
 
-    if not cols:
-        return 1.0
-    scored = []
+    col = {n: j for j, n in enumerate(names)}
+    scored: list[tuple[np.ndarray, int | Sequence[int]]] = []
     for f in sorted({g.fold for g in groups}):
-        w = fit_weights([g for g in groups if g.fold != f], cols, l2)
-        scored += [(c.features @ w, c.winner) for c in pair_choices([g for g in groups if g.fold == f], cols)]
+        train = [g for g in groups if g.fold != f]
+        chosen, _ = select_features(train, names, candidates, l2)
+        cols = [col[n] for n in chosen]
+        w = fit_weights(train, cols, l2)
+        for g in groups:
+            if g.fold == f:
+                scored += [(x @ w if cols else np.zeros(len(x)), win) for x, win in set_choices(g, cols, (4, 2))]
     return fit_temperature(scored)
 
 
 def fit_prior(
     groups: Sequence[LabelledGroup], names: Sequence[str], candidates: Sequence[str], l2: float
 ) -> tuple[dict[str, float], list[tuple[str, float]], float]:
-    """Selected features and their weights fitted on every group, divided by the held-out
-    temperature so that P(winner) means what it says; the selection path; the temperature."""
+    """Selected features and their weights fitted on every group; the selection path; the held-out
+    temperature that P(winner) is divided by (`rank.prior.temperature`; the ranking keeps the
+    weights as fitted, and a trained model is pulled towards them)."""
     chosen, path = select_features(groups, names, candidates, l2)
     col = {n: j for j, n in enumerate(names)}
     cols = [col[n] for n in chosen]
     w = fit_weights(groups, cols, l2)
-    t = heldout_temperature(groups, cols, l2)
-    return {n: float(v) / t for n, v in zip(chosen, w, strict=True)}, path, t
+    t = heldout_temperature(groups, names, candidates, l2)
+    return {n: float(v) for n, v in zip(chosen, w, strict=True)}, path, t

@@ -36,6 +36,10 @@ _PHRASES: dict[str, tuple[str, str]] = {
     "anomaly_score_sum": ("stronger anomaly cues", "weaker anomaly cues"),
     "anomaly_score_max": ("a stronger worst anomaly", "a milder worst anomaly"),
     "anomaly_uncertain": ("less certain anomaly check", "clearer anomaly check"),
+    # the part evidence (core.anomaly.parts): P(this part has an error)
+    "anomaly_hands": ("likelier hand errors", "less likely hand errors"),
+    "anomaly_limbs": ("likelier limb errors", "less likely limb errors"),
+    "anomaly_feet": ("likelier foot errors", "less likely foot errors"),
     "near_duplicate": ("a near-duplicate", "not a near-duplicate"),
 }
 _LOOK = "closer to the look you usually pick"

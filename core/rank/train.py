@@ -191,8 +191,11 @@ def choose_shrink(
     return Shrink(chosen, means, reason, tuple(scored[chosen]))
 
 
-def fit_temperature(scored: Sequence[tuple[np.ndarray, int]]) -> float:
-    """The T minimising the log-loss of softmax(u / T) on held-out choices (1 when there are none)."""
+def fit_temperature(scored: Sequence[tuple[np.ndarray, int | Sequence[int]]]) -> float:
+    """The T minimising the log-loss of softmax(u / T) on held-out choices (1 when there are none).
+
+    A choice's winner may be several members (tied winners): its likelihood is then the
+    probability of picking any of them."""
     if not scored:
         return 1.0
 
@@ -202,7 +205,8 @@ def fit_temperature(scored: Sequence[tuple[np.ndarray, int]]) -> float:
         for u, w in scored:
             z = u / t
             top = float(z.max())
-            total += top + math.log(float(np.exp(z - top).sum())) - float(z[w])
+            e = np.exp(z - top)
+            total -= math.log(float(e[w].sum()) / float(e.sum()))
         return total
 
     # golden-section search over log T in [log 0.1, log 50]: the loss is unimodal in T
