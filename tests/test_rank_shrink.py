@@ -33,11 +33,11 @@ def test_decisions_without_signal_leave_the_prior_in_place(world: tuple[World, l
     coin = [replace(d, winner=d.members[int(rng.integers(len(d.members)))]) for d in decisions]
     s = RankSettings()
     res = train(coin, w.library, s, now=WHEN)
-    assert res.model.info["shrink"]["strength"] == max(s.shrink_strengths)
-    # the fitted weights (before the temperature) are the prior's: coin flips did not move them
-    # (the old fixed pull, l2 = 1, let 96 coin flips move weights by several tenths)
+    assert res.model.info["shrink"]["strength"] == "prior"
+    # the weights (before the temperature) are the prior's: coin flips did not move them (the old
+    # fixed pull, l2 = 1, let these 96 coin flips move a weight by 0.36)
     untempered = res.model.weights * res.model.info["temperature"]
-    assert np.abs(untempered - prior_weights(res.model.space, s.prior)).max() < 0.05
+    assert np.abs(untempered - prior_weights(res.model.space, s.prior)).max() < 1e-4  # T is rounded
 
 
 def test_decisions_with_signal_pick_a_weak_pull_and_beat_the_prior(world: tuple[World, list[Decision]]) -> None:

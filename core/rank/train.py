@@ -29,7 +29,7 @@ from core.rank.evaluate import (
     to_choices,
 )
 from core.rank.features import FeatureSpace, ImageSignals
-from core.rank.model import RankModel, RankModelError, fit, make_version, warm_start
+from core.rank.model import Choice, FitResult, RankModel, RankModelError, fit, make_version, warm_start
 from core.rank.prior import prior_model, prior_weights
 from core.rank.settings import RankSettings
 
@@ -67,12 +67,10 @@ def _fit_model(
 ) -> RankModel:
     choices = to_choices(decisions, x_by_image)
     t0 = time.perf_counter()
-    res = fit(
-        choices, space.dim, shrink.strength, init, settings.max_newton_iterations, mean=_shrink_to(space, settings)
-    )
+    res = _fit_at(choices, space, settings, shrink.strength, init)
     info = {
         "sets": len(choices),
-        "l2": shrink.strength,
+        "l2": None if math.isinf(shrink.strength) else shrink.strength,
         "shrink": shrink.to_dict(),
         "iterations": res.iterations,
         "converged": res.converged,
@@ -112,6 +110,16 @@ def _folds(decisions: Sequence[Decision]) -> tuple[list[Decision], dict[str, int
     return usable, {g: i % k for i, g in enumerate(groups)}, k
 
 
+def _fit_at(
+    choices: Sequence[Choice], space: FeatureSpace, settings: RankSettings, strength: float, init: np.ndarray | None
+) -> FitResult:
+    """MAP weights under N(prior, I/strength); an infinite strength is the prior itself."""
+    mean = _shrink_to(space, settings)
+    if math.isinf(strength):
+        return FitResult(mean.copy(), np.zeros((space.dim, space.dim)), 0, True, 0.0)
+    return fit(choices, space.dim, strength, init, settings.max_newton_iterations, mean=mean)
+
+
 def _out_of_fold_utilities(
     decisions: Sequence[Decision],
     x_by_image: Mapping[str, np.ndarray],
@@ -127,14 +135,7 @@ def _out_of_fold_utilities(
     for f in range(k):
         train_part = [d for d in usable if fold[d.group] != f]
         test_part = [d for d in usable if fold[d.group] == f]
-        res = fit(
-            to_choices(train_part, x_by_image),
-            space.dim,
-            strength,
-            None,
-            settings.max_newton_iterations,
-            mean=_shrink_to(space, settings),
-        )
+        res = _fit_at(to_choices(train_part, x_by_image), space, settings, strength, None)
         for d in test_part:
             x = np.stack([x_by_image[m] for m in d.members])
             out.append((x @ res.weights, d.members.index(d.winner)))
@@ -146,9 +147,18 @@ def _log_lik(u: np.ndarray, w: int) -> float:
     return float(u[w]) - top - math.log(float(np.exp(u - top).sum()))
 
 
+def _name(strength: float) -> str:
+    return "prior" if math.isinf(strength) else f"{strength:g}"
+
+
+def _json(strength: float) -> float | str:
+    return "prior" if math.isinf(strength) else strength
+
+
 @dataclass(frozen=True)
 class Shrink:
-    """The pull towards the prior a model was fitted with, and the out-of-fold evidence for it."""
+    """The pull towards the prior a model was fitted with (inf: the prior itself), and the
+    out-of-fold evidence for it."""
 
     strength: float
     heldout_loglik: Mapping[float, float]  # mean per set, by strength
@@ -157,8 +167,8 @@ class Shrink:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "strength": self.strength,
-            "heldout_loglik": {str(k): round(v, 4) for k, v in self.heldout_loglik.items()},
+            "strength": _json(self.strength),
+            "heldout_loglik": {_name(k): round(v, 4) for k, v in self.heldout_loglik.items()},
             "reason": self.reason,
         }
 
@@ -168,25 +178,26 @@ def choose_shrink(
 ) -> Shrink:
     """How far the user's decisions may pull the model from the prior, judged on those decisions.
 
-    Each strength in `rank.shrink_strengths` is scored by the mean log-likelihood of the training
-    sets predicted out of fold (whole groups left out); the strongest pull within one standard error
-    of the best is kept (the one-standard-error rule). A user whose decisions the prior already
-    explains, or who has too few of them to tell, stays at the prior instead of at noise fitted to
-    a few dozen sets: a weak pull (l2 = 1 on ~40 features) let 20 uninformative decisions move the
-    ranking below the prior it started from (benchmarks/judgement.py, simulated user).
+    Each strength in `rank.shrink_strengths`, and the prior itself (an infinite strength), is
+    scored by the mean log-likelihood of the training sets predicted out of fold (whole groups left
+    out); the strongest pull within one standard error of the best is kept (the one-standard-error
+    rule). A user whose decisions the prior already explains, or who has too few of them to tell,
+    keeps the prior's ranking exactly instead of noise fitted to a few dozen sets: a weak fixed pull
+    (l2 = 1 on ~40 features) let 20 uninformative decisions move the ranking below the prior it
+    started from (benchmarks/judgement.py, simulated user).
     """
-    strengths = sorted(set(settings.shrink_strengths))
+    strengths = [*sorted(set(settings.shrink_strengths)), math.inf]
     scored = {s: _out_of_fold_utilities(decisions, x_by_image, space, settings, s) for s in strengths}
     if not scored[strengths[0]]:
-        return Shrink(strengths[-1], {}, "too few sets to cross-validate: the strongest pull")
+        return Shrink(math.inf, {}, "too few sets to cross-validate: the prior itself")
     ll = {s: np.array([_log_lik(u, w) for u, w in v]) for s, v in scored.items()}
     means = {s: float(v.mean()) for s, v in ll.items()}
     best = max(strengths, key=lambda s: means[s])
     se = float(ll[best].std(ddof=1) / math.sqrt(len(ll[best]))) if len(ll[best]) > 1 else 0.0
     chosen = max(s for s in strengths if means[s] >= means[best] - se)
     reason = (
-        f"strength {chosen:g}: held-out log-likelihood {means[chosen]:.3f} per set, within one standard error "
-        f"({se:.3f}) of the best {means[best]:.3f} (strength {best:g}) over {len(ll[best])} sets"
+        f"strength {_name(chosen)}: held-out log-likelihood {means[chosen]:.3f} per set, within one standard "
+        f"error ({se:.3f}) of the best {means[best]:.3f} (strength {_name(best)}) over {len(ll[best])} sets"
     )
     return Shrink(chosen, means, reason, tuple(scored[chosen]))
 
