@@ -99,14 +99,15 @@ def main() -> int:
             "candidates": list(PRIOR_CANDIDATES),
             "quality_tiebreak": "not supported by anatomy labels (the renders are all sharp); kept small so a "
             "blurred or artefacted copy still loses: " + json.dumps(QUALITY_TIEBREAK),
-            "temperature": "P(winner) (not the ranking) is divided by a temperature fitted on held-out pairs whose "
-            "features were selected and fitted without their prompt (selection redone in each fold); 50 is the "
-            "search's bound and means the selected features did not order held-out pairs better than a coin",
+            "temperature": "P(winner) (not the ranking) is divided by a temperature fitted on the held-out sets of 4 "
+            "and of 2 (each group cut in order, a tie a hit for any least severe member) of weights whose features "
+            "were selected and fitted without their prompt (selection redone in each fold); 50 is the search's "
+            "bound and means those weights did not predict held-out sets better than a uniform pick",
         },
         "caveats": [
-            "anomaly_hands/limbs/feet come from core/anomaly/parts_model.json, itself fitted on this folder: their "
-            "leave-one-prompt-out figures here are optimistic (with the part model refitted without the held-out "
-            "prompt, no combination of them beat chance on sets of 4 in the issue-10 analysis)",
+            "anomaly_hands/limbs/feet come from core/anomaly/parts_model.json, itself fitted on this folder with "
+            "every prompt: the held-out prompt's labels shaped those features, so their leave-one-prompt-out "
+            "figures here are optimistic",
             "30 sets of 4 and 60 sets of 2: one set is 3.3 (1.7) points of top-1",
         ],
         "selection_path": [{"added": n, "heldout_pair_loglik": round(v, 4)} for n, v in path],
