@@ -1,8 +1,8 @@
 """The fitted prior through the real path: `bestshot scan --mode recommend` over two human-labelled AI
 renders, then what proposal.json says. Its scores are the shipped weights (core/rank/prior_card.json)
 on the library-standardised features, the part evidence of the stored anomaly report included; its
-probabilities are those scores at the prior's held-out temperature; its reasons name the part
-evidence when it moved the winner."""
+probabilities are those scores at the prior's held-out temperature; its reasons are the fitted
+features that moved the winner most."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from core.anomaly.parts import part_scores
-from core.rank.settings import PriorWeights
+from core.rank.features import ImageSignals, base_features, summarise_anomaly_report
+from core.rank.prior_fit import QUALITY_TIEBREAK
+from core.rank.propose import PHRASES
+from core.rank.settings import PriorWeights, RankSettings
 from tests.helpers import bestshot, db_rows, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
@@ -31,17 +33,17 @@ def _sign(a: float | None, b: float | None) -> float:
     return 1.0 if a > b else -1.0
 
 
-def _raw(quality: dict[str, Any], report: dict[str, Any]) -> dict[str, float | None]:
-    def log1p(v: float | None) -> float | None:
-        return None if v is None else math.log1p(max(v, 0.0))
-
-    return {
-        "anomaly_limbs": part_scores(report)["limbs"].score,
-        "noise": quality.get("noise_sigma"),
-        "brisque": quality.get("brisque"),
-        "sharpness_log": log1p(quality.get("sharpness")),
-        "subject_sharpness_log": log1p(quality.get("subject_sharpness")),
-    }
+def _raw(payloads: dict[str, Any]) -> dict[str, float | None]:
+    """The ranking features recomputed from the stored sidecars (the anomaly report summarised)."""
+    return base_features(
+        ImageSignals(
+            quality=payloads.get("quality"),
+            face=payloads.get("face"),
+            hands=payloads.get("hands"),
+            pose=payloads.get("pose"),
+            anomaly=summarise_anomaly_report(payloads["anomalies"]),
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +69,26 @@ def test_proposal_scores_are_the_fitted_prior_on_the_stored_evidence(
 ) -> None:
     body, payloads = scanned
     assert body["source"] == "prior"
-    weights = PriorWeights()
+    weights = {k: v for k, v in PriorWeights().model_dump().items() if v and k != "temperature"}
     a, b = body["images"]
-    raw = {i["name"]: _raw(payloads[i["image_id"]]["quality"], payloads[i["image_id"]]["anomalies"]) for i in (a, b)}
-    assert raw[a["name"]]["anomaly_limbs"] != raw[b["name"]]["anomaly_limbs"], (
-        "pick two renders the limb evidence tells apart"
-    )
-    for me, other in ((a, b), (b, a)):
-        expected = sum(getattr(weights, f) * _sign(raw[me["name"]][f], raw[other["name"]][f]) for f in raw[me["name"]])
+    raw = {i["name"]: _raw(payloads[i["image_id"]]) for i in (a, b)}
+    signs = {
+        me["name"]: {f: _sign(raw[me["name"]][f], raw[other["name"]][f]) for f in weights}
+        for me, other in ((a, b), (b, a))
+    }
+    fitted = [f for f in weights if f not in QUALITY_TIEBREAK]
+    assert fitted and any(signs[a["name"]][f] for f in fitted), "pick two renders the fitted features tell apart"
+    for me in (a, b):
+        expected = sum(w * signs[me["name"]][f] for f, w in weights.items())
         assert me["score"] == pytest.approx(expected, abs=2e-3), (me, raw)
-    # the fitted part-evidence weight is what separates them most, and the reasons say so
-    limbs_lower = (
-        raw[body["winner"]]["anomaly_limbs"]
-        < raw[b["name"] if body["winner"] == a["name"] else a["name"]]["anomaly_limbs"]
+    # the reasons are the features that moved the winner most (weight x z difference, z = +-1)
+    contrib = {f: weights[f] * 2 * signs[a["name"]][f] for f in weights}
+    found = sorted(
+        ((c, PHRASES[f][0 if signs[a["name"]][f] > 0 else 1]) for f, c in contrib.items() if f in PHRASES),
+        reverse=True,
     )
-    assert ("less likely limb errors" in body["reasons"]) == limbs_lower, body["reasons"]
+    expected_reasons = [t for c, t in found if c >= RankSettings().reason_min_contribution][:3]
+    assert body["reasons"][: len(expected_reasons)] == expected_reasons, (body["reasons"], contrib)
 
 
 def test_proposal_confidence_is_at_the_prior_temperature(scanned: tuple[dict[str, Any], dict[str, Any]]) -> None:

@@ -19,7 +19,7 @@ from core.rank.model import RankModel
 from core.rank.settings import RankSettings
 
 # feature -> (said when the winner has more of it, said when it has less)
-_PHRASES: dict[str, tuple[str, str]] = {
+PHRASES: dict[str, tuple[str, str]] = {
     "sharpness_log": ("sharper", "softer"),
     "subject_sharpness_log": ("sharper subject", "softer subject"),
     "contrast": ("more contrast", "less contrast"),
@@ -123,8 +123,8 @@ def _feature_reasons(model: RankModel, x: np.ndarray, a: int, b: int, s: RankSet
     for j, name in enumerate(model.space.names):
         if name.startswith("emb_"):
             look += contrib[j]
-        elif name in _PHRASES and contrib[j] >= s.reason_min_contribution:
-            found.append((float(contrib[j]), _PHRASES[name][0 if diff[j] > 0 else 1]))
+        elif name in PHRASES and contrib[j] >= s.reason_min_contribution:
+            found.append((float(contrib[j]), PHRASES[name][0 if diff[j] > 0 else 1]))
     if look >= s.reason_min_contribution:
         found.append((look, _LOOK))
     return [text for _, text in sorted(found, reverse=True)[: s.max_reasons]]

@@ -22,12 +22,12 @@ class PriorWeights(BaseModel):
     contrast: float = 0.0
     exposure_dev: float = 0.0
     clipping: float = 0.0
-    noise: float = -0.167
+    noise: float = 0.0
     brisque: float = -0.1  # BRISQUE is lower-is-better
     subject_fraction: float = 0.0
     subject_sharpness_log: float = 0.1
-    face_present: float = 0.0
-    face_size: float = 0.0
+    face_present: float = -0.327
+    face_size: float = 0.751
     hands_visible: float = 0.0
     pose_completeness: float = 0.0
     wrists_visible: float = 0.0
@@ -41,8 +41,7 @@ class PriorWeights(BaseModel):
     anomaly_uncertain: float = 0.0
     anomaly_uncertain_regions: float = 0.0
     anomaly_hands: float = 0.0
-    # the fitted P(limb error) of core.anomaly.parts: the one signal held-out prompts kept
-    anomaly_limbs: float = -0.438
+    anomaly_limbs: float = 0.0
     anomaly_feet: float = 0.0
     near_duplicate: float = 0.0
     # P(winner) = softmax(utility / temperature); not a feature. Fitted on held-out prompts (the

@@ -180,7 +180,7 @@ def choose_shrink(
 
     Each strength in `rank.shrink_strengths`, and the prior itself (an infinite strength), is
     scored by the mean log-likelihood of the training sets predicted out of fold (whole groups left
-    out); the strongest pull within one standard error of the best is kept (the one-standard-error
+    out, each candidate at its best temperature); the strongest pull within one standard error of the best is kept (the one-standard-error
     rule). A user whose decisions the prior already explains, or who has too few of them to tell,
     keeps the prior's ranking exactly instead of noise fitted to a few dozen sets: a weak fixed pull
     (l2 = 1 on ~40 features) let 20 uninformative decisions move the ranking below the prior it
@@ -190,7 +190,10 @@ def choose_shrink(
     scored = {s: _out_of_fold_utilities(decisions, x_by_image, space, settings, s) for s in strengths}
     if not scored[strengths[0]]:
         return Shrink(math.inf, {}, "too few sets to cross-validate: the prior itself")
-    ll = {s: np.array([_log_lik(u, w) for u, w in v]) for s, v in scored.items()}
+    # each candidate at its own best temperature (fitted next anyway): the pull is chosen for how
+    # well it orders the sets, not for how bold the prior's scale happens to be for this user
+    temps = {s: fit_temperature(v) for s, v in scored.items()}
+    ll = {s: np.array([_log_lik(u / temps[s], w) for u, w in v]) for s, v in scored.items()}
     means = {s: float(v.mean()) for s, v in ll.items()}
     best = max(strengths, key=lambda s: means[s])
     se = float(ll[best].std(ddof=1) / math.sqrt(len(ll[best]))) if len(ll[best]) > 1 else 0.0
