@@ -33,8 +33,9 @@ def _scan(root: Path, src: Path, names: list[str]) -> dict[str, Any]:
     for n in names:
         shutil.copy(src / n, root / "inbox" / "set" / n)
     # The shipped prior gives the anomaly summary no weight (scripts/fit_prior.py found it adds
-    # nothing held out on the labelled dev set); a user's configured weight must still act on it.
-    write_config(root, {"extractors": {"enabled": ENABLED}, "rank": {"prior": {"anomaly_count": -1.0}}})
+    # nothing held out on the labelled dev set); a user's configured weight must still act on it,
+    # set here to outweigh the shipped face-size weight (0.75 per standard deviation).
+    write_config(root, {"extractors": {"enabled": ENABLED}, "rank": {"prior": {"anomaly_count": -3.0}}})
     bestshot("scan", "--mode", "recommend", root=root, timeout=600)
     (found,) = (root / "raw").glob("set_*/proposal.json")
     body: dict[str, Any] = json.loads(found.read_text())
