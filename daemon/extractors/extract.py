@@ -64,6 +64,7 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
     by_name = {e.name: e for e in ctx.extractors}
     decoded: list[DecodedImage] = []
     done_names: dict[str, set[str]] = {}
+    starting: list[tuple[str, list[JobSpec], list[JobSpec]]] = []
     for sha, specs in work.items():
         rel = paths.get(sha)
         known = [s for s in specs if s.kind in by_name and by_name[s.kind].version == s.version]
@@ -85,18 +86,21 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
         except BestshotError as e:
             _fail_all(ctx, sha, rel, specs, e)
             continue
-        with ctx.store.write() as conn:
-            for s in stale:  # version no longer current or extractor disabled
-                mark(conn, sha, s, "done", "superseded")
-            start(conn, sha, known)
+        starting.append((sha, stale, known))
         decoded.append(img)
         done_names[sha] = {e.name for e in ctx.extractors} - {s.kind for s in known}
     if not decoded:
         return len(work)
+    # One transaction (one fsync) for the pass's start and one for its results, not two per image.
+    with ctx.store.write() as conn:
+        for sha, stale, known in starting:
+            for s in stale:  # version no longer current or extractor disabled
+                mark(conn, sha, s, "done", "superseded")
+            start(conn, sha, known)
     outcomes = run_pass(ctx.extractors, decoded, done_names, _stored_dependencies(ctx, work, done_names))
-    for img in decoded:
-        rel = paths[img.sha256]
-        with ctx.store.write() as conn:
+    with ctx.store.write() as conn:
+        for img in decoded:
+            rel = paths[img.sha256]
             results: list[tuple[Extractor, SidecarResult]] = []
             for spec in work[img.sha256]:
                 ext = by_name.get(spec.kind)
