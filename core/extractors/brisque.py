@@ -23,7 +23,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from scipy import optimize, special
 
 from core.errors import ModelUnavailableError
 
@@ -121,6 +120,8 @@ def mscn(gray: np.ndarray) -> np.ndarray:
 
 
 def _phi(alpha: float) -> float:
+    from scipy import special  # scipy costs `run` and `scan` a second of start-up: loaded on first use
+
     return float(special.gamma(2 / alpha) ** 2 / (special.gamma(1 / alpha) * special.gamma(3 / alpha)))
 
 
@@ -131,6 +132,8 @@ _ALPHA_LO, _ALPHA_HI = 0.05, 40.0
 
 def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
     """(alpha, mean, sigma_l, sigma_r) of an asymmetric generalised Gaussian, moment-matched."""
+    from scipy import optimize, special
+
     # Split into negative and non-negative parts once; dot products then give every sum in a
     # single BLAS pass (masked reductions were half of BRISQUE's time).
     x = np.ascontiguousarray(x, dtype=np.float64).ravel()

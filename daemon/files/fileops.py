@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,20 +34,33 @@ class ContentChangedError(FileOpError):
 
 
 @dataclass(frozen=True)
+class PlannedMove:
+    src: Path
+    dst: Path
+    sha256: str | None = None
+    batch_id: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class MoveResult:
     journal_id: int
     src: Path
     dst: Path
 
 
-def unique_destination(dst: Path) -> Path:
-    """`dst`, or `stem (2).ext`, `stem (3).ext`... whichever does not exist yet."""
-    if not dst.exists() and not dst.is_symlink():
+def unique_destination(dst: Path, taken: Collection[Path] = ()) -> Path:
+    """`dst`, or `stem (2).ext`, `stem (3).ext`... whichever does not exist yet (nor is `taken`)."""
+
+    def free(p: Path) -> bool:
+        return p not in taken and not p.exists() and not p.is_symlink()
+
+    if free(dst):
         return dst
     n = 2
     while True:
         cand = dst.with_name(fit_name(dst.stem, f" ({n}){dst.suffix}"))
-        if not cand.exists() and not cand.is_symlink():
+        if free(cand):
             return cand
         n += 1
 
@@ -135,36 +149,62 @@ class FileOps:
         replaced since it was registered raises ContentChangedError and stays where it is."""
         if not src.exists():
             raise VanishedError(src, "file disappeared before it could be moved")
-        self._inside_root(dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        (jid,) = self.plan([PlannedMove(src, dst, sha256, batch_id, note)])
+        return self.perform(jid, src, dst, sha256=sha256 if verify else None, durable=True)
+
+    def plan(self, moves: Sequence[PlannedMove]) -> list[int]:
+        """Journal moves (state `planned`) in one durable transaction, before any of them happens;
+        returns their journal ids in order. Each must then be `perform`ed or `abandon`ed."""
+        for m in moves:
+            self._inside_root(m.dst)
+            m.dst.parent.mkdir(parents=True, exist_ok=True)
+        ids: list[int] = []
         with self.store.write() as conn:
-            key = conn.execute(
-                insert(journal).values(
-                    batch_id=batch_id,
-                    op="move",
-                    src=self._rel(src),
-                    dst=self._rel(dst),
-                    sha256=sha256,
-                    state="planned",
-                    created_at=time.time(),
-                    note=note,
-                )
-            ).inserted_primary_key
-        assert key is not None
-        jid = int(key[0])
+            for m in moves:
+                key = conn.execute(
+                    insert(journal).values(
+                        batch_id=m.batch_id,
+                        op="move",
+                        src=self._rel(m.src),
+                        dst=self._rel(m.dst),
+                        sha256=m.sha256,
+                        state="planned",
+                        created_at=time.time(),
+                        note=m.note,
+                    )
+                ).inserted_primary_key
+                assert key is not None
+                ids.append(int(key[0]))
+        return ids
+
+    def perform(self, jid: int, src: Path, dst: Path, *, sha256: str | None = None, durable: bool = True) -> MoveResult:
+        """Make a planned move (link, check `sha256`, unlink) and mark it done or failed.
+        `durable=False` leaves that mark to the next durable commit: after a power cut `recover`
+        finds the same state from the files (the entry planned, the file at one end)."""
         try:
-            _atomic_move_no_replace(src, dst, sha256 if verify else None)
+            _atomic_move_no_replace(src, dst, sha256)
         except Exception as e:
-            with self.store.write() as conn:
+            with self.store.write(durable=durable) as conn:
                 conn.execute(
                     update(journal)
                     .where(journal.c.id == jid)
                     .values(state="failed", finished_at=time.time(), note=str(e))
                 )
             raise
-        with self.store.write() as conn:
+        with self.store.write(durable=durable) as conn:
             conn.execute(update(journal).where(journal.c.id == jid).values(state="done", finished_at=time.time()))
-        return MoveResult(int(jid), src, dst)
+        return MoveResult(jid, src, dst)
+
+    def abandon(self, ids: Sequence[int], why: str) -> None:
+        """Planned moves that will not be made: failed, files left where they are."""
+        if not ids:
+            return
+        with self.store.write(durable=False) as conn:
+            conn.execute(
+                update(journal)
+                .where(journal.c.id.in_(list(ids)), journal.c.state == "planned")
+                .values(state="failed", finished_at=time.time(), note=why)
+            )
 
     def _inside_root(self, dst: Path) -> None:
         """Refuse a destination whose folder resolves outside the root (an area folder that is a

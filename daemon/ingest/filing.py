@@ -22,7 +22,7 @@ from core.grouping import LooseImage, group_loose, set_id_for
 from core.layout import is_image_name, locate
 from core.metadata import FOLDER_META_NAMES, ImageMeta, sidecar_candidates
 from daemon.context import Ctx
-from daemon.files.fileops import ContentChangedError, unique_destination
+from daemon.files.fileops import ContentChangedError, PlannedMove, unique_destination
 from daemon.labels.tidy import remove_if_empty
 from daemon.store import records
 from daemon.store.schema import errors, files, image_metadata, images, jobs, journal, set_members, sets, sidecars
@@ -204,6 +204,8 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
         ).all()
     folder = ctx.abs(srow.folder)
     folder.mkdir(parents=True, exist_ok=True)
+    planned: list[_MemberMove] = []
+    taken: set[Path] = set()  # destinations planned for this set, not on disk yet
     for r in rows:
         src = ctx.abs(r.path)
         if src.parent == folder:
@@ -235,26 +237,27 @@ def move_members(ctx: Ctx, task: SetTask) -> None:
             # retry finds it in exports/): their move stands; filing never pulls a file back.
             log.info("set %s: member %s was moved by the user before filing finished; left there", task.set_id, r.path)
             continue
-        dst = unique_destination(folder / src.name)
+        dst = unique_destination(folder / src.name, taken)
+        taken.add(dst)
         # Stat before the move (a move keeps size and mtime): the user may take the file out of
         # the set folder the moment it appears there, before we could stat it at `dst`; the
         # watcher then reports that move from `dst`, where the path index already has it.
         st = src.stat()
-        try:
-            ctx.fileops.move(src, dst, sha256=r.sha256, note=f"file into set {task.set_id}")
-        except ContentChangedError as e:
-            _content_replaced(ctx, task.set_id, r.sha256, src, e)
-            continue
-        with ctx.store.write() as conn:
-            records.relocate(conn, ctx.rel(src), ctx.rel(dst), r.sha256, st.st_size, st.st_mtime_ns)
-        _move_companions(ctx, src, dst)
+        companions = []
+        for c, name in _companions(ctx, src, dst):
+            cdst = unique_destination(folder / name, taken)
+            taken.add(cdst)
+            companions.append((c, cdst))
+        planned.append(_MemberMove(r.sha256, src, dst, st, companions))
+    _file_planned(ctx, task.set_id, planned)
     if task.folder is not None:
         for name in FOLDER_META_NAMES:
             m = task.folder / name
             if m.is_file() and not (folder / name).exists():
                 ctx.fileops.move(m, folder / name, note=f"set metadata of {task.set_id}")
         remove_if_empty(task.folder)
-    with ctx.store.write() as conn:
+    # Not durable: a set left `filing` by a power cut is filed again, finding its files in place.
+    with ctx.store.write(durable=False) as conn:
         if not conn.execute(select(set_members.c.sha256).where(set_members.c.set_id == task.set_id)).first():
             # Every member was replaced before it could be filed: there is no set left to file.
             conn.execute(delete(sets).where(sets.c.id == task.set_id))
@@ -296,9 +299,10 @@ def _content_replaced(ctx: Ctx, set_id: str, sha: str, src: Path, err: ContentCh
         log.info("%s is still being written; its next event registers it", rel)
 
 
-def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:
-    """Move the image's YAML/caption files from where it was to beside it, names kept paired."""
+def _companions(ctx: Ctx, origin: Path, dst: Path) -> list[tuple[Path, str]]:
+    """The image's YAML/caption files where it was, each with its name beside `dst` (paired)."""
     ing = ctx.cfg.ingest
+    out = []
     for c in sidecar_candidates(origin, ing.yaml_suffixes, ing.caption_suffixes):
         if not c.is_file() or c.is_symlink():
             continue
@@ -307,10 +311,65 @@ def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:
             if c.name.startswith(origin.name)
             else dst.stem + c.name[len(origin.stem) :]
         )
+        out.append((c, name))
+    return out
+
+
+def _move_companions(ctx: Ctx, origin: Path, dst: Path) -> None:
+    """Move the image's YAML/caption files from where it was to beside it, names kept paired."""
+    for c, name in _companions(ctx, origin, dst):
         try:
             ctx.fileops.move(c, unique_destination(dst.parent / name), note=f"metadata of {dst.name}")
         except (VanishedError, FileNotFoundError):
             log.info("metadata file %s was moved away before it could follow its image", c)
+
+
+@dataclass
+class _MemberMove:
+    sha256: str
+    src: Path
+    dst: Path
+    st: os.stat_result
+    companions: list[tuple[Path, Path]]
+
+
+def _file_planned(ctx: Ctx, set_id: str, members: list[_MemberMove]) -> None:
+    """Move the members and their metadata files. One durable transaction journals every move of
+    the set before the first one happens; what each move then changes in the database is left to
+    the next durable commit (after a power cut, recovery and the next reconcile find the same from
+    the journal and the files), so filing a set costs two fsyncs, not two per file."""
+    if not members:
+        return
+    moves: list[PlannedMove] = []
+    for m in members:
+        moves.append(PlannedMove(m.src, m.dst, m.sha256, note=f"file into set {set_id}"))
+        moves.extend(PlannedMove(c, d, note=f"metadata of {m.dst.name}") for c, d in m.companions)
+    ids = ctx.fileops.plan(moves)
+    pending = list(ids)
+    try:
+        it = iter(ids)
+        for m in members:
+            jid, cids = next(it), [next(it) for _ in m.companions]
+            pending.remove(jid)
+            try:
+                ctx.fileops.perform(jid, m.src, m.dst, sha256=m.sha256, durable=False)
+            except ContentChangedError as e:
+                ctx.fileops.abandon(cids, "its image was not moved")
+                for cid in cids:
+                    pending.remove(cid)
+                _content_replaced(ctx, set_id, m.sha256, m.src, e)
+                continue
+            with ctx.store.write(durable=False) as conn:
+                records.relocate(conn, ctx.rel(m.src), ctx.rel(m.dst), m.sha256, m.st.st_size, m.st.st_mtime_ns)
+            for cid, (c, d) in zip(cids, m.companions, strict=True):
+                pending.remove(cid)
+                try:
+                    ctx.fileops.perform(cid, c, d, durable=False)
+                except VanishedError:
+                    log.info("metadata file %s was moved away before it could follow its image", c)
+    finally:
+        # Filing stopped at an error (recorded against the set, retried at the next reconcile).
+        ctx.fileops.abandon(pending, "not attempted: filing the set stopped at an earlier error")
 
 
 def _filed_from(ctx: Ctx, sha: str, now_at: Path) -> Path | None:

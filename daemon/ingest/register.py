@@ -125,7 +125,8 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
     assert t.image is not None and t.meta is not None and t.st is not None and t.sha256
     img, meta, now = t.image, t.meta, time.time()
     rel = ctx.rel(t.path)
-    with ctx.store.write() as conn:
+    # Not durable: after a power cut the start-up reconcile registers the file again from itself.
+    with ctx.store.write(durable=False) as conn:
         values = {
             "path": rel,
             "original_name": to_db_path(t.path.name),

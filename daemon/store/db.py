@@ -49,12 +49,25 @@ class Store:
 
         @event.listens_for(self.engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+            opts = conn.get_execution_options()
+            if not opts.get("write"):
+                conn.exec_driver_sql("BEGIN")
+                return
+            # Set per transaction (pooled connections keep it): see `write`.
+            conn.exec_driver_sql("PRAGMA synchronous=" + ("FULL" if opts.get("durable", True) else "NORMAL"))
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One explicit write transaction; commits on success, rolls back on any exception."""
-        with self._lock, self.engine.connect().execution_options(write=True) as conn, conn.begin():
+    def write(self, *, durable: bool = True) -> Iterator[Connection]:
+        """One explicit write transaction; commits on success, rolls back on any exception.
+
+        A durable commit is on disk when this returns (the WAL is fsynced). `durable=False` skips
+        that fsync, for what can be derived again from the files after a power cut (an image's
+        registration, a journal entry's "done"): a crash of the process loses nothing either way,
+        and the next durable commit puts it on disk too (the WAL is written in order), so a
+        decision or a planned move committed later never stands without it."""
+        opts = {"write": True, "durable": durable}
+        with self._lock, self.engine.connect().execution_options(**opts) as conn, conn.begin():
             yield conn
 
     @contextmanager
