@@ -12,11 +12,11 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from core.errors import FileOpError, VanishedError
 from core.hashing import sha256_file
@@ -154,7 +154,7 @@ class FileOps:
 
     def plan(self, moves: Sequence[PlannedMove]) -> list[int]:
         """Journal moves (state `planned`) in one durable transaction, before any of them happens;
-        returns their journal ids in order. Each must then be `perform`ed or `abandon`ed."""
+        returns their journal ids in order. Each must then be `perform`ed, or made and `finish`ed."""
         for m in moves:
             self._inside_root(m.dst)
             m.dst.parent.mkdir(parents=True, exist_ok=True)
@@ -178,32 +178,34 @@ class FileOps:
         return ids
 
     def perform(self, jid: int, src: Path, dst: Path, *, sha256: str | None = None, durable: bool = True) -> MoveResult:
-        """Make a planned move (link, check `sha256`, unlink) and mark it done or failed.
-        `durable=False` leaves that mark to the next durable commit: after a power cut `recover`
-        finds the same state from the files (the entry planned, the file at one end)."""
+        """Make a planned move (link, check `sha256`, unlink) and mark it done or failed."""
         try:
-            _atomic_move_no_replace(src, dst, sha256)
+            self.make(src, dst, sha256)
         except Exception as e:
             with self.store.write(durable=durable) as conn:
-                conn.execute(
-                    update(journal)
-                    .where(journal.c.id == jid)
-                    .values(state="failed", finished_at=time.time(), note=str(e))
-                )
+                self.finish(conn, {jid: str(e)})
             raise
         with self.store.write(durable=durable) as conn:
-            conn.execute(update(journal).where(journal.c.id == jid).values(state="done", finished_at=time.time()))
+            self.finish(conn, {jid: None})
         return MoveResult(jid, src, dst)
 
-    def abandon(self, ids: Sequence[int], why: str) -> None:
-        """Planned moves that will not be made: failed, files left where they are."""
-        if not ids:
-            return
-        with self.store.write(durable=False) as conn:
+    @staticmethod
+    def make(src: Path, dst: Path, sha256: str | None = None) -> None:
+        """The move itself, for a journal entry `plan`ned before and `finish`ed after."""
+        _atomic_move_no_replace(src, dst, sha256)
+
+    @staticmethod
+    def finish(conn: Connection, outcomes: Mapping[int, str | None]) -> None:
+        """Mark planned moves done (None) or failed (the reason), in the caller's transaction. A
+        mark that a power cut loses is found again by `recover` from the files (the entry
+        planned, the file at one end), so it may go in a transaction that is not durable."""
+        now = time.time()
+        for jid, why in outcomes.items():
+            values = {"state": "done"} if why is None else {"state": "failed", "note": why}
             conn.execute(
                 update(journal)
-                .where(journal.c.id.in_(list(ids)), journal.c.state == "planned")
-                .values(state="failed", finished_at=time.time(), note=why)
+                .where(journal.c.id == jid, journal.c.state == "planned")
+                .values(finished_at=now, **values)
             )
 
     def _inside_root(self, dst: Path) -> None:

@@ -173,7 +173,9 @@ def folder_set_id(conn: Connection, folder_name: str, members: list[str]) -> str
 def persist_set(ctx: Ctx, task: SetTask) -> None:
     """Stage `persist`: commit the set and its membership before anything moves."""
     folder = ctx.cfg.path("raw") / f"set_{task.set_id}"
-    with ctx.store.write() as conn:
+    # Not durable by itself: the journal's durable commit of the set's moves, before the first of
+    # them, puts it on disk too (the WAL is written in order).
+    with ctx.store.write(durable=False) as conn:
         if conn.execute(select(sets.c.id).where(sets.c.id == task.set_id)).first():
             return
         conn.execute(
@@ -335,41 +337,52 @@ class _MemberMove:
 
 def _file_planned(ctx: Ctx, set_id: str, members: list[_MemberMove]) -> None:
     """Move the members and their metadata files. One durable transaction journals every move of
-    the set before the first one happens; what each move then changes in the database is left to
-    the next durable commit (after a power cut, recovery and the next reconcile find the same from
-    the journal and the files), so filing a set costs two fsyncs, not two per file."""
+    the set before the first one happens; the marks and path updates follow in one transaction
+    that is not durable (after a power cut, recovery and the next reconcile find the same from the
+    journal and the files): filing a set costs one fsync, not two per file."""
     if not members:
         return
     moves: list[PlannedMove] = []
     for m in members:
         moves.append(PlannedMove(m.src, m.dst, m.sha256, note=f"file into set {set_id}"))
         moves.extend(PlannedMove(c, d, note=f"metadata of {m.dst.name}") for c, d in m.companions)
-    ids = ctx.fileops.plan(moves)
-    pending = list(ids)
+    ids = iter(ctx.fileops.plan(moves))
+    planned = [(m, next(ids), [next(ids) for _ in m.companions]) for m in members]
+    outcomes: dict[int, str | None] = {}
+    moved: list[_MemberMove] = []
+    replaced: list[tuple[_MemberMove, ContentChangedError]] = []
     try:
-        it = iter(ids)
-        for m in members:
-            jid, cids = next(it), [next(it) for _ in m.companions]
-            pending.remove(jid)
+        for m, jid, cids in planned:
             try:
-                ctx.fileops.perform(jid, m.src, m.dst, sha256=m.sha256, durable=False)
-            except ContentChangedError as e:
-                ctx.fileops.abandon(cids, "its image was not moved")
-                for cid in cids:
-                    pending.remove(cid)
-                _content_replaced(ctx, set_id, m.sha256, m.src, e)
+                ctx.fileops.make(m.src, m.dst, m.sha256)
+            except ContentChangedError as changed:
+                outcomes[jid] = str(changed)
+                outcomes.update(dict.fromkeys(cids, "not moved: its image was not"))
+                replaced.append((m, changed))
                 continue
-            with ctx.store.write(durable=False) as conn:
-                records.relocate(conn, ctx.rel(m.src), ctx.rel(m.dst), m.sha256, m.st.st_size, m.st.st_mtime_ns)
+            except Exception as e:
+                outcomes[jid] = str(e)
+                raise
+            outcomes[jid] = None
+            moved.append(m)
             for cid, (c, d) in zip(cids, m.companions, strict=True):
-                pending.remove(cid)
                 try:
-                    ctx.fileops.perform(cid, c, d, durable=False)
-                except VanishedError:
+                    ctx.fileops.make(c, d)
+                    outcomes[cid] = None
+                except VanishedError as e:
                     log.info("metadata file %s was moved away before it could follow its image", c)
+                    outcomes[cid] = str(e)
     finally:
-        # Filing stopped at an error (recorded against the set, retried at the next reconcile).
-        ctx.fileops.abandon(pending, "not attempted: filing the set stopped at an earlier error")
+        # What an error stopped (recorded against the set, retried at the next reconcile) stays planned
+        # no longer: failed, its files where they were.
+        stopped = "not attempted: filing the set stopped at an earlier error"
+        outcomes.update({j: stopped for _m, jid, cids in planned for j in (jid, *cids) if j not in outcomes})
+        with ctx.store.write(durable=False) as conn:
+            ctx.fileops.finish(conn, outcomes)
+            for m in moved:
+                records.relocate(conn, ctx.rel(m.src), ctx.rel(m.dst), m.sha256, m.st.st_size, m.st.st_mtime_ns)
+    for m, err in replaced:
+        _content_replaced(ctx, set_id, m.sha256, m.src, err)
 
 
 def _filed_from(ctx: Ctx, sha: str, now_at: Path) -> Path | None:

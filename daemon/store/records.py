@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -15,18 +16,28 @@ from daemon.store.schema import errors, files, images, state
 
 def upsert(conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
     """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL alike."""
+    stmt = _upsert_statement(conn.dialect.name, table, tuple(values), tuple(keys))
+    conn.execute(stmt, values)
+
+
+@functools.cache
+def _upsert_statement(dialect: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+    """Built once per shape, the values bound at execution: building and caching a statement
+    with the values inside cost more than the insert itself (ingest runs several per image)."""
     # Imported here: the PostgreSQL dialect costs every `bestshot status` ~30 ms otherwise.
     stmt: Any
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(table).values(**values)
+        stmt = pg_insert(table)
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt = sqlite_insert(table).values(**values)
-    rest = {k: v for k, v in values.items() if k not in keys}
-    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=rest) if rest else stmt.on_conflict_do_nothing())
+        stmt = sqlite_insert(table)
+    rest = [c for c in columns if c not in keys]
+    if not rest:
+        return stmt.on_conflict_do_nothing()
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in rest})
 
 
 def record_error(
