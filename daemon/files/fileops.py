@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from core.errors import FileOpError, VanishedError
 from core.hashing import sha256_file
@@ -158,24 +158,27 @@ class FileOps:
         for m in moves:
             self._inside_root(m.dst)
             m.dst.parent.mkdir(parents=True, exist_ok=True)
-        ids: list[int] = []
+        now = time.time()
+        rows = [
+            {
+                "batch_id": m.batch_id,
+                "op": "move",
+                "src": self._rel(m.src),
+                "dst": self._rel(m.dst),
+                "sha256": m.sha256,
+                "state": "planned",
+                "created_at": now,
+                "note": m.note,
+            }
+            for m in moves
+        ]
         with self.store.write() as conn:
-            for m in moves:
-                key = conn.execute(
-                    insert(journal).values(
-                        batch_id=m.batch_id,
-                        op="move",
-                        src=self._rel(m.src),
-                        dst=self._rel(m.dst),
-                        sha256=m.sha256,
-                        state="planned",
-                        created_at=time.time(),
-                        note=m.note,
-                    )
-                ).inserted_primary_key
+            if len(rows) == 1:
+                key = conn.execute(insert(journal).values(**rows[0])).inserted_primary_key
                 assert key is not None
-                ids.append(int(key[0]))
-        return ids
+                return [int(key[0])]
+            stmt = insert(journal).returning(journal.c.id, sort_by_parameter_order=True)
+            return [int(r.id) for r in conn.execute(stmt, rows)]
 
     def perform(self, jid: int, src: Path, dst: Path, *, sha256: str | None = None, durable: bool = True) -> MoveResult:
         """Make a planned move (link, check `sha256`, unlink) and mark it done or failed."""
@@ -200,12 +203,14 @@ class FileOps:
         mark that a power cut loses is found again by `recover` from the files (the entry
         planned, the file at one end), so it may go in a transaction that is not durable."""
         now = time.time()
-        for jid, why in outcomes.items():
-            values = {"state": "done"} if why is None else {"state": "failed", "note": why}
+        planned = journal.c.id == bindparam("jid"), journal.c.state == "planned"
+        done = [{"jid": j} for j, why in outcomes.items() if why is None]
+        failed = [{"jid": j, "why": why} for j, why in outcomes.items() if why is not None]
+        if done:  # one statement for all of them: filing finishes a set's moves at once
+            conn.execute(update(journal).where(*planned).values(state="done", finished_at=now), done)
+        if failed:
             conn.execute(
-                update(journal)
-                .where(journal.c.id == jid, journal.c.state == "planned")
-                .values(finished_at=now, **values)
+                update(journal).where(*planned).values(state="failed", finished_at=now, note=bindparam("why")), failed
             )
 
     def _inside_root(self, dst: Path) -> None:
