@@ -2,6 +2,7 @@
 through the daemon's job queue, their ratio, and peak RSS with every model loaded.
 
     .venv/bin/python benchmarks/sidecars.py [--synthetic N] [--device cpu] [--persons N] [--persons-only]
+                                            [--memory-only]
 
 Images: every photo under ../shared/data (or N synthetic 1024x1536 PNGs when it is absent or
 --synthetic is given). The same extractor instances serve both measurements, so models are
@@ -20,6 +21,10 @@ loaded and warm before either is timed.
   one-person images ("person jogging") and N five-person images ("five people playing
   volleyball"), spread over the generators: ms/image, people and hands found per image, and the
   five-person cost as a ratio of the one-person cost measured in the same run.
+- Idle memory (`--memory-only` for just this): each configuration (with and without CLIP) in a
+  fresh process, as the daemon goes through it: RSS idle before the first image, with every model
+  loaded by a pass, after `unload_models` (what extractors.unload_idle_seconds triggers) twice over,
+  and the reload cost (one image right after an unload against one warm).
 - CLIP weights cannot be downloaded here: ClipExtractor(random_weights_for_tests=True) is swapped
   into the daemon's extractors before registration, so clip jobs are queued and its model compute
   (the real ViT-B-32 architecture) is included; only the weights are random.
@@ -28,6 +33,7 @@ loaded and warm before either is timed.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import platform
@@ -158,15 +164,72 @@ def rss_mb() -> float:
     return int(out.stdout.strip()) / 1024
 
 
-def cold_vs_warm(extractors: list[Extractor], data: list[tuple[Path, bytes]]) -> tuple[float, float]:
-    """ms for one image through every extractor (one pass) right after the models were unloaded, then warm."""
-    times = []
-    for _ in range(2):
-        images = decode_all(data[:1])
-        t0 = time.perf_counter()
-        run_pass(extractors, images, {})
-        times.append((time.perf_counter() - t0) * 1000)
-    return times[0], times[1]
+def idle_memory(config: str, data: list[tuple[Path, bytes]], device: str) -> None:
+    """One configuration in this (fresh) process, as the daemon goes through it: idle before its
+    first image (start-up done, libraries in, no model), every model loaded by a pass, unloaded as
+    after extractors.unload_idle_seconds, twice; and one image right after an unload against warm."""
+    names = ALL if config == "with CLIP" else [n for n in ALL if n not in ("clip", "hand_clip")]
+    with tempfile.TemporaryDirectory(prefix="bestshot-idle-") as tmp:
+        cfg = load_config(
+            None, root=Path(tmp) / "root", env={}, overrides={"extractors": {"enabled": names, "device": device}}
+        )
+        ctx = build_ctx(cfg)
+        for e in ctx.extractors:  # the daemon's start-up reconcile asks each (imports its libraries)
+            e.availability()
+        if config == "with CLIP":
+            clip = ClipExtractor(cfg.extractors, cfg.path("models"), random_weights_for_tests=True)
+            ctx.extractors = [
+                clip if e.name == "clip" else HandClipExtractor(clip) if e.name == "hand_clip" else e
+                for e in ctx.extractors
+            ]
+        gc.collect()
+        before = rss_mb()
+        loaded, after, ms = [], [], []
+        for _cycle in range(2):
+            run_pass(ctx.extractors, decode_all(data[:2]), {})
+            loaded.append(rss_mb())
+            for _ in range(2):  # right after loading the models (cold on the second cycle), then warm
+                images = decode_all(data[:1])
+                t0 = time.perf_counter()
+                run_pass(ctx.extractors, images, {})
+                ms.append((time.perf_counter() - t0) * 1000)
+            unloaded = unload_models(ctx)
+            after.append(rss_mb())
+        cold = run_pass_ms(ctx.extractors, data[:1])
+        unload_models(ctx)
+        ctx.store.close()
+    print(
+        f"{config:12s} idle RSS before the first image {before:.0f} MB; models loaded {loaded[0]:.0f} MB; "
+        f"after unloading them ({len(unloaded)} extractors) {after[0]:.0f} MB = {after[0] - before:+.0f} MB; "
+        f"loaded again and unloaded {after[1]:.0f} MB = {after[1] - before:+.0f} MB (aim: within 150 MB)"
+    )
+    print(
+        f"{config:12s} reload cost: one image through every extractor right after unloading {cold:.0f} ms, "
+        f"warm {ms[-1]:.0f} ms -> loading the models again costs {cold - ms[-1]:.0f} ms once"
+    )
+
+
+def run_pass_ms(extractors: list[Extractor], data: list[tuple[Path, bytes]]) -> float:
+    images = decode_all(data)
+    t0 = time.perf_counter()
+    run_pass(extractors, images, {})
+    return (time.perf_counter() - t0) * 1000
+
+
+def idle_memory_in_fresh_processes(args: argparse.Namespace) -> None:
+    """Each configuration in a process of its own, so that neither the other configuration nor the
+    figures above (other extractor instances, the per-person runs) are counted in its idle RSS."""
+    print("\nidle memory (extractors.unload_idle_seconds), each configuration in a fresh process:")
+    for config in ("with CLIP", "without CLIP"):
+        cmd = [sys.executable, __file__, "--idle-memory", config, "--device", args.device]
+        if args.synthetic:
+            cmd += ["--synthetic", str(args.synthetic)]
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"{config}: exit {out.returncode}\n{out.stderr[-3000:]}")
+        print(out.stdout.strip())
 
 
 def main() -> None:
@@ -175,11 +238,19 @@ def main() -> None:
     ap.add_argument("--device", default="auto", choices=["auto", "mps", "cuda", "cpu"])
     ap.add_argument("--persons", type=int, default=4, help="images per group for the per-person cost (0: skip)")
     ap.add_argument("--persons-only", action="store_true", help="only the per-person cost")
+    ap.add_argument("--memory-only", action="store_true", help="only the idle memory and reload cost")
+    ap.add_argument("--idle-memory", choices=["with CLIP", "without CLIP"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     tune_malloc()  # as `bestshot run` does
     if args.persons_only:
         persons_cost(max(args.persons, 1))
+        return
+    if args.idle_memory:
+        idle_memory(args.idle_memory, image_bytes(args.synthetic), args.device)
+        return
+    if args.memory_only:
+        idle_memory_in_fresh_processes(args)
         return
 
     data = image_bytes(args.synthetic)
@@ -193,7 +264,6 @@ def main() -> None:
         ctx = build_ctx(cfg)
         for e in ctx.extractors:  # the daemon's start-up reconcile asks each (imports its libraries)
             e.availability()
-        idle_before = rss_mb()  # the idle daemon before its first image: libraries in, no model loaded
         clip = ClipExtractor(cfg.extractors, cfg.path("models"), random_weights_for_tests=True)
         ctx.extractors = [
             clip if e.name == "clip" else HandClipExtractor(clip) if e.name == "hand_clip" else e
@@ -238,22 +308,10 @@ def main() -> None:
         print(f"peak RSS with all models loaded: {peak_rss_mb():.0f} MB")
         if args.persons:
             persons_cost(args.persons)
-        loaded = rss_mb()
-        unloaded = unload_models(ctx)
-        idle_after = rss_mb()
-        print(
-            f"idle RSS before the first image {idle_before:.0f} MB; with models loaded {loaded:.0f} MB; "
-            f"after unloading them ({len(unloaded)} extractors, as after extractors.unload_idle_seconds) "
-            f"{idle_after:.0f} MB = {idle_after - idle_before:+.0f} MB against before (aim: within 150 MB)"
-        )
-        cold, warm = cold_vs_warm(ctx.extractors, data)
-        print(
-            f"reload cost: one image through every extractor right after unloading {cold:.0f} ms, warm "
-            f"{warm:.0f} ms -> reloading the models costs {cold - warm:.0f} ms once"
-        )
         for e in ctx.extractors:
             e.close()
         ctx.store.close()
+    idle_memory_in_fresh_processes(args)
 
 
 if __name__ == "__main__":

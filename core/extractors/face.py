@@ -49,7 +49,9 @@ class FaceExtractor(MediaPipeExtractor):
         return tuple(f for m in self._models() for f in _FILES[m])
 
     def _build(self) -> list[Any]:
-        import mediapipe as mp
+        from core.extractors.mp_import import import_mediapipe
+
+        mp = import_mediapipe()
 
         return [
             mp.solutions.face_detection.FaceDetection(

@@ -42,7 +42,9 @@ class HandsExtractor(MediaPipeExtractor):
     model_files = ("palm_detection/palm_detection_full.tflite", "hand_landmark/hand_landmark_full.tflite")
 
     def _build(self) -> list[Any]:
-        import mediapipe as mp
+        from core.extractors.mp_import import import_mediapipe
+
+        mp = import_mediapipe()
 
         def graph(max_hands: int) -> Any:
             return mp.solutions.hands.Hands(

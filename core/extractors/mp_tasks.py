@@ -15,6 +15,7 @@ import zipfile
 from typing import Any
 
 from core.errors import ModelUnavailableError
+from core.extractors.mp_import import import_mediapipe
 from core.extractors.weights import mediapipe_module_file
 
 # (file under mediapipe/modules, name inside the bundle, input range, number of outputs). The
@@ -27,6 +28,7 @@ _POSE_PARTS = (
 
 
 def _with_metadata(model: bytes, value_range: tuple[float, float], outputs: int) -> bytes:
+    import_mediapipe()
     from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer
 
     lo, hi = value_range
@@ -52,6 +54,7 @@ def pose_bundle(landmark_file: str) -> bytes:
 
 
 def pose_landmarker(bundle: bytes, num_poses: int, min_confidence: float) -> Any:
+    import_mediapipe()
     from mediapipe.tasks.python import BaseOptions, vision
 
     opts = vision.PoseLandmarkerOptions(
@@ -67,8 +70,9 @@ def pose_landmarker(bundle: bytes, num_poses: int, min_confidence: float) -> Any
 
 def detect_poses(landmarker: Any, rgb: Any) -> list[Any]:
     """Per person, the 33 normalised landmarks (with visibility) the landmarker found."""
-    import mediapipe as mp
     import numpy as np
+
+    mp = import_mediapipe()
 
     image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
     return list(landmarker.detect(image).pose_landmarks)

@@ -80,7 +80,9 @@ class PoseExtractor(MediaPipeExtractor):
         bundle = pose_bundle(POSE_LANDMARK_FILES[self.settings.pose_model_complexity])
         conf = self.settings.pose_min_confidence
         # A region holds its person and parts of the neighbours: two poses let the right one win.
-        import mediapipe as mp
+        from core.extractors.mp_import import import_mediapipe
+
+        mp = import_mediapipe()
 
         # Confirms the head of a pose read in a tile: the landmarker also "finds" people in arms
         # and hands when a tile shows only part of someone (a portrait's arm read as a second person).

@@ -125,7 +125,9 @@ class SaliencyExtractor(Extractor):
         return [p for p in wanted if p in have] + ["CPUExecutionProvider"]
 
     def _load(self) -> None:
-        import mediapipe as mp
+        from core.extractors.mp_import import import_mediapipe
+
+        mp = import_mediapipe()
 
         ort = _onnxruntime()
         opts = ort.SessionOptions()
