@@ -15,7 +15,7 @@ from core.config import load_config
 from core.extractors.base import SidecarResult
 from core.extractors.registry import run_pass
 from daemon.app import build_ctx
-from daemon.idle_models import unload_models
+from daemon.extractors.idle_models import unload_models
 from tests.helpers import REPO, DaemonProc, db_rows, decoded, textured, wait_for, write_config, write_png
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from daemon.cli import main
-from daemon.fileops import FileOps, PlannedMove
+from daemon.files.fileops import FileOps, PlannedMove
 from daemon.store.db import open_store
 from tests.helpers import db_rows, filed_sets, textured, write_config, write_png
 
