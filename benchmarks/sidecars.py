@@ -57,9 +57,9 @@ from core.extractors.base import Extractor, SidecarResult  # noqa: E402
 from core.extractors.clip import ClipExtractor  # noqa: E402
 from core.extractors.hand_clip import HandClipExtractor  # noqa: E402
 from core.extractors.registry import run_pass  # noqa: E402
-from daemon import jobs  # noqa: E402
 from daemon.app import build_ctx  # noqa: E402
 from daemon.context import Ctx  # noqa: E402
+from daemon.extractors import jobs  # noqa: E402
 from daemon.extractors.extract import run_extract_pass  # noqa: E402
 from daemon.extractors.idle_models import tune_malloc, unload_models  # noqa: E402
 from daemon.watch.engine import Engine  # noqa: E402
