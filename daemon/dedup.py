@@ -10,7 +10,7 @@ have to split), or when the rule changes (embeddings became available).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,24 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
     out = DedupRefresh("incremental" if incremental else "full", len(set(merged.values())), len(changed))
     log.debug("duplicates: %s", out)
     return out
+
+
+def mark_filed_sets(ctx: Ctx, set_ids: Collection[str]) -> None:
+    """The near-duplicate marks of sets filed after their images' groups were stored (a loose set
+    closes after the extraction queue drained): refresh_duplicates finds nothing new for them."""
+    if not set_ids:
+        return
+    with ctx.store.write() as conn:
+        shas = [
+            r.sha256 for r in conn.execute(select(set_members.c.sha256).where(set_members.c.set_id.in_(list(set_ids))))
+        ]
+        groups = {
+            r.sha256: r.group_id
+            for r in conn.execute(
+                select(dup_groups.c.sha256, dup_groups.c.group_id).where(dup_groups.c.sha256.in_(shas))
+            )
+        }
+        _mark_sets(conn, groups, set(set_ids))
 
 
 def _items(ctx: Ctx, rows: Sequence[Any]) -> list[DedupItem]:

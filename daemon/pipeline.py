@@ -1,98 +1,182 @@
-"""The named stages, in order, in one place.
+"""The whole pipeline, assembled in one place: from a settled file to a decided set.
 
-An ImageTask flows through IMAGE_STAGES when a file in the inbox settles; a SetTask flows
-through SET_STAGES when a set closes. Per-item failures are caught here, at the stage
-boundary, and recorded against the path so `bestshot status` shows them; the daemon goes on.
+`run` drives it round by round as events arrive; `scan`, `review`'s catch-up, the tests and the
+benchmarks use the same object. In order:
+
+1. start-up recovery (daemon/files/recovery.py): journal, jobs, batch sets, session log, open sets;
+2. the Engine turns file-system events into work: each settled file goes through the image
+   stages (daemon/ingest/stages.py: stat, read, decode, metadata, register), which hand its pixels to
+   the first extraction pass (run here as soon as a pass's worth is waiting); files elsewhere
+   are tracked, and their moves and tag changes go to the DecisionTracker;
+3. a round (`Pipeline.round`, ROUND lists its steps):
+   - idle models unload after `extractors.unload_idle_seconds`;
+   - filing: each closed set through the set stages (persist, file); loose files wait for
+     their pHash;
+   - decisions: sets the user finished are decided and their session lines written;
+   - one extraction pass: every pending extractor, pHash included, over up to
+     `extractors.images_per_pass` images, each decoded once;
+   - with the queue empty, `scan` closes the open loose sets (every pHash is in by then);
+   - when the queue drained or sets were filed since: near-duplicate groups and marks, then
+     the parquet export;
+   - with the queue empty: proposals, batch decisions, retraining, mode changes (RankLoop).
+
+The daemon goes back to its events between rounds, so a backlog never starves new files.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
-from core.errors import BestshotError, DuplicateError, NotReadyError
 from daemon.context import Ctx
+from daemon.dedup import mark_filed_sets, refresh_duplicates
+from daemon.extractors import jobs
 from daemon.extractors.extract import run_extract_pass
-from daemon.ingest import filing
-from daemon.ingest import register as ingest
-from daemon.store import records
+from daemon.extractors.idle_models import IdleModels
+from daemon.extractors.progress import DrainProgress
+from daemon.files.recovery import STARTUP_STEPS
+from daemon.labels.decide import DecisionTracker
+from daemon.rank.loop import RankLoop
+from daemon.store.parquet_export import export_parquet
+from daemon.watch.engine import Engine
+from daemon.watch.settle import Settler
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+
+# A step of the pipeline is run through a guard: the daemon records a failure and goes on;
+# `scan` and the tests let it end them (strict).
+Guard = Callable[[str, Callable[[], object]], object]
+
+# The steps of a round, in the order Pipeline.round runs them (names as failures are recorded).
+ROUND: tuple[str, ...] = (
+    "model unload",
+    "filing",
+    "decisions",
+    "extraction",
+    "closing open sets",
+    "duplicates",
+    "parquet export",
+    "ranking",
+)
+
+
+def strict(_what: str, step: Callable[[], object]) -> object:
+    return step()
 
 
 @dataclass(frozen=True)
-class Stage(Generic[T]):
-    name: str
-    run: Callable[[Ctx, T], None]
+class Round:
+    extracted: int  # images the round's extraction pass handled (0: the queue is empty)
+    next_deadline: float | None  # when a set closes, a decision times out or models unload
 
 
-IMAGE_STAGES: tuple[Stage[ingest.ImageTask], ...] = (
-    Stage("stat", ingest.stage_stat),  # symlinks, non-files, size limits
-    Stage("read", ingest.stage_read),  # bytes + sha256; known content short-circuits
-    Stage("decode", ingest.stage_decode),  # complete decode, pixel limit
-    Stage("metadata", ingest.stage_metadata),  # YAML / caption / meta.yaml / PNG chunks
-    Stage("register", ingest.stage_register),  # image row, pHash, jobs enqueued
-)
+class Pipeline:
+    """`without`: steps of ROUND a caller runs itself (a test of one of them), never run here."""
 
-SET_STAGES: tuple[Stage[filing.SetTask], ...] = (
-    Stage("persist", filing.persist_set),  # set + members committed before any move
-    Stage("file", filing.move_members),  # journaled moves into raw/set_<id>/
-)
+    def __init__(
+        self,
+        ctx: Ctx,
+        settler: Settler | None = None,
+        *,
+        progress: DrainProgress | None = None,
+        without: Collection[str] = (),
+    ) -> None:
+        unknown = set(without) - set(ROUND)
+        if unknown:
+            raise ValueError(f"not steps of a round: {sorted(unknown)}")
+        self.ctx = ctx
+        self.engine = Engine(ctx, settler)
+        self.tracker = DecisionTracker(ctx)
+        self.engine.move_observers.append(self.tracker.on_move)
+        self.engine.unknown_observers.append(self.tracker.on_unknown_file)
+        self.engine.touch_observers.append(self.tracker.on_touch)
+        self.engine.on_registered = self._extract_handed_off
+        self.rank = RankLoop(ctx, self.tracker)
+        self.models = IdleModels(ctx)
+        self.progress = progress
+        self.without = frozenset(without)
+        self._queue_was_busy = True  # the first empty round refreshes duplicates and the export
 
+    def recover(self, guard: Guard = strict) -> None:
+        """Step 1, before any event is handled."""
+        for what, step in STARTUP_STEPS:
+            guard(what, lambda step=step: step(self.ctx, self.tracker))  # type: ignore[misc]
 
-def run_image(ctx: Ctx, task: ingest.ImageTask) -> ingest.ImageTask:
-    """Run the image stages. NotReadyError propagates (the caller retries later); others are recorded."""
-    rel = ctx.rel(task.path)
-    for stage in IMAGE_STAGES:
-        try:
-            stage.run(ctx, task)
-        except NotReadyError:
-            raise
-        except BestshotError as e:
-            _record(ctx, rel, stage.name, e, task.sha256)
-            task.outcome = f"error:{e.kind}"
-            return task
-        except OSError as e:
-            _record(ctx, rel, stage.name, BestshotError(task.path, f"I/O error: {e.strerror or e}"), task.sha256)
-            task.outcome = "error:io"
-            return task
-        except Exception as e:  # a bug or an input nobody foresaw: this file fails, the daemon goes on
-            log.exception("internal error on %s at %s", rel, stage.name)
-            _record(
-                ctx, rel, stage.name, BestshotError(task.path, f"internal error: {type(e).__name__}: {e}"), task.sha256
-            )
-            task.outcome = "error:internal"
-            return task
-        if task.done:
-            break
-    if task.outcome == "registered" and ctx.handoff_full():
-        # A pass's worth of decoded images is waiting: extract them before decoding more.
-        run_extract_pass(ctx)
-    return task
+    def round(self, guard: Guard = strict, *, close_open: bool = False) -> Round:
+        """One round of step 3. `close_open` (scan): once nothing is left to extract, file the
+        loose sets still open instead of waiting for their quiet time."""
+        run = self._runner(guard)
+        run("model unload", self.models.unload_if_idle)
+        deadlines = [run("filing", self.engine.file_ready_sets), run("decisions", self.tracker.evaluate)]
+        deadlines.append(self.models.deadline())
+        if self.engine.should_stop():
+            return Round(0, None)
+        n = run("extraction", self._extract_pass)
+        extracted = n if isinstance(n, int) else 0
+        if extracted:
+            self.models.used()
+        elif close_open:
+            run("closing open sets", lambda: self.engine.file_ready_sets(force_close=True))
+        drained, self._queue_was_busy = self._queue_was_busy and not extracted, extracted > 0
+        if drained or (not extracted and self.engine.filed):
+            filed, self.engine.filed = self.engine.filed, []
+            if not run("duplicates", lambda: self._duplicates(filed)) and "duplicates" not in self.without:
+                self.engine.filed[:0] = filed  # failed: their marks are tried again next round
+            run("parquet export", lambda: export_parquet(self.ctx))
+        if not extracted:
+            run("ranking", self.rank.round)
+        return Round(extracted, min((t for t in deadlines if isinstance(t, float)), default=None))
 
+    def queue_more(self) -> None:
+        """Work was queued outside a round (a new model's re-analysis): its drain counts."""
+        self._queue_was_busy = True
 
-def run_set(ctx: Ctx, task: filing.SetTask) -> bool:
-    for stage in SET_STAGES:
-        try:
-            stage.run(ctx, task)
-        except Exception as e:  # recorded against the set; it is retried at the next reconcile
-            err = e if isinstance(e, BestshotError) else BestshotError(None, f"{type(e).__name__}: {e}")
-            _record(ctx, f"set_{task.set_id}", stage.name, err)
-            return False
-    return True
+    def run_to_completion(
+        self,
+        guard: Guard = strict,
+        *,
+        recover: bool = True,
+        queued: Callable[[int], None] | None = None,
+        extracted: Callable[[int], None] | None = None,
+    ) -> None:
+        """`scan`: recover, ingest everything present, then rounds until nothing is left to
+        extract, closing the open sets at the end. `queued` is told how many images wait for
+        the extractors once everything is ingested; `extracted`, each pass's images."""
+        if recover:
+            self.recover(guard)
+        self.engine.reconcile(direct=True)
+        if queued is not None:
+            with self.ctx.store.read() as conn:
+                queued(len(jobs.next_images(conn, 10**9)))
+        while (r := self.round(guard, close_open=True)).extracted:
+            if extracted is not None:
+                extracted(r.extracted)
 
+    def _runner(self, guard: Guard) -> Callable[[str, Callable[[], object]], object]:
+        def run(what: str, step: Callable[[], object]) -> object:
+            return None if what in self.without else guard(what, step)
 
-def _record(ctx: Ctx, rel: str, stage: str, e: BestshotError, sha: str | None = None) -> None:
-    if isinstance(e, DuplicateError):  # not a failure: the user dropped an image bestshot already has
-        log.warning("%s: %s", rel, e.reason)
-    else:
-        log.warning("%s failed at %s: %s", rel, stage, e.reason)
-    with ctx.store.write() as conn:
-        records.record_error(conn, rel, stage, e, sha)
+        return run
 
+    def _duplicates(self, filed: list[str]) -> bool:
+        refresh_duplicates(self.ctx)
+        mark_filed_sets(self.ctx, filed)
+        return True
 
-def record_not_ready(ctx: Ctx, task_path_rel: str, e: NotReadyError, waited: float) -> None:
-    _record(ctx, task_path_rel, "settle", NotReadyError(e.path, f"never completed after {waited:.0f} s: {e.reason}"))
+    def _extract_pass(self) -> int:
+        if self.progress is not None:
+            self.progress.before_pass()
+        handled = run_extract_pass(self.ctx)
+        if self.progress is not None:
+            with self.ctx.store.read() as conn:
+                remaining = jobs.pending_images(conn) if handled else 0
+            if line := self.progress.step(handled, remaining):
+                log.info("%s", line)
+        return handled
+
+    def _extract_handed_off(self) -> None:
+        if self.ctx.handoff_full():
+            # A pass's worth of decoded images is waiting: extract them before decoding more.
+            self.models.used()  # else the next round would unload the models this pass loads
+            run_extract_pass(self.ctx)

@@ -1,7 +1,9 @@
 """The long-running daemon: observer + settle timer + scheduler feeding one worker (this thread).
 
 The worker blocks on the event queue (no polling): it wakes for an event, for the next
-quiet-period set closing, or to run queued extraction when no event is waiting.
+quiet-period set closing, or to run queued extraction when no event is waiting. Each wake-up
+hands the events to the pipeline's engine, then runs one round of the pipeline
+(daemon/pipeline.py, where the steps and their order are).
 """
 
 from __future__ import annotations
@@ -21,21 +23,13 @@ from core.events import Event, LearnedFilesChanged, RescanRequested, RetrainRequ
 from core.layout import locate
 from daemon.app import reload_learned
 from daemon.context import Ctx
-from daemon.dedup import refresh_duplicates
-from daemon.extractors import jobs
-from daemon.extractors.extract import run_extract_pass
-from daemon.extractors.idle_models import IdleModels
 from daemon.extractors.progress import DrainProgress
 from daemon.files.health import note_write_failure
-from daemon.files.recovery import STARTUP_STEPS
 from daemon.instance import InstanceLock
-from daemon.labels.decide import DecisionTracker
-from daemon.rank.loop import RankLoop
+from daemon.pipeline import Pipeline
 from daemon.review.server import QueueWriter, ReviewCall, ReviewServer, make_app
 from daemon.review.service import ReviewService
 from daemon.store import records
-from daemon.store.parquet_export import export_parquet
-from daemon.watch.engine import Engine
 from daemon.watch.settle import Settler
 from daemon.watch.watcher import start_observer
 
@@ -48,15 +42,11 @@ class Daemon:
         self.ctx = ctx
         self.events: queue.Queue[Event | None] = queue.Queue()
         self.settler = Settler(self.events)  # type: ignore[arg-type]
-        self.engine = Engine(ctx, self.settler)
+        self.pipeline = Pipeline(ctx, self.settler, progress=DrainProgress())
+        self.engine = self.pipeline.engine
         self.engine.should_stop = lambda: self.stopping.is_set()
-        self.tracker = DecisionTracker(ctx)
-        self.engine.move_observers.append(self.tracker.on_move)
-        self.engine.unknown_observers.append(self.tracker.on_unknown_file)
-        self.engine.touch_observers.append(self.tracker.on_touch)
-        self.rank = RankLoop(ctx, self.tracker)
-        self.progress = DrainProgress()
-        self.models = IdleModels(ctx)
+        self.tracker = self.pipeline.tracker
+        self.rank = self.pipeline.rank
         self.stopping = threading.Event()
         self.review: ReviewServer | None = None
         self._learned_changed = False
@@ -74,8 +64,7 @@ class Daemon:
         lock.acquire()
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
-        for what, step in STARTUP_STEPS:
-            self._guard(what, lambda step=step: step(self.ctx, self.tracker))  # type: ignore[misc]
+        self.pipeline.recover(self._guard)
         models = cfg.path("models")
         observer = start_observer(
             cfg.root,
@@ -165,27 +154,12 @@ class Daemon:
                         self._handle(more)
             if self._learned_changed:  # its re-analysis jobs are queued: run them
                 self._learned_changed = False
-                work_pending = True
-            self._guard("model unload", self.models.unload_if_idle)
-            deadlines = [
-                self._guard("filing", self.engine.file_ready_sets),
-                self._guard("decisions", self.tracker.evaluate),
-                self.models.deadline(),
-            ]
-            next_close = min((t for t in deadlines if isinstance(t, float)), default=None)
+                self.pipeline.queue_more()
+            r = self.pipeline.round(self._guard)
             if self.stopping.is_set():
                 break
-            # One batch at a time, then back to the queue, so new files are never starved by a backlog.
-            was_pending = work_pending
-            work_pending = bool(self._guard("extraction", self._extract_pass))
+            work_pending, next_close = r.extracted > 0, r.next_deadline
             self._busy = self._busy or work_pending
-            if work_pending:
-                self.models.used()
-            if was_pending and not work_pending:  # the queue just drained
-                self._guard("duplicates", lambda: refresh_duplicates(self.ctx))
-                self._guard("parquet export", lambda: export_parquet(self.ctx))
-            if not work_pending:
-                self._guard("ranking", self.rank.round)
             self._check_recovered(failures)
 
     def _failures(self) -> int:
@@ -209,15 +183,6 @@ class Daemon:
             return
         if not self.engine.retry and not self.tracker.retry_pending:
             health.recovered()
-
-    def _extract_pass(self) -> int:
-        self.progress.before_pass()
-        handled = run_extract_pass(self.ctx)
-        with self.ctx.store.read() as conn:
-            remaining = jobs.pending_images(conn) if handled else 0
-        if line := self.progress.step(handled, remaining):
-            log.info("%s", line)
-        return handled
 
     def _guard(self, what: str, step: Callable[[], object]) -> object:
         """Run one step of the loop; an unexpected failure is logged and recorded, never fatal.

@@ -23,13 +23,11 @@ def register(subs: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from daemon.app import build_ctx
-    from daemon.files.recovery import STARTUP_STEPS
     from daemon.instance import InstanceLock
-    from daemon.labels.decide import DecisionTracker
+    from daemon.pipeline import Pipeline
     from daemon.review.catchup import CatchUp
     from daemon.review.server import LockedWriter, ReviewServer, make_app
     from daemon.review.service import ReviewService
-    from daemon.watch.engine import Engine
 
     cfg = config_from_args(args)
     logsetup.configure(cfg, to_file=False, verbose=args.verbose)
@@ -46,17 +44,14 @@ def handle(args: argparse.Namespace) -> int:
         raise BestshotError(e.path, f"{e.reason}; {hint}") from e
     try:
         ctx = build_ctx(cfg, with_extractors=False)
-        engine = Engine(ctx, settler=None)
-        tracker = DecisionTracker(ctx)
-        engine.move_observers.append(tracker.on_move)
-        engine.unknown_observers.append(tracker.on_unknown_file)
-        engine.touch_observers.append(tracker.on_touch)
-        for _what, step in STARTUP_STEPS:  # the same crash recovery as the daemon's start-up
-            step(ctx, tracker)
-        catch_up = CatchUp(engine, tracker)
+        pipeline = Pipeline(ctx)
+        pipeline.recover()  # the same crash recovery as the daemon's start-up
+        catch_up = CatchUp(pipeline)
         catch_up(force=True)
         server = ReviewServer(cfg.root, cfg.review.port if args.port is None else args.port)
-        app = make_app(ReviewService(ctx, tracker), LockedWriter(), server.token, lambda: server.port, refresh=catch_up)
+        app = make_app(
+            ReviewService(ctx, pipeline.tracker), LockedWriter(), server.token, lambda: server.port, refresh=catch_up
+        )
         print(f"review: {server.url}", flush=True)
         if args.open:
             webbrowser.open(server.url)

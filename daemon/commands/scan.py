@@ -21,15 +21,8 @@ def handle(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from daemon.app import build_ctx
-    from daemon.dedup import refresh_duplicates
-    from daemon.extractors import jobs
-    from daemon.extractors.extract import run_extract_pass
-    from daemon.files.recovery import STARTUP_STEPS
     from daemon.instance import InstanceLock
-    from daemon.labels.decide import DecisionTracker
-    from daemon.rank.loop import RankLoop
-    from daemon.store.parquet_export import export_parquet
-    from daemon.watch.engine import Engine
+    from daemon.pipeline import Pipeline
 
     cfg = config_from_args(args, mode=args.mode)
     logsetup.divert_native_output(cfg)
@@ -37,28 +30,21 @@ def handle(args: argparse.Namespace) -> int:
     ctx = build_ctx(cfg, with_extractors=not args.no_extract)
     lock = InstanceLock(cfg.root, command="scan", mode=cfg.mode)
     lock.acquire()
+    bars: list[tqdm] = []  # made once the queue's length is known
     try:
-        engine = Engine(ctx, settler=None)
-        tracker = DecisionTracker(ctx)
-        engine.move_observers.append(tracker.on_move)
-        engine.unknown_observers.append(tracker.on_unknown_file)
-        for _what, step in STARTUP_STEPS:
-            step(ctx, tracker)
-        engine.reconcile(direct=True)
-        with ctx.store.read() as conn:
-            total = len(jobs.next_images(conn, 10**9))
-        with tqdm(total=total, unit="img", desc="sidecars", disable=not sys.stderr.isatty() or total == 0) as bar:
-            while n := run_extract_pass(ctx):
-                bar.update(n)
-        engine.file_ready_sets(force_close=True)  # loose files group by their pHash: after the passes
-        refresh_duplicates(ctx)
-        export_parquet(ctx)
-        tracker.evaluate()
-        RankLoop(ctx, tracker).round()
-        s = engine.stats
+        pipeline = Pipeline(ctx)
+        pipeline.run_to_completion(
+            queued=lambda total: bars.append(
+                tqdm(total=total, unit="img", desc="sidecars", disable=not sys.stderr.isatty() or total == 0)
+            ),
+            extracted=lambda n: bars[0].update(n),
+        )
+        s = pipeline.engine.stats
         print(f"scan: {s['registered']} images registered, {s['sets_filed']} sets filed, {s['errors']} errors")
         return 0
     finally:
+        for bar in bars:
+            bar.close()
         for e in ctx.extractors:
             e.close()
         lock.release()

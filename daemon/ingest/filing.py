@@ -283,7 +283,7 @@ def filed_line(ctx: Ctx, task: SetTask, names: list[str]) -> str:
 def _content_replaced(ctx: Ctx, set_id: str, sha: str, src: Path, err: ContentChangedError) -> None:
     """The file at `src` is no longer the content registered for it (replaced after registration):
     that content left the tree, so it leaves the set, and what is there now is registered anew."""
-    from daemon import pipeline  # filing is one of pipeline's stages: imported when needed, no cycle
+    from daemon.ingest import stages  # filing is one of the set stages: imported when needed, no cycle
     from daemon.ingest.register import ImageTask
 
     rel = ctx.rel(src)
@@ -296,7 +296,7 @@ def _content_replaced(ctx: Ctx, set_id: str, sha: str, src: Path, err: ContentCh
         if conn.execute(select(files.c.sha256).where(files.c.path == rel)).scalar() == sha:
             records.forget_file(conn, rel)
     try:
-        pipeline.run_image(ctx, ImageTask(src))
+        stages.run_image(ctx, ImageTask(src))
     except NotReadyError:
         log.info("%s is still being written; its next event registers it", rel)
 

@@ -1,8 +1,9 @@
 """Image stages: a file in the inbox becomes a registered image (identity, facts, metadata).
 
 Each stage takes the ImageTask and fills in more of it; raising a BestshotError stops the
-task and is recorded against the path by the pipeline (daemon/pipeline.py), which lists the
-stages in order. Nothing here moves or modifies the file.
+task and is recorded against the path by daemon/ingest/stages.py, which lists the stages in order
+(daemon/pipeline.py assembles them with everything after them). Nothing here moves or
+modifies the file.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """`bestshot review` without the daemon: nothing watches Finder meanwhile, so before the queue
 is shown, moves the user made there are caught up like the daemon's reconcile does for the
-export areas and raw/ (the inbox is left to the daemon: the page files nothing)."""
+export areas and raw/ (the inbox is left to the daemon: the page files nothing). The engine and
+the decision tracker are the pipeline's (daemon/pipeline.py), wired as the daemon wires them;
+of a round only its decisions step runs here."""
 
 from __future__ import annotations
 
@@ -11,18 +13,17 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.layout import is_image_name
-from daemon.labels.decide import DecisionTracker
+from daemon.pipeline import Pipeline
 from daemon.store.schema import files, images, set_members, sets
-from daemon.watch.engine import Engine
 
 AREAS = ("raw", "review_queue", "approved", "to_crop", "cropped", "rejected")
 
 
 class CatchUp:
-    def __init__(self, engine: Engine, tracker: DecisionTracker, min_interval: float = 2.0) -> None:
-        self.engine = engine
-        self.tracker = tracker
-        self.ctx = engine.ctx
+    def __init__(self, pipeline: Pipeline, min_interval: float = 2.0) -> None:
+        self.engine = pipeline.engine
+        self.tracker = pipeline.tracker
+        self.ctx = pipeline.ctx
         self.min_interval = min_interval
         self._last = 0.0
 

@@ -20,11 +20,10 @@ from core.events import DirChanged, Event, FileChanged, FileDeleted, FileMoved, 
 from core.hashing import sha256_file
 from core.layout import AREAS, area_roots, is_ignored_name, is_image_name, locate
 from core.metadata import FOLDER_META_NAMES
-from daemon import pipeline
 from daemon.context import Ctx
 from daemon.extractors.jobs import JobSpec, ensure_jobs
 from daemon.files.health import note_write_failure
-from daemon.ingest import filing
+from daemon.ingest import filing, stages
 from daemon.ingest.register import ImageTask
 from daemon.store import records
 from daemon.store.schema import errors, files, images
@@ -60,6 +59,11 @@ class Engine:
         # Called with (sha256, relative path) when a known file changed only in its attributes.
         self.touch_observers: list[Callable[[str, str], None]] = []
         self.stats = {"registered": 0, "errors": 0, "sets_filed": 0}
+        # Called after an image registered (its decoded pixels are handed to the first extraction
+        # pass); the pipeline runs that pass once a pass's worth is waiting.
+        self.on_registered: Callable[[], None] = lambda: None
+        # The sets filed since the pipeline last took them (their near-duplicate marks and paths).
+        self.filed: list[str] = []
         self.should_stop: Callable[[], bool] = lambda: False
         # Events whose handling a full disk refused, with the time they first arrived.
         self.retry: list[tuple[Event, float]] = []
@@ -181,13 +185,13 @@ class Engine:
         ):
             time.sleep(max(0.0, self.ctx.cfg.watch.stable_seconds - (time.time() - st.st_mtime)))
         try:
-            task = pipeline.run_image(self.ctx, ImageTask(p))
+            task = stages.run_image(self.ctx, ImageTask(p))
         except NotReadyError as e:
             w = w or _Watch(time.time(), st.st_size, st.st_mtime_ns)
             self.watches[p] = w
             waited = time.time() - w.first_seen
             if self.settler is None or waited >= self.ctx.cfg.watch.incomplete_timeout_seconds:
-                pipeline.record_not_ready(self.ctx, self.ctx.rel(p), e, waited)
+                stages.record_not_ready(self.ctx, self.ctx.rel(p), e, waited)
                 self.watches.pop(p, None)
                 self.stats["errors"] += 1
             else:
@@ -198,6 +202,7 @@ class Engine:
         self.watches.pop(p, None)
         if task.outcome == "registered":
             self.stats["registered"] += 1
+            self.on_registered()
         elif task.outcome.startswith("error"):
             self.stats["errors"] += 1
 
@@ -349,19 +354,22 @@ class Engine:
     def file_ready_sets(self, force_close: bool = False) -> float | None:
         """File every closed set; returns when the next open loose set closes (for the worker's wait)."""
         for t in filing.unfinished_sets(self.ctx):
-            pipeline.run_set(self.ctx, t)
+            if stages.run_set(self.ctx, t):
+                self.filed.append(t.set_id)
         busy = set(self.watches) | (self.settler.pending() if self.settler else set())
         for t in filing.folder_sets(self.ctx, busy):
-            if pipeline.run_set(self.ctx, t):
+            if stages.run_set(self.ctx, t):
                 self.stats["sets_filed"] += 1
+                self.filed.append(t.set_id)
         # Files still settling in the inbox are activity: no loose set closes as "quiet" meanwhile.
         inbox = self.ctx.cfg.path("inbox")
         settling = any(p.parent == inbox and not self._stalled(p) for p in busy)
         now = 0.0 if settling and not force_close else time.time()
         ready, next_close = filing.grouped_sets(self.ctx, now, force_close=force_close)
         for t in ready:
-            if pipeline.run_set(self.ctx, t):
+            if stages.run_set(self.ctx, t):
                 self.stats["sets_filed"] += 1
+                self.filed.append(t.set_id)
         return next_close
 
     def _stalled(self, p: Path) -> bool:
