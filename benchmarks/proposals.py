@@ -43,12 +43,11 @@ from core.imaging import load
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.dedup import refresh_duplicates
-from daemon.extractors.extract import run_extract_pass
 from daemon.extractors.sidecar_store import stored_result
+from daemon.pipeline import Pipeline
 from daemon.rank.ranking import current_model, signals_for
 from daemon.store.parquet_export import export_parquet
 from daemon.store.schema import images
-from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"
@@ -65,11 +64,7 @@ def seed_root(root: Path) -> Ctx:
         for i in range(4):
             write_png(inbox / f"gen_{i}.png", textured(i, w=512, h=768))
     ctx = build_ctx(load_config(None, root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    Pipeline(ctx, without=("duplicates", "parquet export", "ranking")).run_to_completion(recover=False)
     return ctx
 
 

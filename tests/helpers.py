@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import numpy as np
@@ -19,6 +19,10 @@ import yaml
 from PIL import Image, PngImagePlugin
 
 from core.imaging import DecodedImage, decode
+
+if TYPE_CHECKING:
+    from daemon.context import Ctx
+    from daemon.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -146,6 +150,18 @@ class DaemonProc:
             print("---- daemon log ----\n" + self.output()[-6000:])
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
+
+
+def ingest(ctx: Ctx, pipeline: Pipeline | None = None) -> Pipeline:
+    """Everything in the inbox registered, extracted and filed by the daemon's own pipeline (a new
+    one, or the one a test goes on with), run to completion short of the steps tests drive
+    themselves (near-duplicates, export, ranking)."""
+    from daemon.pipeline import Pipeline
+
+    if pipeline is None:
+        pipeline = Pipeline(ctx, without=("duplicates", "parquet export", "ranking"))
+    pipeline.run_to_completion(recover=False)
+    return pipeline
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:

@@ -29,12 +29,11 @@ from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.extractors.extract import run_extract_pass
 from daemon.extractors.sidecar_store import latest_payload
-from daemon.labels.decide import DecisionTracker
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
 from daemon.rank.train import run_training
 from daemon.store.schema import proposals, set_members, sets
-from daemon.watch.engine import Engine
+from tests.helpers import ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 CUE = "pip_flexion_deg"
@@ -54,13 +53,6 @@ def renditions(src: np.ndarray) -> list[np.ndarray]:
         cv2.resize(src, None, fx=1.01, fy=1.01),
         cv2.GaussianBlur(src, (3, 3), 0.6),
     ]
-
-
-def ingest(ctx: Ctx, engine: Engine) -> None:
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
 
 
 def proposed_crop(ctx: Ctx, sha: str) -> dict[str, Any]:
@@ -88,11 +80,8 @@ def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data:
         (root / "inbox" / f"take{i}").mkdir(parents=True)
         cv2.imwrite(str(root / "inbox" / f"take{i}" / f"take{i}.png"), img)
     ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
-    engine = Engine(ctx)
-    tracker = DecisionTracker(ctx)
-    engine.move_observers.append(tracker.on_move)
-    engine.unknown_observers.append(tracker.on_unknown_file)
-    ingest(ctx, engine)
+    pipeline = ingest(ctx)
+    engine, tracker = pipeline.engine, pipeline.tracker
     rank = RankLoop(ctx, tracker)
     rank.round()  # a (shadow) proposal for every set
 
@@ -130,7 +119,7 @@ def test_approving_a_flagged_cue_again_and_again_calibrates_it_away(shared_data:
 
     (root / "inbox" / "take9").mkdir(parents=True)
     cv2.imwrite(str(root / "inbox" / "take9" / "take9.png"), versions[9])
-    ingest(ctx, engine)
+    ingest(ctx, pipeline)
     with ctx.store.read() as conn:
         new = [m for r in conn.execute(select(sets.c.id)) for m in members_of(conn, r.id) if m[1] == "take9.png"]
         crop = latest_payload(conn, new[0][0], "crop")

@@ -18,15 +18,13 @@ from sqlalchemy import select, update
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.extractors.extract import run_extract_pass
-from daemon.files.recovery import STARTUP_STEPS
 from daemon.labels.decide import DecisionTracker
+from daemon.pipeline import Pipeline
 from daemon.rank.batch import undo_batch
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
 from daemon.store.schema import decisions, proposals, sets
-from daemon.watch.engine import Engine
-from tests.helpers import textured, write_png
+from tests.helpers import ingest, textured, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -57,11 +55,7 @@ def proposed(tmp_path: Path) -> Ctx:
     ctx = build_ctx(
         load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
     )
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    ingest(ctx)
     RankLoop(ctx, DecisionTracker(ctx)).round()  # watch mode: a proposal per set
     return ctx
 
@@ -82,14 +76,11 @@ def crash_mid_batch(ctx: Ctx, set_id: str, batch_id: str, moves: int) -> None:
 
 
 def restart(ctx: Ctx) -> DecisionTracker:
-    tracker = DecisionTracker(ctx)
-    engine = Engine(ctx)
-    engine.move_observers.append(tracker.on_move)
-    for _what, step in STARTUP_STEPS:
-        step(ctx, tracker)
-    engine.reconcile(direct=True)  # the start-up rescan
-    tracker.evaluate()
-    return tracker
+    pipeline = Pipeline(ctx)  # wired as the daemon's
+    pipeline.recover()
+    pipeline.engine.reconcile(direct=True)  # the start-up rescan
+    pipeline.tracker.evaluate()
+    return pipeline.tracker
 
 
 def set_ids(ctx: Ctx) -> list[str]:

@@ -7,19 +7,9 @@ from pathlib import Path
 
 from core.config import load_config
 from daemon.app import build_ctx
-from daemon.context import Ctx
 from daemon.dedup import refresh_duplicates
-from daemon.extractors.extract import run_extract_pass
 from daemon.watch.engine import Engine
-from tests.helpers import db_rows, textured, write_png
-
-
-def ingest(ctx: Ctx) -> None:
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+from tests.helpers import db_rows, ingest, textured, write_png
 
 
 def snapshot(root: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:

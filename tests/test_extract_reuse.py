@@ -15,8 +15,7 @@ from daemon.context import Ctx
 from daemon.extractors import jobs
 from daemon.extractors.extract import run_extract_pass
 from daemon.store.schema import images, sidecars
-from daemon.watch.engine import Engine
-from tests.helpers import textured, write_png
+from tests.helpers import ingest, textured, write_png
 
 DETECTORS = ("hands", "pose", "face", "saliency")
 
@@ -38,11 +37,7 @@ def test_recomputing_the_report_and_crop_reads_stored_detections(tmp_path: Path)
             root=root, env={}, overrides={"extractors": {"enabled": ["phash", *DETECTORS, "anomalies", "crop"]}}
         )
     )
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    ingest(ctx)
     for e in ctx.extractors:
         e.close()
     before = {n: created(ctx, n) for n in ("anomalies", "crop", *DETECTORS)}

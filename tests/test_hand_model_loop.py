@@ -33,7 +33,6 @@ from core.grouping import set_id_for
 from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.extractors.extract import run_extract_pass
 from daemon.extractors.sidecar_store import latest_payload, stored_result
 from daemon.labels.decide import DecisionTracker
 from daemon.rank.ranking import members_of
@@ -41,17 +40,10 @@ from daemon.rank.train import run_training
 from daemon.store import records
 from daemon.store.schema import sets
 from daemon.watch.engine import Engine
-from tests.helpers import random_clip_checkpoint
+from tests.helpers import ingest, random_clip_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 EXTRACTORS = ["phash", "hands", "hand_clip", "pose", "face", "saliency", "quality", "anomalies", "crop"]
-
-
-def ingest(ctx: Ctx, engine: Engine) -> None:
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
 
 
 def decide(ctx: Ctx, engine: Engine, tracker: DecisionTracker, rel: str, area: str) -> None:
@@ -93,10 +85,8 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
         },
     )
     ctx = build_ctx(cfg)
-    engine = Engine(ctx)
-    tracker = DecisionTracker(ctx)
-    engine.move_observers.append(tracker.on_move)
-    ingest(ctx, engine)
+    pipeline = ingest(ctx)
+    engine, tracker = pipeline.engine, pipeline.tracker
     with ctx.store.read() as conn:
         members = {
             name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)
@@ -131,7 +121,7 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
         img = cv2.resize(img, (round(img.shape[1] * 0.99), round(img.shape[0] * 0.99)), interpolation=cv2.INTER_AREA)
         (root / "inbox" / f"new_{p.stem}").mkdir(parents=True)
         cv2.imwrite(str(root / "inbox" / f"new_{p.stem}" / f"new_{p.stem}.png"), img)
-    ingest(ctx, engine)
+    ingest(ctx, pipeline)
     flagged: dict[str, int] = {}
     with ctx.store.read() as conn:
         new = [

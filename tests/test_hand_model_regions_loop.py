@@ -28,7 +28,6 @@ from core.extractors.analysis import hand_representations
 from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.extractors.extract import run_extract_pass
 from daemon.extractors.sidecar_store import latest_payload, stored_result
 from daemon.labels.decide import DecisionTracker
 from daemon.rank.ranking import members_of
@@ -36,16 +35,10 @@ from daemon.rank.train import run_training
 from daemon.store import records
 from daemon.store.schema import sets
 from daemon.watch.engine import Engine
+from tests.helpers import ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 EXTRACTORS = ["phash", "hands", "pose", "regions", "face", "saliency", "quality", "anomalies", "crop"]
-
-
-def ingest(ctx: Ctx, engine: Engine) -> None:
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
 
 
 def decide(ctx: Ctx, engine: Engine, tracker: DecisionTracker, rel: str, area: str) -> None:
@@ -83,11 +76,8 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
         },
     )
     ctx = build_ctx(cfg)
-    engine = Engine(ctx)
-    tracker = DecisionTracker(ctx)
-    engine.move_observers.append(tracker.on_move)
-    engine.unknown_observers.append(tracker.on_unknown_file)  # the user's crop in exports/cropped/
-    ingest(ctx, engine)
+    pipeline = ingest(ctx)
+    engine, tracker = pipeline.engine, pipeline.tracker
     with ctx.store.read() as conn:
         members = {
             name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)
@@ -136,7 +126,7 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
         img = cv2.resize(img, (round(img.shape[1] * 0.99), round(img.shape[0] * 0.99)), interpolation=cv2.INTER_AREA)
         (root / "inbox" / f"new_{p.stem}").mkdir(parents=True)
         cv2.imwrite(str(root / "inbox" / f"new_{p.stem}" / f"new_{p.stem}.png"), img)
-    ingest(ctx, engine)
+    ingest(ctx, pipeline)
     flagged: dict[str, int] = {}
     with ctx.store.read() as conn:
         new = [

@@ -12,10 +12,8 @@ from sqlalchemy import select
 from core.config import load_config
 from core.layout import PREVIEW_SUFFIX
 from daemon.app import build_ctx
-from daemon.labels.decide import DecisionTracker
 from daemon.store.schema import crops, files, sets
-from daemon.watch.engine import Engine
-from tests.helpers import textured, write_png
+from tests.helpers import ingest, textured, write_png
 
 
 def test_previews_are_not_tracked_but_other_images_there_are(tmp_path: Path) -> None:
@@ -23,12 +21,7 @@ def test_previews_are_not_tracked_but_other_images_there_are(tmp_path: Path) -> 
     for i in range(2):
         write_png(root / "inbox" / "s" / f"img_{i}.png", textured(70 + i, w=64, h=96))
     ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash"]}}))
-    engine = Engine(ctx)
-    tracker = DecisionTracker(ctx)
-    engine.move_observers.append(tracker.on_move)
-    engine.unknown_observers.append(tracker.on_unknown_file)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
+    engine = ingest(ctx).engine
     with ctx.store.read() as conn:
         folder = ctx.abs(conn.execute(select(sets.c.folder)).scalar_one())
     preview = folder / f"img_0{PREVIEW_SUFFIX}"

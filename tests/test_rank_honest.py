@@ -21,12 +21,11 @@ from core.config import load_config
 from core.events import FileMoved
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.extractors.extract import run_extract_pass
 from daemon.labels.decide import DecisionTracker
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
 from daemon.watch.engine import Engine
-from tests.helpers import bestshot, status, textured, write_png
+from tests.helpers import bestshot, ingest, status, textured, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -54,14 +53,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ctx, Engine, 
     overrides = {"extractors": {"enabled": ["phash", "saliency", "quality"]}, "rank": RANK}
     (root / "bestshot.yaml").write_text(yaml.safe_dump(overrides), encoding="utf-8")
     ctx = build_ctx(load_config(root=root, env={}))
-    engine = Engine(ctx)
-    tracker = DecisionTracker(ctx)
-    engine.move_observers.append(tracker.on_move)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
-    rank = RankLoop(ctx, tracker)
+    pipeline = ingest(ctx)
+    engine, tracker, rank = pipeline.engine, pipeline.tracker, pipeline.rank
     rank.round()  # shadow proposals for every set, before any decision
     return root, ctx, engine, tracker, rank
 

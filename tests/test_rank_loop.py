@@ -22,7 +22,6 @@ from core.config import load_config
 from core.events import FileMoved
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.extractors.extract import run_extract_pass
 from daemon.labels.decide import DecisionTracker
 from daemon.labels.tags import read_tags
 from daemon.rank.batch import undo_batch
@@ -31,7 +30,7 @@ from daemon.rank.ranking import history, members_of
 from daemon.store import records
 from daemon.store.schema import proposals, sets
 from daemon.watch.engine import Engine
-from tests.helpers import textured, write_png
+from tests.helpers import ingest, textured, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -78,14 +77,8 @@ def loop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Ctx, Engine, Decisio
         },
     )
     ctx = build_ctx(cfg)
-    engine = Engine(ctx)
-    tracker = DecisionTracker(ctx)
-    engine.move_observers.append(tracker.on_move)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
-    rank = RankLoop(ctx, tracker)
+    pipeline = ingest(ctx)
+    engine, tracker, rank = pipeline.engine, pipeline.tracker, pipeline.rank
     rank.round()
     return ctx, engine, tracker, rank
 

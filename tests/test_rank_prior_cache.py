@@ -11,21 +11,15 @@ from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.dedup import refresh_duplicates
-from daemon.extractors.extract import run_extract_pass
 from daemon.rank.ranking import PRIOR_REFIT_CHANGE, current_model, members_of, signals_for
 from daemon.store.schema import sets
-from daemon.watch.engine import Engine
-from tests.helpers import textured, write_png
+from tests.helpers import ingest, textured, write_png
 
 
 def _ingest(ctx: Ctx, folder: Path, seeds: range) -> None:
     for s in seeds:
         write_png(folder / f"img_{s:02}.png", textured(500 + s, w=64, h=96))
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    ingest(ctx)
 
 
 def test_prior_is_reused_until_the_library_changes(tmp_path: Path) -> None:

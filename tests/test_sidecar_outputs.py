@@ -13,9 +13,7 @@ from watchdog.observers import Observer
 from core.config import load_config
 from core.extractors.registry import EXTRACTOR_CLASSES
 from daemon.app import build_ctx
-from daemon.extractors.extract import run_extract_pass
-from daemon.watch.engine import Engine
-from tests.helpers import textured, wait_for, write_png
+from tests.helpers import ingest, textured, wait_for, write_png
 
 
 class Renames(FileSystemEventHandler):
@@ -43,9 +41,6 @@ def test_each_sidecar_file_is_written_once_per_image(tmp_path: Path) -> None:
     write_png(root / "inbox" / "s" / "a.png", textured(7, w=160, h=240))
     names = ["phash", "hands", "pose", "face", "saliency", "quality", "anomalies", "crop"]
     ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": names}}))
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
     side = ctx.cfg.path("sidecar")
     # Every output folder exists before the observer starts: inotify watches a folder made later
     # only once watchdog has added it, and a rename into it before then would go unseen.
@@ -58,8 +53,7 @@ def test_each_sidecar_file_is_written_once_per_image(tmp_path: Path) -> None:
     observer.schedule(renames, str(root), recursive=True)
     observer.start()
     try:
-        while run_extract_pass(ctx):
-            pass
+        ingest(ctx)
         files = [p for p in (*side.rglob("*.json"), *side.rglob("*.npy"), *(root / "labels" / "crops").glob("*"))]
         assert any(p.name.endswith(".facefoot.json") for p in files)
         wait_for(lambda: set(renames.count) >= {p.name for p in files}, timeout=20, what="every write's event")

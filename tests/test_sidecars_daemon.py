@@ -25,9 +25,8 @@ from core.extractors.phash import PhashExtractor
 from core.extractors.quality import QualityExtractor
 from core.sidecar_types import POSE
 from daemon.app import build_ctx
-from daemon.extractors.extract import run_extract_pass
 from daemon.extractors.sidecar_store import FOOT_POINTS
-from daemon.watch.engine import Engine
+from daemon.pipeline import Pipeline
 from tests.helpers import bestshot, db_rows, status, textured, write_config, write_png
 
 pytestmark = pytest.mark.slow
@@ -250,11 +249,10 @@ def requeue(root: Path) -> int:
     """What the daemon does at start-up: reconcile (which enqueues missing jobs), then drain the queue."""
     ctx = build_ctx(load_config(root / "bestshot.yaml", root=root))
     try:
-        Engine(ctx).reconcile(direct=True)
-        handled = 0
-        while n := run_extract_pass(ctx):
-            handled += n
-        return handled
+        handled: list[int] = []
+        pipeline = Pipeline(ctx, without=("duplicates", "parquet export", "ranking"))
+        pipeline.run_to_completion(recover=False, extracted=handled.append)
+        return sum(handled)
     finally:
         for e in ctx.extractors:
             e.close()

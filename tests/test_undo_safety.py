@@ -21,15 +21,13 @@ from core.config import load_config
 from core.rank.modes import ModeDecision
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.extractors.extract import run_extract_pass
-from daemon.files.recovery import STARTUP_STEPS
 from daemon.labels.decide import DecisionTracker
+from daemon.pipeline import Pipeline
 from daemon.rank.batch import run_batch, undo_batch
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
 from daemon.store.schema import images, journal, proposals, sets
-from daemon.watch.engine import Engine
-from tests.helpers import bestshot, textured, write_config, write_png
+from tests.helpers import bestshot, ingest, textured, write_config, write_png
 
 pytestmark = pytest.mark.slow
 BATCH_ALL = ModeDecision("batch", "test: decide every set", True, 0.0)
@@ -61,24 +59,17 @@ def same_names(tmp_path: Path) -> Ctx:
         for i in range(3):
             write_png(root / "inbox" / f"set{s}" / f"img_{i}.png", textured(70 + 10 * s + i, w=64, h=96))
     ctx = build_ctx(load_config(root / "bestshot.yaml", root=root, env={}))
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    ingest(ctx)
     RankLoop(ctx, DecisionTracker(ctx)).round()  # watch mode: a proposal per set
     return ctx
 
 
 def restart(ctx: Ctx) -> DecisionTracker:
-    tracker = DecisionTracker(ctx)
-    engine = Engine(ctx)
-    engine.move_observers.append(tracker.on_move)
-    for _what, step in STARTUP_STEPS:
-        step(ctx, tracker)
-    engine.reconcile(direct=True)
-    tracker.evaluate()
-    return tracker
+    pipeline = Pipeline(ctx)  # wired as the daemon's
+    pipeline.recover()
+    pipeline.engine.reconcile(direct=True)  # the start-up rescan
+    pipeline.tracker.evaluate()
+    return pipeline.tracker
 
 
 def set_ids(ctx: Ctx) -> list[str]:
