@@ -76,7 +76,8 @@ def test_same_image_twice_is_recognised(tmp_path: Path) -> None:
     write_config(root, {"grouping": {"quiet_seconds": 0.5}})
     with DaemonProc(root):
         write_png(root / "inbox" / "x.png", textured(5))
-        wait_for(lambda: filed_sets(root), timeout=20, what="first filed")
+        # A set folder appears with its first move: wait for the image itself in it.
+        wait_for(lambda: any("x.png" in names for names in filed_sets(root).values()), timeout=20, what="x.png filed")
         shutil.copy(next((root / "raw").glob("*/x.png")), root / "inbox" / "x copy.png")
         wait_for(lambda: status(root)["errors"], timeout=20, what="duplicate reported")
         err = status(root)["errors"][0]

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from core.anomaly.geometry import clip_box, dist, inside_fraction, points_box
@@ -497,6 +496,10 @@ def _unexplained_subject(
         x0, y0 = max(0, int(b.x * sc)), max(0, int(b.y * sc))
         covered[y0 : max(y0, int(np.ceil(b.y2 * sc))), x0 : max(x0, int(np.ceil(b.x2 * sc)))] = True
     rest = (m & ~covered).astype(np.uint8)
+    # Imported here: the part model and the ranker's features read hand contexts from this module,
+    # and `bestshot status` (which loads the ranker for its chance line) must not load OpenCV.
+    import cv2
+
     n, _, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
     out: list[Box] = []
     for i in range(1, n):
