@@ -1,26 +1,30 @@
-"""What a ranking round and a queue drain cost as the library grows.
+"""What the daemon's worker pays per round as the library grows: the cost should follow the work.
 
-    .venv/bin/python benchmarks/proposals.py [--images 10000]
+    .venv/bin/python benchmarks/proposals.py [--sizes 1000,4000,10000,40000] [--profile N]
 
-Real sidecars first: a few images (the shared AI portraits when ../shared/data is present,
+Real sidecars first: four images (the shared AI portraits when ../shared/data is present,
 generated PNGs otherwise) go through the real pipeline with every extractor except clip (its
-weights do not ship). Their image and sidecar rows are then copied under new sha256s, each with
-a random pHash, until the library holds `--images` images. That copy is the only shortcut: the
-figures below time the daemon's own functions on that database.
+weights do not ship) and get their prior proposal. Their rows (image, sidecars, jobs) are then
+copied under new sha256s, each with a random pHash and a random unit vector standing in for the
+CLIP embedding, four to a filed set that already has its shadow proposal, until the library holds
+each size. That copy is the only shortcut: the figures time the daemon's own objects
+(daemon.runner.Daemon's engine, decision tracker, extraction pass, duplicates, parquet export and
+rank loop) on that database, in the order the worker runs them (`worker_round` below).
 
-Prints, per library size:
-- the prior model: first fit (reads every image's sidecars) and the next round (reused);
-- the signals of one set of 4 (what each proposal reads);
-- the steps run each time the extraction queue drains: near-duplicate groups (a full
-  recomputation, and the incremental update after a new set of 4), parquet export (embeddings
-  are random unit vectors standing in for CLIP's, which do not ship);
-- re-analysing an image (anomaly report and crop, as after a version bump or a new calibration)
-  with its stored detections, against rerunning the detectors it depends on.
+Prints one row per size:
+- idle round: a wake-up of the worker with nothing to do (no event, empty extraction queue);
+- proposing one new set: four new images whose sidecars have just landed, filed as a set; the
+  round in which the extraction queue drains (duplicates, parquet export) and the set is proposed;
+- prior refit: the prior's standardisation fitted again from every image's sidecars.
+`--profile N` prints the cProfile of both rounds at the largest size (top N functions).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
 import secrets
 import shutil
 import sqlite3
@@ -34,20 +38,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import select
-
 from core.config import load_config
-from core.crop.from_sidecars import NEEDED
-from core.extractors.registry import run_pass
-from core.imaging import load
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.dedup import refresh_duplicates
-from daemon.extractors.sidecar_store import stored_result
-from daemon.pipeline import Pipeline
-from daemon.rank.ranking import current_model, signals_for
-from daemon.store.parquet_export import export_parquet
-from daemon.store.schema import images
+from daemon.duplicates import refresh_duplicates
+from daemon.engine import Engine
+from daemon.extract import run_extract_pass
+from daemon.parquet_export import export_parquet
+from daemon.ranking import fit_prior
+from daemon.runner import Daemon
 from tests.helpers import textured, write_png
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"
@@ -64,49 +63,87 @@ def seed_root(root: Path) -> Ctx:
         for i in range(4):
             write_png(inbox / f"gen_{i}.png", textured(i, w=512, h=768))
     ctx = build_ctx(load_config(None, root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
-    Pipeline(ctx, without=("duplicates", "parquet export", "ranking")).run_to_completion(recover=False)
+    engine = Engine(ctx)
+    engine.reconcile(direct=True)
+    engine.file_ready_sets(force_close=True)
+    while run_extract_pass(ctx):
+        pass
     return ctx
 
 
-def grow(db_file: Path, target: int) -> list[str]:
-    """Copy the seed images' rows until `target` images are present; returns the seed shas."""
-    db = sqlite3.connect(db_file)
-    rng = np.random.default_rng(target)
-    seed = [r[0] for r in db.execute("SELECT sha256 FROM images WHERE state = 'present'")]
-    have = db.execute("SELECT count(*) FROM images WHERE state = 'present'").fetchone()[0]
-    while have < target:
-        for sha in seed:
-            if have >= target:
-                break
-            new = secrets.token_hex(32)
+def worker_round(d: Daemon, was_pending: bool) -> None:
+    """One pass of Daemon._loop after its wait returned with no event (the same steps, in order)."""
+    d._guard("model unload", d.models.unload_if_idle)
+    d._guard("filing", d.engine.file_ready_sets)
+    d._guard("decisions", d.tracker.evaluate)
+    d.models.deadline()
+    pending = bool(d._guard("extraction", d._extract_pass))
+    if was_pending and not pending:
+        d._guard("duplicates", lambda: refresh_duplicates(d.ctx))
+        d._guard("parquet export", lambda: export_parquet(d.ctx))
+    if not pending:
+        d._guard("ranking", d.rank.round)
+
+
+class Library:
+    """Grows the seeded database by copying the seed images' rows (sqlite3 directly, for speed)."""
+
+    def __init__(self, db_file: Path) -> None:
+        self.db = sqlite3.connect(db_file)
+        self.rng = np.random.default_rng(0)
+        self.seed = [r[0] for r in self.db.execute("SELECT sha256 FROM images WHERE state = 'present'")]
+        (self.seed_set,) = self.db.execute("SELECT set_id FROM set_members LIMIT 1").fetchone()
+        self.n = len(self.seed)
+
+    def add_set(self, proposed: bool) -> list[str]:
+        """Four copies of the seed images as one filed set; `proposed`: with its shadow proposal."""
+        db, now = self.db, time.time()
+        new = [secrets.token_hex(32) for _ in self.seed]
+        set_id = secrets.token_hex(5)
+        for pos, (sha, old) in enumerate(zip(new, self.seed, strict=True)):
             # Each copy is the newest file so far, as arrivals are (near-duplicates are searched by mtime).
             db.execute(
-                "INSERT INTO images SELECT ?, path || ?, original_name, size_bytes, width, height, format,"
+                "INSERT INTO images SELECT ?, ?, original_name, size_bytes, width, height, format,"
                 " (SELECT max(mtime) FROM images) + 1, ?, first_seen, last_seen, state FROM images"
                 " WHERE sha256 = ?",
-                (new, f".{have}", secrets.token_hex(8), sha),
+                (sha, f"raw/set_{set_id}/{pos}.png", secrets.token_hex(8), old),
             )
             db.execute(
-                "INSERT INTO sidecars SELECT ?, extractor, version, payload, blob, files, created_at"
-                " FROM sidecars WHERE sha256 = ? AND extractor != 'clip'",
-                (new, sha),
+                "INSERT INTO sidecars SELECT ?, extractor, version, payload, blob, files, ? FROM sidecars"
+                " WHERE sha256 = ? AND extractor != 'clip'",
+                (sha, now, old),
             )
-            # CLIP weights do not ship: a random unit vector stands in, so the near-duplicate
-            # comparison pays for embeddings as it does on the user's machine.
-            v = rng.normal(size=512).astype("<f4")
+            # CLIP weights do not ship: a random unit vector stands in, so duplicates and the parquet
+            # export pay for embeddings as they do on the user's machine.
+            v = self.rng.normal(size=512).astype("<f4")
             db.execute(
                 "INSERT INTO sidecars VALUES (?, 'clip', 1, ?, ?, '[]', ?)",
-                (
-                    new,
-                    '{"model": "ViT-B-32", "pretrained": "random", "dim": 512}',
-                    (v / np.linalg.norm(v)).tobytes(),
-                    time.time(),
-                ),
+                (sha, '{"model": "ViT-B-32", "pretrained": "random", "dim": 512}', (v / np.linalg.norm(v)).tobytes(), now),
             )
-            have += 1
-    db.commit()
-    db.close()
-    return seed
+            db.execute(
+                "INSERT INTO jobs (sha256, kind, version, state, attempts, error, created_at, updated_at)"
+                " SELECT ?, kind, version, state, attempts, error, created_at, updated_at FROM jobs WHERE sha256 = ?",
+                (sha, old),
+            )
+            db.execute("INSERT INTO set_members VALUES (?, ?, ?, NULL)", (set_id, sha, pos))
+        db.execute(
+            "INSERT INTO sets SELECT ?, ?, source, reason, size, ?, 'filed', NULL FROM sets WHERE id = ?",
+            (set_id, now, f"raw/set_{set_id}", self.seed_set),
+        )
+        if proposed:
+            db.execute(
+                "INSERT INTO proposals (set_id, ts, model_version, source, winner, confidence, margin, uncertain,"
+                " mode, body, batch_id) SELECT ?, ?, model_version, source, ?, confidence, margin, uncertain, mode,"
+                " body, NULL FROM proposals WHERE set_id = ?",
+                (set_id, now + 1, new[0], self.seed_set),
+            )
+        self.n += len(new)
+        return new
+
+    def grow(self, target: int) -> None:
+        while self.n < target:
+            self.add_set(proposed=True)
+        self.db.commit()
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -115,70 +152,57 @@ def timed(fn: Callable[[], object]) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def reanalysis(ctx: Ctx) -> None:
-    with ctx.store.read() as conn:
-        rows = conn.execute(
-            select(images.c.sha256, images.c.path)
-            .where(images.c.state == "present")
-            .order_by(images.c.first_seen)
-            .limit(4)
-        ).all()
-    imgs = [load(ctx.abs(r.path)) for r in rows]
-    names = {e.name for e in ctx.extractors}
-    done = {im.sha256: names - {"anomalies", "crop"} for im in imgs}
-    wanted = {"anomalies", "crop"}
-    # Warm the models once so neither figure pays for loading them.
-    run_pass(ctx.extractors, imgs[:1], {imgs[0].sha256: names - wanted})
-
-    def stored() -> None:
-        with ctx.store.read() as conn:
-            prior = {
-                im.sha256: {n: r for n in NEEDED if (r := stored_result(ctx.cfg, conn, im.sha256, n)) is not None}
-                for im in imgs
-            }
-        run_pass(ctx.extractors, imgs, done, prior)
-
-    with_store = min(timed(stored) for _ in range(3)) / len(imgs)
-    rerun = timed(lambda: run_pass(ctx.extractors, imgs, done)) / len(imgs)
-    print(
-        f"re-analysis (anomalies + crop) per image: {with_store:.1f} ms with stored detections, "
-        f"{rerun:.0f} ms rerunning the detectors"
-    )
+def profiled(fn: Callable[[], object], top: int) -> str:
+    prof = cProfile.Profile()
+    prof.runcall(fn)
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=10_000)
+    ap.add_argument("--sizes", default="1000,4000,10000,40000", help="library sizes (images), comma-separated")
+    ap.add_argument("--profile", type=int, default=0, help="print the top N functions of both rounds")
     args = ap.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "root"
         ctx = seed_root(root)
+        d = Daemon(ctx)
+        worker_round(d, was_pending=True)  # the seed set's proposal, the models loaded and unloaded
+        lib = Library(root / "bestshot.sqlite")
         print(f"seed: {'shared AI portraits' if SHARED.is_dir() else 'generated PNGs'}, extractors {EXTRACTORS}")
-        reanalysis(ctx)
-        for size in sorted({1_000, args.images}):
-            seed = grow(root / "bestshot.sqlite", size)
-            ctx.prior_fit = None
+        print("| library | idle round (nothing to do) | proposing one new set | prior refit |")
+        print("|---|---|---|---|")
+        for size in sizes:
+            lib.grow(size)
+            worker_round(d, was_pending=True)  # what the growth changed (duplicates, parquet) is caught up
+            idle = min(timed(lambda: worker_round(d, was_pending=False)) for _ in range(5))
+            propose: list[float] = []
+            for _ in range(3):
+                lib.add_set(proposed=False)
+                lib.db.commit()
+                made = len(_proposals(lib))
+                propose.append(timed(lambda: worker_round(d, was_pending=True)))
+                assert len(_proposals(lib)) == made + 1, "the new set was not proposed"
+            refit = timed(lambda: _refit(ctx))
+            print(f"| {lib.n:,} images | {idle:.0f} ms | {min(propose):.0f} ms | {refit / 1000:.1f} s |", flush=True)
+        if args.profile:
+            print(profiled(lambda: worker_round(d, was_pending=False), args.profile))
+            lib.add_set(proposed=False)
+            lib.db.commit()
+            print(profiled(lambda: worker_round(d, was_pending=True), args.profile))
+        lib.db.close()
 
-            def prior() -> None:
-                with ctx.store.read() as conn:
-                    current_model(ctx, conn)
 
-            def signals(shas: list[str] = seed[:4]) -> None:
-                with ctx.store.read() as conn:
-                    signals_for(conn, shas)
+def _proposals(lib: Library) -> list[tuple[str]]:
+    return lib.db.execute("SELECT id FROM proposals").fetchall()
 
-            first, again = timed(prior), timed(prior)
-            sig = min(timed(signals) for _ in range(5))
-            dup_full = timed(lambda: refresh_duplicates(ctx, full=True))
-            grow(root / "bestshot.sqlite", size + 4)  # a new set of 4 arrives
-            modes: list[str] = []
-            dup_new = timed(lambda: modes.append(refresh_duplicates(ctx).mode))  # noqa: B023
-            pq = timed(lambda: export_parquet(ctx))
-            print(
-                f"{size:>6} images: prior fit {first:7.0f} ms, next round {again:5.1f} ms | signals of a set of 4 "
-                f"{sig:5.1f} ms | duplicates: full {dup_full:6.0f} ms, a new set of 4 ({modes[0]}) {dup_new:5.0f} ms"
-                f" | parquet {pq:5.0f} ms"
-            )
+
+def _refit(ctx: Ctx) -> None:
+    with ctx.store.read() as conn:
+        fit_prior(ctx, conn)
 
 
 if __name__ == "__main__":

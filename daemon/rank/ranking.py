@@ -131,6 +131,13 @@ def current_model(ctx: Ctx, conn: Connection) -> RankModel:
     fitted = ctx.prior_fit
     if fitted is not None and abs(n - fitted.images) <= PRIOR_REFIT_CHANGE * fitted.images:
         return fitted.model
+    return fit_prior(ctx, conn, n)
+
+
+def fit_prior(ctx: Ctx, conn: Connection, n: int | None = None) -> RankModel:
+    """The prior standardised over every present image (reads every image's sidecars)."""
+    if n is None:
+        n = int(conn.execute(select(func.count()).select_from(images).where(images.c.state == "present")).scalar_one())
     lib = library(conn)
     space = FeatureSpace.fit(list(lib.values()), ctx.cfg.rank.pca_components, ctx.cfg.rank.pca_min_images)
     model = prior_model(space, ctx.cfg.rank.prior)
