@@ -118,7 +118,12 @@ class Library:
             v = self.rng.normal(size=512).astype("<f4")
             db.execute(
                 "INSERT INTO sidecars VALUES (?, 'clip', 1, ?, ?, '[]', ?)",
-                (sha, '{"model": "ViT-B-32", "pretrained": "random", "dim": 512}', (v / np.linalg.norm(v)).tobytes(), now),
+                (
+                    sha,
+                    '{"model": "ViT-B-32", "pretrained": "random", "dim": 512}',
+                    (v / np.linalg.norm(v)).tobytes(),
+                    now,
+                ),
             )
             db.execute(
                 "INSERT INTO jobs (sha256, kind, version, state, attempts, error, created_at, updated_at)"

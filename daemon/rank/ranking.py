@@ -12,12 +12,12 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, func, insert, or_, select
+from sqlalchemy import Connection, delete, func, insert, or_, select
 
 from core.atomicfile import atomic_write
 from core.errors import BestshotError
@@ -39,6 +39,7 @@ from daemon.store.schema import (
     image_metadata,
     images,
     jobs,
+    proposal_due,
     proposals,
     set_members,
     sets,
@@ -146,39 +147,94 @@ def fit_prior(ctx: Ctx, conn: Connection, n: int | None = None) -> RankModel:
 
 
 # ---- proposals ------------------------------------------------------------------------------
-def ready_sets(conn: Connection, model_version: str, published: bool) -> list[str]:
+def ready_sets(
+    conn: Connection, model_version: str, published: bool, among: Collection[str] | None = None
+) -> list[str]:
     """Filed, undecided sets with no pending sidecar work and no proposal from this model yet, or
     whose anomaly report or crop was recomputed since their last proposal (a new calibration of
     the cues, a version bump), so the proposal carries the crop as it is now.
 
     With `published`, a shadow proposal (made in watch mode) does not count: once the mode
-    allows it, the set is proposed again so the user sees it.
+    allows it, the set is proposed again so the user sees it. With `among`, only those sets are
+    looked at (every subquery is limited to them, so the cost follows their number).
     """
-    busy = (
+    ids = None if among is None else list(among)
+
+    def limit(q: Any, col: Any) -> Any:
+        return q if ids is None else q.where(col.in_(ids))
+
+    busy = limit(
         select(set_members.c.set_id)
         .join(jobs, jobs.c.sha256 == set_members.c.sha256)
-        .where(jobs.c.state.in_(("pending", "running")))
+        .where(jobs.c.state.in_(("pending", "running"))),
+        set_members.c.set_id,
     )
-    proposed = select(proposals.c.set_id).where(
-        proposals.c.model_version == model_version if model_version else proposals.c.source == "prior"
+    proposed = limit(
+        select(proposals.c.set_id).where(
+            proposals.c.model_version == model_version if model_version else proposals.c.source == "prior"
+        ),
+        proposals.c.set_id,
     )
     if published:
         proposed = proposed.where(proposals.c.mode != "watch")
-    last = select(proposals.c.set_id, func.max(proposals.c.ts).label("ts")).group_by(proposals.c.set_id).subquery()
-    reanalysed = (
+    last = (
+        limit(select(proposals.c.set_id, func.max(proposals.c.ts).label("ts")), proposals.c.set_id)
+        .group_by(proposals.c.set_id)
+        .subquery()
+    )
+    reanalysed = limit(
         select(set_members.c.set_id)
         .join(sidecars, sidecars.c.sha256 == set_members.c.sha256)
         .join(last, last.c.set_id == set_members.c.set_id)
-        .where(sidecars.c.extractor.in_(_PROPOSAL_SIDECARS), sidecars.c.created_at > last.c.ts)
+        .where(sidecars.c.extractor.in_(_PROPOSAL_SIDECARS), sidecars.c.created_at > last.c.ts),
+        set_members.c.set_id,
     )
     rows = conn.execute(
-        select(sets.c.id)
-        .where(
-            sets.c.status == "filed", sets.c.id.not_in(busy), or_(sets.c.id.not_in(proposed), sets.c.id.in_(reanalysed))
-        )
-        .order_by(sets.c.created_at)
+        limit(
+            select(sets.c.id).where(
+                sets.c.status == "filed",
+                sets.c.id.not_in(busy),
+                or_(sets.c.id.not_in(proposed), sets.c.id.in_(reanalysed)),
+            ),
+            sets.c.id,
+        ).order_by(sets.c.created_at)
     )
     return [r.id for r in rows]
+
+
+# What every filed set was last checked against: when the model in force or the publishing
+# changes, every filed set may be due again (the triggers only see changes to sets themselves).
+_DUE_FOR = "proposal_due_for"
+
+
+def due_sets(conn: Connection, model_version: str, published: bool) -> list[str]:
+    """`ready_sets` over the sets marked due since the last round (proposal_due, kept by the
+    database's triggers), in one write transaction; the sets looked at and found not ready are
+    unmarked (whatever makes them ready later marks them again)."""
+    key = _due_key(model_version, published)
+    if records.get_state(conn, _DUE_FOR) != key:
+        conn.execute(
+            insert(proposal_due)
+            .prefix_with("OR IGNORE")
+            .from_select(["set_id"], select(sets.c.id).where(sets.c.status == "filed"))
+        )
+        records.put_state(conn, _DUE_FOR, key)
+    due = [r.set_id for r in conn.execute(select(proposal_due.c.set_id))]
+    if not due:
+        return []
+    ready = ready_sets(conn, model_version, published, among=due)
+    done = set(due) - set(ready)
+    for chunk in _chunks(sorted(done)):
+        conn.execute(delete(proposal_due).where(proposal_due.c.set_id.in_(chunk)))
+    return ready
+
+
+def _due_key(model_version: str, published: bool) -> dict[str, Any]:
+    return {"model": model_version, "published": published}
+
+
+def _chunks(items: Sequence[str], size: int = 900) -> Iterable[Sequence[str]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def members_of(conn: Connection, set_id: str) -> list[tuple[str, str, str]]:
@@ -202,12 +258,21 @@ def proposal_body(conn: Connection, ranking: SetRanking, mode: str) -> dict[str,
 
 
 def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
+    published = mode != "watch"
     with ctx.store.read() as conn:
         # The prior's version changes with the library, so any prior proposal counts for it.
         version = records.get_state(conn, "rank_model") or ""
-        todo = ready_sets(conn, version, published=mode != "watch")
-        if not todo:
-            return []
+        idle = (
+            records.get_state(conn, _DUE_FOR) == _due_key(version, published)
+            and not conn.execute(select(proposal_due.c.set_id).limit(1)).first()
+        )
+    if idle:  # the round with nothing to do reads two rows and writes nothing
+        return []
+    with ctx.store.write() as conn:
+        todo = due_sets(conn, version, published)
+    if not todo:
+        return []
+    with ctx.store.read() as conn:
         model = current_model(ctx, conn)
         members = {set_id: members_of(conn, set_id) for set_id in todo}
         lib = signals_for(conn, [sha for mem in members.values() for sha, _n, _p in mem])
@@ -237,6 +302,7 @@ def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
                     body=json.dumps(body),
                 )
             )
+            conn.execute(delete(proposal_due).where(proposal_due.c.set_id == set_id))
         if mode != "watch":
             publish(ctx, set_id, ranking, body, mem)
         out.append(ranking)

@@ -205,6 +205,47 @@ _0004_PROPOSALS = (
 )
 
 
+# Indexes for the queries each worker round runs, and the sets whose proposal may be due, kept by
+# the database itself (triggers), so a round reads what changed instead of scanning the library.
+_0006_ROUND_INDEXES_PROPOSAL_DUE = (
+    "CREATE INDEX ix_sets_status ON sets (status)",
+    "CREATE INDEX ix_images_path ON images (path)",
+    "CREATE INDEX ix_images_state ON images (state)",
+    "CREATE INDEX ix_sidecars_extractor_created_at ON sidecars (extractor, created_at)",
+    """CREATE TABLE proposal_due (
+    set_id VARCHAR(64) NOT NULL,
+    PRIMARY KEY (set_id)
+)""",
+    """CREATE TRIGGER proposal_due_set_filed AFTER INSERT ON sets WHEN NEW.status = 'filed'
+BEGIN
+    INSERT OR IGNORE INTO proposal_due (set_id) VALUES (NEW.id);
+END""",
+    """CREATE TRIGGER proposal_due_set_refiled AFTER UPDATE OF status ON sets WHEN NEW.status = 'filed'
+BEGIN
+    INSERT OR IGNORE INTO proposal_due (set_id) VALUES (NEW.id);
+END""",
+    """CREATE TRIGGER proposal_due_sidecar_added AFTER INSERT ON sidecars
+WHEN NEW.extractor IN ('anomalies', 'crop')
+BEGIN
+    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = NEW.sha256;
+END""",
+    """CREATE TRIGGER proposal_due_sidecar_updated AFTER UPDATE ON sidecars
+WHEN NEW.extractor IN ('anomalies', 'crop')
+BEGIN
+    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = NEW.sha256;
+END""",
+    """CREATE TRIGGER proposal_due_job_ended AFTER UPDATE OF state ON jobs
+WHEN OLD.state IN ('pending', 'running') AND NEW.state NOT IN ('pending', 'running')
+BEGIN
+    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = NEW.sha256;
+END""",
+    """CREATE TRIGGER proposal_due_job_removed AFTER DELETE ON jobs WHEN OLD.state IN ('pending', 'running')
+BEGIN
+    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = OLD.sha256;
+END""",
+)
+
+
 def _ddl(*statements: str) -> Callable[[Connection], None]:
     def run(conn: Connection) -> None:
         for sql in statements:
@@ -227,4 +268,5 @@ MIGRATIONS: list[Migration] = [
     ("0003_observations_crops", _ddl(*_0003_OBSERVATIONS_CROPS)),
     ("0004_proposals", _ddl(*_0004_PROPOSALS)),
     ("0005_sets_source_folder", _m0005_sets_source_folder),
+    ("0006_round_indexes_proposal_due", _ddl(*_0006_ROUND_INDEXES_PROPOSAL_DUE)),
 ]

@@ -30,7 +30,7 @@ images = Table(
     "images",
     metadata,
     Column("sha256", String(64), primary_key=True),
-    Column("path", Text, nullable=False),  # relative to root, current canonical location
+    Column("path", Text, nullable=False, index=True),  # relative to root, current canonical location
     Column("original_name", Text, nullable=False),
     Column("size_bytes", Integer, nullable=False),
     Column("width", Integer, nullable=False),
@@ -42,7 +42,7 @@ images = Table(
     Column("last_seen", Float, nullable=False),
     # present | missing (not found by the last scan) | deleted (gone for good, decided)
     # | exported (left the root after its set was decided: the decision stands)
-    Column("state", String(16), nullable=False, default="present"),
+    Column("state", String(16), nullable=False, default="present", index=True),
 )
 
 image_metadata = Table(
@@ -77,7 +77,7 @@ sets = Table(
     Column("reason", Text, nullable=False),
     Column("size", Integer, nullable=False),
     Column("folder", Text, nullable=False),  # raw/set_<id>, relative to root
-    Column("status", String(16), nullable=False, default="filed"),  # filing | filed | decided
+    Column("status", String(16), nullable=False, default="filed", index=True),  # filing | filed | decided
     Column("source_folder", Text),  # 0005: the dropped inbox folder, so a resumed filing can tidy it
 )
 
@@ -117,6 +117,7 @@ sidecars = Table(
     Column("blob", LargeBinary),  # small arrays (embeddings) as raw little-endian bytes
     Column("files", Text),  # JSON list of sidecar files written, relative to root
     Column("created_at", Float, nullable=False),
+    Index("ix_sidecars_extractor_created_at", "extractor", "created_at"),
 )
 
 errors = Table(
@@ -226,4 +227,12 @@ proposals = Table(
     Column("mode", String(16), nullable=False),
     Column("body", Text, nullable=False),  # proposal.json as written
     Column("batch_id", String(64)),  # set when batch mode decided this set by itself
+)
+
+# 0006: sets whose proposal may be due: filed, a member's anomaly report or crop written, a member's
+# pending job ended. Kept by triggers (daemon/store/migrations.py); daemon.ranking empties it.
+proposal_due = Table(
+    "proposal_due",
+    metadata,
+    Column("set_id", String(64), primary_key=True),
 )
