@@ -32,7 +32,7 @@ class Ctx:
     store: Store
     fileops: FileOps
     extractors: list[Extractor] = field(default_factory=list)
-    # Rebuilt on demand by daemon.rank.ranking.current_model; never persisted.
+    # Rebuilt on demand by daemon.rank.ranking.current_model (which keeps the fit in the database too).
     prior_fit: PriorFit | None = None
     # Whether writes work (a full disk); set by build_ctx.
     health: Health | None = None

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # Above this many images the n x n comparison runs per window of consecutive (by mtime) images;
 # windows overlap by half, so any two images within WINDOW // 2 positions are compared.
 WINDOW = 2000
+_INPUTS = ("phash", "clip")  # the sidecars the rule reads
 _STATE = "dedup_refresh"  # {"seen": newest phash/clip sidecar time, "present": images, "rule": str}
 
 
@@ -48,11 +49,10 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
             .where(images.c.phash.is_not(None), images.c.state == "present")
             .order_by(images.c.mtime)
         ).all()
-        seen = (
-            conn.execute(
-                select(func.max(sidecars.c.created_at)).where(sidecars.c.extractor.in_(("phash", "clip")))
-            ).scalar()
-            or 0.0
+        # One max per extractor: each is a single step on ix_sidecars_extractor_created_at.
+        seen = max(
+            conn.execute(select(func.max(sidecars.c.created_at)).where(sidecars.c.extractor == name)).scalar() or 0.0
+            for name in _INPUTS
         )
         last: dict[str, Any] = records.get_state(conn, _STATE) or {}
         new = (
@@ -62,7 +62,7 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
                 r.sha256
                 for r in conn.execute(
                     select(sidecars.c.sha256).where(
-                        sidecars.c.extractor.in_(("phash", "clip")), sidecars.c.created_at > last["seen"]
+                        sidecars.c.extractor.in_(_INPUTS), sidecars.c.created_at > last["seen"]
                     )
                 )
             }

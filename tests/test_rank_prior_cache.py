@@ -11,7 +11,7 @@ from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.dedup import refresh_duplicates
-from daemon.rank.ranking import PRIOR_REFIT_CHANGE, current_model, members_of, signals_for
+from daemon.rank.ranking import PRIOR_REFIT_CHANGE, current_model, fit_prior, members_of, signals_for
 from daemon.store.schema import sets
 from tests.helpers import ingest, textured, write_png
 
@@ -66,3 +66,35 @@ def test_signals_read_only_the_requested_images_with_their_duplicate_marks(tmp_p
     flags = {name: sig[sha].near_duplicate for sha, name, _p in mem}
     assert flags == {"a.png": False, "b.png": True, "c.png": False}, flags
     assert all(s.quality is not None and s.embedding is None for s in sig.values())
+
+
+def test_the_fit_is_kept_in_the_database_and_equals_a_full_refit(tmp_path: Path) -> None:
+    """A restart reuses the kept fit (same version) while the library stays within the tolerance;
+    past it, the fit kept is the full recomputation over the library as it is."""
+    root = tmp_path / "root"
+    cfg = load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    ctx = build_ctx(cfg)
+    _ingest(ctx, root / "inbox" / "a", range(30, 40))
+    with ctx.store.read() as conn:
+        first = current_model(ctx, conn)
+    _ingest(ctx, root / "inbox" / "b", range(40, 41))  # within the tolerance
+
+    ctx.store.close()
+    restarted = build_ctx(cfg)
+    with restarted.store.read() as conn:
+        kept = current_model(restarted, conn)
+        full = fit_prior(build_ctx(cfg), conn)  # what reading every image's sidecars gives now
+    assert kept.version == first.version
+    assert kept.space.to_dict() == first.space.to_dict()
+    assert full.space.to_dict() != first.space.to_dict()  # so `kept` was not fitted again
+
+    _ingest(restarted, root / "inbox" / "c", range(41, 44))  # past the tolerance: fitted again
+    with restarted.store.read() as conn:
+        refitted = current_model(restarted, conn)
+        full = fit_prior(build_ctx(cfg), conn)
+    assert refitted.version != first.version
+    assert refitted.space.to_dict() == full.space.to_dict()
+    restarted.store.close()
+    again = build_ctx(cfg)
+    with again.store.read() as conn:
+        assert current_model(again, conn).version == refitted.version

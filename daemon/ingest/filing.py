@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from core.errors import NotReadyError, VanishedError
 from core.grouping import LooseImage, group_loose, set_id_for
@@ -59,7 +59,12 @@ def _loose_images(ctx: Ctx) -> tuple[list[LooseImage], bool]:
             .where(
                 images.c.state == "present",
                 images.c.sha256.not_in(select(set_members.c.sha256)),
-                or_(images.c.path.startswith(inbox_rel + "/"), images.c.path.startswith("%b:")),
+                # Ranges on ix_images_path ("/" sorts just before "0", ":" just before ";"): the
+                # round reads the inbox's rows, not the library's.
+                or_(
+                    and_(images.c.path > inbox_rel + "/", images.c.path < inbox_rel + "0"),
+                    and_(images.c.path > "%b:", images.c.path < "%b;"),
+                ),
             )
         ).all()
         emb_rows = (

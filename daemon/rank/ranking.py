@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from core.errors import BestshotError
 from core.layout import PREVIEW_SUFFIX, fit_name, from_db_path
 from core.metadata import normalise_prompt
 from core.rank.evaluate import Decision as TrainDecision
-from core.rank.features import FeatureSpace, ImageSignals, summarise_anomaly_report
+from core.rank.features import FEATURES_VERSION, FeatureSpace, ImageSignals, summarise_anomaly_report
 from core.rank.model import RankModel, RankModelError
 from core.rank.modes import HistoryEntry, box_iou
 from core.rank.prior import prior_model
@@ -110,10 +111,12 @@ def rank_dir(ctx: Ctx) -> Path:
 
 
 # The prior standardises its features over the whole library, which means reading every image's
-# sidecars: seconds per round at 10,000 images (benchmarks/proposals.py). The standardisation
-# barely moves while a library grows by a few images, so a fit is reused until the number of
-# present images has changed by more than this fraction of what it was fitted on.
+# sidecars: seconds per 10,000 images (benchmarks/proposals.py). The standardisation barely moves
+# while a library grows by a few images, so a fit is reused until the number of present images
+# has changed by more than this fraction of what it was fitted on. The fit is kept in the
+# database with the number it was fitted on, so a restart reuses it too.
 PRIOR_REFIT_CHANGE = 0.1
+_PRIOR_STATE = "prior_fit"  # {"images": n, "space": FeatureSpace.to_dict(), "created": ISO time}
 
 
 def current_model(ctx: Ctx, conn: Connection) -> RankModel:
@@ -128,22 +131,46 @@ def current_model(ctx: Ctx, conn: Connection) -> RankModel:
             return RankModel.load(rank_dir(ctx) / f"{version}.json")
         except RankModelError as e:
             log.error("cannot load rank model %s (%s); using the prior", version, e.reason)
-    n = int(conn.execute(select(func.count()).select_from(images).where(images.c.state == "present")).scalar_one())
-    fitted = ctx.prior_fit
+    n = present_images(conn)
+    fitted = ctx.prior_fit or _stored_prior(ctx, conn)
     if fitted is not None and abs(n - fitted.images) <= PRIOR_REFIT_CHANGE * fitted.images:
+        ctx.prior_fit = fitted
         return fitted.model
     return fit_prior(ctx, conn, n)
 
 
+def present_images(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(images).where(images.c.state == "present")).scalar_one())
+
+
 def fit_prior(ctx: Ctx, conn: Connection, n: int | None = None) -> RankModel:
-    """The prior standardised over every present image (reads every image's sidecars)."""
-    if n is None:
-        n = int(conn.execute(select(func.count()).select_from(images).where(images.c.state == "present")).scalar_one())
+    """The prior standardised over every present image (reads every image's sidecars), kept in
+    memory and in the database."""
+    n = present_images(conn) if n is None else n
     lib = library(conn)
     space = FeatureSpace.fit(list(lib.values()), ctx.cfg.rank.pca_components, ctx.cfg.rank.pca_min_images)
     model = prior_model(space, ctx.cfg.rank.prior)
     ctx.prior_fit = PriorFit(n, model)
+    with ctx.store.write() as wconn:
+        records.put_state(wconn, _PRIOR_STATE, {"images": n, "space": space.to_dict(), "created": model.created})
     return model
+
+
+def _stored_prior(ctx: Ctx, conn: Connection) -> PriorFit | None:
+    """The fit kept by an earlier run, with today's weights (a changed `rank.prior` is a new version)."""
+    kept = records.get_state(conn, _PRIOR_STATE)
+    if not kept:
+        return None
+    try:
+        space = FeatureSpace.from_dict(kept["space"])
+        when = datetime.fromisoformat(kept["created"])
+        images_at_fit = int(kept["images"])
+    except (KeyError, TypeError, ValueError) as e:
+        log.warning("the stored prior fit is unreadable (%s); fitting it again", e)
+        return None
+    if space.version != FEATURES_VERSION:  # features changed since: the stored columns are not today's
+        return None
+    return PriorFit(images_at_fit, prior_model(space, ctx.cfg.rank.prior, when))
 
 
 # ---- proposals ------------------------------------------------------------------------------

@@ -1,0 +1,159 @@
+"""The sets a ranking round looks at (proposal_due, kept by the database's triggers) give the same
+sets to propose as the full query over every filed set, through arrivals, pending work, re-analysed
+crops, mode changes, decisions and retractions; and what reaches the user (proposal.json) follows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from core.config import load_config
+from daemon import jobs, records
+from daemon.app import build_ctx
+from daemon.context import Ctx
+from daemon.engine import Engine
+from daemon.extract import run_extract_pass
+from daemon.ranking import due_sets, make_proposals, members_of, ready_sets
+from daemon.store.db import open_store
+from daemon.store.schema import proposal_due, sets, sidecars
+from tests.helpers import textured, write_png
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _ingest(ctx: Ctx, folder: Path, seeds: range) -> str:
+    for s in seeds:
+        write_png(folder / f"img_{s:02}.png", textured(700 + s, w=64, h=96))
+    engine = Engine(ctx)
+    engine.reconcile(direct=True)
+    engine.file_ready_sets(force_close=True)
+    while run_extract_pass(ctx):
+        pass
+    with ctx.store.read() as conn:
+        return str(conn.execute(select(sets.c.id).order_by(sets.c.created_at.desc()).limit(1)).scalar_one())
+
+
+def _same(ctx: Ctx, published: bool) -> list[str]:
+    """The full query and the marked sets agree; returns them (the marks looked at are cleared)."""
+    with ctx.store.read() as conn:
+        full = ready_sets(conn, "", published)
+    with ctx.store.write() as conn:
+        due = due_sets(conn, "", published)
+    assert due == full
+    return full
+
+
+def _rewrite_crop(ctx: Ctx, sha: str, verdict: str) -> None:
+    """A re-analysis stores the image's crop anew (as a recalibration or a version bump does)."""
+    with ctx.store.write() as conn:
+        records.upsert(
+            conn,
+            sidecars,
+            {
+                "sha256": sha,
+                "extractor": "crop",
+                "version": 1,
+                "payload": json.dumps({"verdict": verdict, "best": None}),
+                "blob": None,
+                "files": "[]",
+                "created_at": time.time(),
+            },
+            ["sha256", "extractor", "version"],
+        )
+
+
+def test_marked_sets_match_the_full_query(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
+    a = _ingest(ctx, root / "inbox" / "a", range(0, 3))
+    b = _ingest(ctx, root / "inbox" / "b", range(3, 6))
+    assert _same(ctx, False) == [a, b]
+    assert len(make_proposals(ctx, "watch")) == 2
+    assert _same(ctx, False) == []
+
+    c = _ingest(ctx, root / "inbox" / "c", range(6, 9))  # a new set arrives
+    with ctx.store.write() as conn:  # ... with work still pending on one member
+        sha_c = members_of(conn, c)[0][0]
+        jobs.enqueue(conn, sha_c, [jobs.JobSpec("quality", 99)])
+    assert _same(ctx, False) == []
+    with ctx.store.write() as conn:
+        jobs.mark(conn, sha_c, jobs.JobSpec("quality", 99), "done")
+    assert _same(ctx, False) == [c]
+    assert [r.set_id for r in make_proposals(ctx, "watch")] == [f"set_{c}"]
+
+    with ctx.store.read() as conn:
+        sha_a = members_of(conn, a)[1][0]
+    _rewrite_crop(ctx, sha_a, "review")  # re-analysed after its proposal
+    assert _same(ctx, False) == [a]
+    make_proposals(ctx, "watch")
+
+    assert _same(ctx, True) == [a, b, c]  # recommend mode: shadow proposals do not count
+    assert len(make_proposals(ctx, "recommend")) == 3
+    with ctx.store.write() as conn:  # decided, then retracted
+        conn.execute(update(sets).where(sets.c.id == b).values(status="decided"))
+    _rewrite_crop(ctx, members_of_one(ctx, b), "crop")
+    assert _same(ctx, True) == []
+    with ctx.store.write() as conn:
+        conn.execute(update(sets).where(sets.c.id == b).values(status="filed"))
+    assert _same(ctx, True) == [b]  # its crop changed after its last proposal
+    assert [r.set_id for r in make_proposals(ctx, "recommend")] == [f"set_{b}"]
+    assert _same(ctx, True) == []
+    with ctx.store.read() as conn:
+        assert conn.execute(select(proposal_due)).all() == []  # every mark looked at is cleared
+
+
+def members_of_one(ctx: Ctx, set_id: str) -> str:
+    with ctx.store.read() as conn:
+        return members_of(conn, set_id)[0][0]
+
+
+def test_proposal_json_follows_the_marks(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
+    a = _ingest(ctx, root / "inbox" / "a", range(10, 13))
+    made = make_proposals(ctx, "recommend")
+    assert [r.set_id for r in made] == [f"set_{a}"]
+    with ctx.store.read() as conn:
+        folder = ctx.abs(conn.execute(select(sets.c.folder).where(sets.c.id == a)).scalar_one())
+    first = json.loads((folder / "proposal.json").read_text())
+    assert first["crop"] is None
+
+    assert make_proposals(ctx, "recommend") == []  # nothing changed: the next rounds write nothing
+    assert json.loads((folder / "proposal.json").read_text()) == first
+
+    _rewrite_crop(ctx, first["winner_id"], "review")
+    again = make_proposals(ctx, "recommend")
+    assert [r.set_id for r in again] == [f"set_{a}"]
+    body = json.loads((folder / "proposal.json").read_text())
+    assert body["crop"] == {"verdict": "review", "best": None}
+    # The same library ranks the same way: only the crop and the time changed.
+    assert {k: v for k, v in body.items() if k not in ("crop", "created")} == {
+        k: v for k, v in first.items() if k not in ("crop", "created")
+    }
+
+
+def test_sets_filed_before_the_upgrade_are_looked_at(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    shutil.copy(FIXTURES / "db_after_0005.sqlite", db)
+    store = open_store(f"sqlite:///{db}")
+    try:
+        with store.read() as conn:  # the fixture's filed set has a shadow (watch) proposal
+            assert conn.execute(select(proposal_due)).all() == []
+            want = ready_sets(conn, "", True)
+        assert want == ["s1"]
+        with store.write() as conn:
+            assert due_sets(conn, "", True) == want
+            assert due_sets(conn, "", True) == want  # still ready: nothing proposed it
+    finally:
+        store.close()
+    names = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='trigger'")}
+    assert {"proposal_due_set_filed", "proposal_due_sidecar_added", "proposal_due_job_ended"} <= names
