@@ -15,7 +15,10 @@ Prints one row per size:
 - idle round: a wake-up of the worker with nothing to do (no event, empty extraction queue);
 - proposing one new set: four new images whose sidecars have just landed, filed as a set; the
   round in which the extraction queue drains (duplicates, parquet export) and the set is proposed;
-- prior refit: the prior's standardisation fitted again from every image's sidecars.
+- prior refit: the prior's standardisation fitted again from every image's sidecars (done when the
+  library has changed by 10 % since the fit kept in the database, not per proposal).
+Then what rewriting the parquet files costs at each size (the daemon defers it, see
+daemon/parquet_export.py).
 `--profile N` prints the cProfile of both rounds at the largest size (top N functions).
 """
 
@@ -44,7 +47,7 @@ from daemon.context import Ctx
 from daemon.duplicates import refresh_duplicates
 from daemon.engine import Engine
 from daemon.extract import run_extract_pass
-from daemon.parquet_export import export_parquet
+from daemon.parquet_export import SHARE, export_parquet
 from daemon.ranking import fit_prior
 from daemon.runner import Daemon
 from tests.helpers import textured, write_png
@@ -80,8 +83,9 @@ def worker_round(d: Daemon, was_pending: bool) -> None:
     pending = bool(d._guard("extraction", d._extract_pass))
     if was_pending and not pending:
         d._guard("duplicates", lambda: refresh_duplicates(d.ctx))
-        d._guard("parquet export", lambda: export_parquet(d.ctx))
+        d.parquet.changed()
     if not pending:
+        d._guard("parquet export", d.parquet.run_if_due)
         d._guard("ranking", d.rank.round)
 
 
@@ -180,6 +184,7 @@ def main() -> None:
         print(f"seed: {'shared AI portraits' if SHARED.is_dir() else 'generated PNGs'}, extractors {EXTRACTORS}")
         print("| library | idle round (nothing to do) | proposing one new set | prior refit |")
         print("|---|---|---|---|")
+        notes: list[str] = []
         for size in sizes:
             lib.grow(size)
             worker_round(d, was_pending=True)  # what the growth changed (duplicates, parquet) is caught up
@@ -193,6 +198,13 @@ def main() -> None:
                 assert len(_proposals(lib)) == made + 1, "the new set was not proposed"
             refit = timed(lambda: _refit(ctx))
             print(f"| {lib.n:,} images | {idle:.0f} ms | {min(propose):.0f} ms | {refit / 1000:.1f} s |", flush=True)
+            notes.append(f"{lib.n:,} images: parquet rewrite {timed(lambda: export_parquet(ctx)):.0f} ms")
+        print(
+            "parquet files (every image, so rewriting them grows with the library): the daemon rewrites them"
+            f" after a drain at most once per {SHARE + 1:.0f}x their last rewrite time, not in every round above"
+        )
+        for line in notes:
+            print("  " + line)
         if args.profile:
             print(profiled(lambda: worker_round(d, was_pending=False), args.profile))
             lib.add_set(proposed=False)

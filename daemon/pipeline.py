@@ -38,7 +38,7 @@ from daemon.extractors.progress import DrainProgress
 from daemon.files.recovery import STARTUP_STEPS
 from daemon.labels.decide import DecisionTracker
 from daemon.rank.loop import RankLoop
-from daemon.store.parquet_export import export_parquet
+from daemon.store.parquet_export import ExportSchedule
 from daemon.watch.engine import Engine
 from daemon.watch.settle import Settler
 
@@ -96,6 +96,7 @@ class Pipeline:
         self.models = IdleModels(ctx)
         self.progress = progress
         self.without = frozenset(without)
+        self.parquet = ExportSchedule(ctx)
         self._queue_was_busy = True  # the first empty round refreshes duplicates and the export
 
     def recover(self, guard: Guard = strict) -> None:
@@ -123,9 +124,11 @@ class Pipeline:
             filed, self.engine.filed = self.engine.filed, []
             if not run("duplicates", lambda: self._duplicates(filed)) and "duplicates" not in self.without:
                 self.engine.filed[:0] = filed  # failed: their marks are tried again next round
-            run("parquet export", lambda: export_parquet(self.ctx))
+            self.parquet.changed()
         if not extracted:
+            run("parquet export", self.parquet.run_if_due)
             run("ranking", self.rank.round)
+        deadlines.append(self.parquet.deadline())  # a deferred rewrite wakes the worker
         return Round(extracted, min((t for t in deadlines if isinstance(t, float)), default=None))
 
     def queue_more(self) -> None:
@@ -152,6 +155,7 @@ class Pipeline:
         while (r := self.round(guard, close_open=True)).extracted:
             if extracted is not None:
                 extracted(r.extracted)
+        self._runner(guard)("parquet export", self.parquet.flush)  # a one-shot run writes them at once
 
     def _runner(self, guard: Guard) -> Callable[[str, Callable[[], object]], object]:
         def run(what: str, step: Callable[[], object]) -> object:

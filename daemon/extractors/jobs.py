@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, select, update
 
 from daemon.store.records import upsert
 from daemon.store.schema import images, jobs
@@ -87,10 +87,7 @@ def start(conn: Connection, sha256: str, specs: Iterable[JobSpec]) -> None:
 def next_images(conn: Connection, limit: int, first: Collection[str] = ()) -> dict[str, list[JobSpec]]:
     """Up to `limit` images with pending work, those in `first` (their pixels are at hand) then
     the oldest, with all their pending jobs."""
-    present = select(images.c.sha256).where(images.c.state == "present")
-    pending = select(jobs.c.sha256, func.min(jobs.c.id).label("first")).where(
-        jobs.c.state == "pending", jobs.c.sha256.in_(present)
-    )
+    pending = select(jobs.c.sha256, func.min(jobs.c.id).label("first")).where(jobs.c.state == "pending", _present())
     rows = (
         list(conn.execute(pending.where(jobs.c.sha256.in_(list(first))).group_by(jobs.c.sha256).order_by("first")))
         if first
@@ -123,14 +120,17 @@ def mark(conn: Connection, sha256: str, spec: JobSpec, state: str, error: str | 
 
 def pending_images(conn: Connection) -> int:
     """Present images with at least one pending job (what the extraction queue still has to do)."""
-    present = select(images.c.sha256).where(images.c.state == "present")
     return int(
         conn.execute(
-            select(func.count(func.distinct(jobs.c.sha256))).where(
-                jobs.c.state == "pending", jobs.c.sha256.in_(present)
-            )
+            select(func.count(func.distinct(jobs.c.sha256))).where(jobs.c.state == "pending", _present())
         ).scalar_one()
     )
+
+
+def _present() -> ColumnElement[bool]:
+    """The job's image is present: one look-up per pending job (`IN (SELECT ...)` would list
+    every present image of the library first)."""
+    return exists().where(images.c.sha256 == jobs.c.sha256, images.c.state == "present")
 
 
 def pending_count(conn: Connection) -> int:

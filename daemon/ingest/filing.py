@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, insert, or_, select, update
 
 from core.errors import NotReadyError, VanishedError
 from core.grouping import LooseImage, group_loose, set_id_for
@@ -58,7 +58,7 @@ def _loose_images(ctx: Ctx) -> tuple[list[LooseImage], bool]:
             .join(image_metadata, image_metadata.c.sha256 == images.c.sha256, isouter=True)
             .where(
                 images.c.state == "present",
-                images.c.sha256.not_in(select(set_members.c.sha256)),
+                ~exists().where(set_members.c.sha256 == images.c.sha256),
                 # Ranges on ix_images_path ("/" sorts just before "0", ":" just before ";"): the
                 # round reads the inbox's rows, not the library's.
                 or_(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,44 @@ def export_parquet(ctx: Ctx) -> dict[str, int]:
     _write(emb, side / "embeddings.parquet")
     _write(hashes, side / "hashes.parquet")
     return {"embeddings": emb.num_rows, "hashes": hashes.num_rows}
+
+
+# The files hold every image, so rewriting them costs what the library weighs (seconds at 40,000
+# images), not what changed. The daemon rewrites them after its extraction queue drains, but waits
+# this many times the last rewrite's duration after it: the rewrites take at most 1/(1 + SHARE)
+# of the worker's time however fast sets arrive, and the files lag the database by at most that.
+SHARE = 20.0
+
+
+class ExportSchedule:
+    """When the running daemon rewrites sidecar/*.parquet (`bestshot scan` and `export` write at once)."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.due: float | None = None
+        self._earliest = 0.0
+
+    def changed(self) -> None:
+        """New sidecars are in the database: export at the first moment the share allows."""
+        if self.due is None:
+            self.due = max(time.time(), self._earliest)
+
+    def flush(self) -> bool:
+        """Export now if anything waits (a one-shot `scan` ends with its files written)."""
+        if self.due is None:
+            return False
+        self.due = time.time()
+        return self.run_if_due()
+
+    def run_if_due(self) -> bool:
+        if self.due is None or time.time() < self.due:
+            return False
+        t0 = time.monotonic()
+        export_parquet(self.ctx)
+        self.due = None
+        self._earliest = time.time() + SHARE * (time.monotonic() - t0)
+        return True
+
+    def deadline(self) -> float | None:
+        """When the worker must wake for a deferred export (None: nothing waits)."""
+        return self.due
