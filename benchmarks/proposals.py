@@ -98,6 +98,7 @@ class Library:
         self.seed = [r[0] for r in self.db.execute("SELECT sha256 FROM images WHERE state = 'present'")]
         (self.seed_set,) = self.db.execute("SELECT set_id FROM set_members LIMIT 1").fetchone()
         self.n = len(self.seed)
+        self.mtime = self.db.execute("SELECT max(mtime) FROM images").fetchone()[0]
 
     def add_set(self, proposed: bool) -> list[str]:
         """Four copies of the seed images as one filed set; `proposed`: with its shadow proposal."""
@@ -106,11 +107,11 @@ class Library:
         set_id = secrets.token_hex(5)
         for pos, (sha, old) in enumerate(zip(new, self.seed, strict=True)):
             # Each copy is the newest file so far, as arrivals are (near-duplicates are searched by mtime).
+            self.mtime += 1
             db.execute(
                 "INSERT INTO images SELECT ?, ?, original_name, size_bytes, width, height, format,"
-                " (SELECT max(mtime) FROM images) + 1, ?, first_seen, last_seen, state FROM images"
-                " WHERE sha256 = ?",
-                (sha, f"raw/set_{set_id}/{pos}.png", secrets.token_hex(8), old),
+                " ?, ?, first_seen, last_seen, state FROM images WHERE sha256 = ?",
+                (sha, f"raw/set_{set_id}/{pos}.png", self.mtime, secrets.token_hex(8), old),
             )
             db.execute(
                 "INSERT INTO sidecars SELECT ?, extractor, version, payload, blob, files, ? FROM sidecars"

@@ -54,26 +54,38 @@ def is_near_duplicate(a: DedupItem, b: DedupItem, settings: DedupSettings) -> bo
     return dist <= settings.phash_max_distance and cos >= settings.embedding_min_cosine
 
 
-def _pairs(items: Sequence[DedupItem], settings: DedupSettings) -> np.ndarray:
-    """Boolean n x n matrix of the near-duplicate relation (vectorised; n is a set or a window)."""
+def _pairs(items: Sequence[DedupItem], settings: DedupSettings, rows: Sequence[int] | None = None) -> np.ndarray:
+    """Boolean n x n matrix of the near-duplicate relation (vectorised; n is a set or a window);
+    with `rows`, only those rows (len(rows) x n): those items against every item."""
+    idx = np.arange(len(items)) if rows is None else np.asarray(rows, dtype=np.int64)
     hashes = np.array([phash_int(it.phash) for it in items], dtype=np.uint64)
-    dist = _popcount64(hashes[:, None] ^ hashes[None, :])
+    dist = _popcount64(hashes[idx, None] ^ hashes[None, :])
     # Embeddings of another length (a different CLIP model) cannot be compared: those images
     # fall back to the pHash-only rule, as is_near_duplicate does.
     dims = Counter(it.embedding.shape for it in items if it.embedding is not None)
     shape = dims.most_common(1)[0][0] if dims else None
     has_emb = np.array([it.embedding is not None and it.embedding.shape == shape for it in items])
-    both = has_emb[:, None] & has_emb[None, :]
+    both = has_emb[idx, None] & has_emb[None, :]
     rel: np.ndarray = ~both & (dist <= settings.phash_only_max_distance)
     if shape is not None:
         emb = np.zeros((len(items), *shape), dtype=np.float64)
         for i, it in enumerate(items):
             if has_emb[i] and it.embedding is not None:
                 emb[i] = it.embedding
-        cos = emb @ emb.T
+        cos = emb[idx] @ emb.T
         rel |= both & (dist <= settings.phash_max_distance) & (cos >= settings.embedding_min_cosine)
-    np.fill_diagonal(rel, False)
+    rel[np.arange(len(idx)), idx] = False  # an image is not its own near-duplicate
     return rel
+
+
+def near_duplicate_pairs(items: Sequence[DedupItem], of: Sequence[int], settings: DedupSettings) -> list[list[str]]:
+    """The near-duplicate pairs [a, b] that involve the items at positions `of`, each sorted: what
+    new arrivals add to groups already known among the others (len(of) x n comparisons, not n x n)."""
+    if not of or len(items) < 2:
+        return []
+    rel = _pairs(items, settings, of)
+    out = {tuple(sorted((items[of[r]].sha256, items[int(j)].sha256))) for r, j in zip(*np.nonzero(rel), strict=True)}
+    return [list(p) for p in sorted(out)]
 
 
 def near_duplicate_groups(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from core.dedup import DedupItem, near_duplicate_groups, rule_description
+from core.dedup import DedupItem, near_duplicate_groups, near_duplicate_pairs, rule_description
 from core.unionfind import UnionFind
 from daemon.context import Ctx
 from daemon.store import records
@@ -163,7 +163,10 @@ def _merge_new(ctx: Ctx, rows: Sequence[Any], new: set[str], stored: Mapping[str
             spans.append([lo, hi])
     groups: list[list[str]] = []
     for lo, hi in spans:
-        groups += [g for g in _windows(_items(ctx, rows[lo:hi]), ctx) if new.intersection(g)]
+        items = _items(ctx, rows[lo:hi])
+        # Only pairs with a new image: what the others share is in the stored groups already.
+        of = [i for i, it in enumerate(items) if it.sha256 in new]
+        groups += near_duplicate_pairs(items, of, ctx.cfg.dedup)
     return _union(groups, stored)
 
 

@@ -122,3 +122,33 @@ def test_rule_description_states_the_thresholds() -> None:
     assert "Hamming <= 8" in with_emb and "cosine >= 0.95" in with_emb
     alone = rule_description(S, embeddings_available=False)
     assert alone.startswith("near-duplicates: pHash Hamming <= 4") and "unavailable" in alone
+
+
+def test_pairs_of_new_items_joined_with_the_old_groups_give_the_groups_of_all() -> None:
+    """What the incremental refresh relies on: groups among the old items, joined by the pairs
+    that involve a new item, are the groups of everything (embeddings missing on some)."""
+    from core.dedup import near_duplicate_pairs
+    from core.unionfind import UnionFind
+
+    rng = np.random.default_rng(5)
+    bases = [unit(rng.normal(size=32)) for _ in range(6)]
+    items = []
+    for i in range(60):
+        b = int(rng.integers(len(bases)))
+        h = flip_bits(f"{0x0F0F0F0F0F0F0F0F * (b + 1) & 0xFFFFFFFFFFFFFFFF:016x}", int(rng.integers(0, 10)))
+        emb = None if i % 7 == 0 else unit(bases[b] + 0.05 * unit(rng.normal(size=32)))
+        items.append(DedupItem(f"s{i:02}", h, emb))
+    for cut in (0, 1, 30, 59):
+        old, new = items[:cut], range(cut, len(items))
+        uf: UnionFind[str] = UnionFind()
+        for g in near_duplicate_groups(old, S):
+            for s in g[1:]:
+                uf.join(g[0], s)
+        for a, b in near_duplicate_pairs(items, list(new), S):
+            uf.join(a, b)
+        comps: dict[str, list[str]] = {}
+        for it in items:
+            comps.setdefault(uf.find(it.sha256), []).append(it.sha256)
+        got = sorted((sorted(g) for g in comps.values() if len(g) > 1), key=lambda g: (-len(g), g[0]))
+        assert got == near_duplicate_groups(items, S), cut
+        assert any(len(g) > 2 for g in got)
