@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, delete, func, insert, select, tuple_, update
 
 from core.dedup import DedupItem, near_duplicate_groups, near_duplicate_pairs, rule_description
 from core.unionfind import UnionFind
@@ -44,50 +44,44 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
     clip = ctx.extractor("clip")
     rule = rule_description(ctx.cfg.dedup, clip is not None and clip.availability().available)
     with ctx.store.read() as conn:
-        rows = conn.execute(
-            select(images.c.sha256, images.c.phash)
-            .where(images.c.phash.is_not(None), images.c.state == "present")
-            .order_by(images.c.mtime)
-        ).all()
         # One max per extractor: each is a single step on ix_sidecars_extractor_created_at.
         seen = max(
             conn.execute(select(func.max(sidecars.c.created_at)).where(sidecars.c.extractor == name)).scalar() or 0.0
             for name in _INPUTS
         )
         last: dict[str, Any] = records.get_state(conn, _STATE) or {}
-        new = (
-            set()
-            if full or not last
-            else {
+        present = int(conn.execute(select(func.count()).select_from(images).where(*_HASHED)).scalar_one())
+        new: list[Any] = []
+        if not full and last:
+            since = [
                 r.sha256
                 for r in conn.execute(
                     select(sidecars.c.sha256).where(
                         sidecars.c.extractor.in_(_INPUTS), sidecars.c.created_at > last["seen"]
                     )
                 )
-            }
-        )
+            ]
+            for chunk in (since[i : i + 900] for i in range(0, len(since), 900)):
+                new += conn.execute(_ordered().where(images.c.sha256.in_(chunk))).all()
         stored = {r.sha256: r.group_id for r in conn.execute(select(dup_groups.c.sha256, dup_groups.c.group_id))}
-    present = {r.sha256 for r in rows}
-    new &= present
-    old = present - new
-    # Incremental only when the library just grew: every earlier image is still there, under the same rule.
-    incremental = (
-        bool(last)
-        and not full
-        and last.get("rule") == rule
-        and last.get("present") == len(old)
-        and set(stored) <= present
-    )
-    if incremental and not new:
-        return DedupRefresh("unchanged", len(set(stored.values())), 0)
+        # Incremental only when the library just grew: every earlier image is still there, under the same rule.
+        incremental = (
+            bool(last)
+            and not full
+            and last.get("rule") == rule
+            and last.get("present") == present - len(new)
+            and _all_present(conn, stored)
+        )
+        if incremental and not new:
+            return DedupRefresh("unchanged", len(set(stored.values())), 0)
+        rows = _neighbourhoods(conn, new) if incremental else conn.execute(_ordered()).all()
     if incremental:
-        merged = _merge_new(ctx, rows, new, stored)
+        merged = _merge_new(ctx, rows, {r.sha256 for r in new}, stored)
     else:
         merged = _full(ctx, rows)
     with ctx.store.write() as conn:
         changed = _write(conn, stored, merged, rule, replace_rule=not incremental)
-        records.put_state(conn, _STATE, {"seen": seen, "present": len(present), "rule": rule})
+        records.put_state(conn, _STATE, {"seen": seen, "present": present, "rule": rule})
     out = DedupRefresh("incremental" if incremental else "full", len(set(merged.values())), len(changed))
     log.debug("duplicates: %s", out)
     return out
@@ -109,6 +103,47 @@ def mark_filed_sets(ctx: Ctx, set_ids: Collection[str]) -> None:
             )
         }
         _mark_sets(conn, groups, set(set_ids))
+
+
+# The images compared: present, with a pHash, in arrival order (ix_images_state_mtime holds all four).
+_HASHED = (images.c.state == "present", images.c.phash.is_not(None))
+
+
+def _ordered() -> Select[Any]:
+    return (
+        select(images.c.sha256, images.c.phash, images.c.mtime)
+        .where(*_HASHED)
+        .order_by(images.c.mtime, images.c.sha256)
+    )
+
+
+def _all_present(conn: Connection, stored: Mapping[str, str]) -> bool:
+    shas = list(stored)
+    found = 0
+    for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
+        found += int(
+            conn.execute(
+                select(func.count()).select_from(images).where(images.c.sha256.in_(chunk), *_HASHED)
+            ).scalar_one()
+        )
+    return found == len(shas)
+
+
+def _neighbourhoods(conn: Connection, new: Sequence[Any]) -> list[Any]:
+    """The new images and up to WINDOW // 2 images either side of each, in arrival order: two
+    steps on the index per new image, whatever the library's size."""
+    half = WINDOW // 2
+    key = tuple_(images.c.mtime, images.c.sha256)
+    rows: dict[str, Any] = {}
+    for r in new:
+        rows[r.sha256] = r
+        for cond, order in (
+            (key < tuple_(r.mtime, r.sha256), (images.c.mtime.desc(), images.c.sha256.desc())),
+            (key > tuple_(r.mtime, r.sha256), (images.c.mtime, images.c.sha256)),
+        ):
+            for n in conn.execute(_ordered().where(cond).order_by(None).order_by(*order).limit(half)):
+                rows[n.sha256] = n
+    return sorted(rows.values(), key=lambda r: (r.mtime, r.sha256))
 
 
 def _items(ctx: Ctx, rows: Sequence[Any]) -> list[DedupItem]:
@@ -151,23 +186,11 @@ def _full(ctx: Ctx, rows: Sequence[Any]) -> dict[str, str]:
 
 
 def _merge_new(ctx: Ctx, rows: Sequence[Any], new: set[str], stored: Mapping[str, str]) -> dict[str, str]:
-    """The stored groups joined with whatever the new images match among their neighbours."""
-    half = WINDOW // 2
-    pos = [i for i, r in enumerate(rows) if r.sha256 in new]
-    spans: list[list[int]] = []
-    for i in pos:  # merge the +-half neighbourhoods of the new images into contiguous runs
-        lo, hi = max(0, i - half), min(len(rows), i + half + 1)
-        if spans and lo <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], hi)
-        else:
-            spans.append([lo, hi])
-    groups: list[list[str]] = []
-    for lo, hi in spans:
-        items = _items(ctx, rows[lo:hi])
-        # Only pairs with a new image: what the others share is in the stored groups already.
-        of = [i for i, it in enumerate(items) if it.sha256 in new]
-        groups += near_duplicate_pairs(items, of, ctx.cfg.dedup)
-    return _union(groups, stored)
+    """The stored groups joined with whatever the new images match among `rows` (their neighbours)."""
+    items = _items(ctx, rows)
+    # Only pairs with a new image: what the others share is in the stored groups already.
+    of = [i for i, it in enumerate(items) if it.sha256 in new]
+    return _union(near_duplicate_pairs(items, of, ctx.cfg.dedup), stored)
 
 
 def _write(

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.dedup import refresh_duplicates
@@ -53,3 +56,64 @@ def test_incremental_refresh_matches_a_full_one(tmp_path: Path) -> None:
     assert after.mode == "full"
     kept = snapshot(root)
     assert refresh_duplicates(ctx, full=True).mode == "full" and snapshot(root) == kept
+
+
+def test_neighbourhoods_on_the_index_match_a_full_refresh_in_a_windowed_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the window, the incremental refresh reads only the new images' neighbours by mtime
+    (ix_images_state_mtime): arrivals at the end and in the middle, then a removal, give what a
+    full recomputation gives. Rows are written straight into the real database (no files: only
+    the pHash and the arrival order matter here), with a small window so neighbourhoods matter."""
+    import sqlite3
+    import time
+
+    from daemon import duplicates
+
+    monkeypatch.setattr(duplicates, "WINDOW", 16)
+    root = tmp_path / "root"
+    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash"]}}))
+    rng = np.random.default_rng(3)
+    db = sqlite3.connect(root / "bestshot.sqlite")
+
+    def add(i: int, mtime: float, phash: str) -> str:
+        sha = f"{i:064x}"
+        db.execute(
+            "INSERT INTO images VALUES (?, ?, ?, 1, 8, 8, 'PNG', ?, ?, 0, 0, 'present')",
+            (sha, f"raw/x/{i}.png", f"{i}.png", mtime, phash),
+        )
+        db.execute(
+            "INSERT INTO sidecars VALUES (?, 'phash', 1, ?, NULL, '[]', ?)",
+            (sha, f'{{"phash": "{phash}"}}', time.time()),
+        )
+        return sha
+
+    def cluster(start: int, mtime: float, n: int) -> None:
+        h = int(rng.integers(0, 2**63))
+        for k in range(n):  # near-duplicates arrive together: 1 bit apart each
+            add(start + k, mtime + k * 0.01, f"{h ^ (1 << k):016x}")
+
+    for c in range(40):  # 40 pairs/triples spread over 100 positions, singletons between them
+        cluster(c * 10, float(c * 10), 2 + c % 2)
+        add(c * 10 + 5, c * 10 + 5.0, f"{int(rng.integers(0, 2**63)):016x}")
+    db.commit()
+    assert refresh_duplicates(ctx).mode == "full"
+    for what in ("end", "middle"):
+        if what == "end":
+            cluster(1000, 1000.0, 3)
+        else:  # a retouch of an early image arrives with an old mtime, and a pair lands mid-library
+            (h,) = db.execute("SELECT phash FROM images WHERE sha256 = ?", (f"{10:064x}",)).fetchone()
+            add(2000, 10.5, f"{int(h, 16) ^ 0b11:016x}")
+            cluster(2100, 200.5, 2)
+        db.commit()
+        step = refresh_duplicates(ctx)
+        assert step.mode == "incremental"
+        incremental = snapshot(root)
+        assert refresh_duplicates(ctx, full=True).mode == "full"
+        assert snapshot(root) == incremental, what
+    groups = dict(db_rows(root, "SELECT sha256, group_id FROM dup_groups"))
+    assert groups[f"{2000:064x}"] == groups[f"{10:064x}"]  # the late retouch joined its early original
+    db.execute("UPDATE images SET state = 'missing' WHERE sha256 = ?", (f"{1000:064x}",))
+    db.commit()
+    assert refresh_duplicates(ctx).mode == "full"  # a grouped image left: recomputed
+    db.close()

@@ -210,7 +210,8 @@ _0004_PROPOSALS = (
 _0006_ROUND_INDEXES_PROPOSAL_DUE = (
     "CREATE INDEX ix_sets_status ON sets (status)",
     "CREATE INDEX ix_images_path ON images (path)",
-    "CREATE INDEX ix_images_state ON images (state)",
+    # Present images in arrival order, with the pHash: near-duplicate neighbours by mtime.
+    "CREATE INDEX ix_images_state_mtime ON images (state, mtime, sha256, phash)",
     "CREATE INDEX ix_sidecars_extractor_created_at ON sidecars (extractor, created_at)",
     """CREATE TABLE proposal_due (
     set_id VARCHAR(64) NOT NULL,

@@ -42,7 +42,8 @@ images = Table(
     Column("last_seen", Float, nullable=False),
     # present | missing (not found by the last scan) | deleted (gone for good, decided)
     # | exported (left the root after its set was decided: the decision stands)
-    Column("state", String(16), nullable=False, default="present", index=True),
+    Column("state", String(16), nullable=False, default="present"),
+    Index("ix_images_state_mtime", "state", "mtime", "sha256", "phash"),  # 0006
 )
 
 image_metadata = Table(
