@@ -2,9 +2,10 @@
 
 Images are compared within a window of their neighbours by mtime (near-duplicates are made
 together), so the work grows with the library, not with its square. After each batch of new
-sidecars only the new images are compared with their neighbours and merged into the stored
-groups; a full recomputation runs the first time, when images left the library (groups would
-have to split), or when the rule changes (embeddings became available).
+sidecars only the new images are compared with their neighbours (read from an index on arrival
+order, so the cost follows the new images, not the library) and merged into the stored groups;
+a full recomputation runs the first time, when images left the library (groups would have to
+split), or when the rule changes (embeddings became available).
 """
 
 from __future__ import annotations
