@@ -157,3 +157,33 @@ def test_sets_filed_before_the_upgrade_are_looked_at(tmp_path: Path) -> None:
         store.close()
     names = {r[0] for r in sqlite3.connect(db).execute("select name from sqlite_master where type='trigger'")}
     assert {"proposal_due_set_filed", "proposal_due_sidecar_added", "proposal_due_job_ended"} <= names
+
+
+def test_many_marked_sets_at_once(tmp_path: Path) -> None:
+    """A change of model or mode marks every filed set: thousands are looked at in chunks (SQLite
+    binds at most 32,766 variables per statement), in filing order."""
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite'}")
+    try:
+        with store.write() as conn:
+            conn.execute(
+                sets.insert(),
+                [
+                    {
+                        "id": f"s{i:05}",
+                        "created_at": float((i * 7919) % 7000),
+                        "source": "folder",
+                        "reason": "dropped folder",
+                        "size": 0,
+                        "folder": f"raw/set_s{i:05}",
+                        "status": "filed",
+                    }
+                    for i in range(7000)
+                ],
+            )
+        with store.read() as conn:
+            full = ready_sets(conn, "", False)
+        assert len(full) == 7000
+        with store.write() as conn:
+            assert due_sets(conn, "", False) == full
+    finally:
+        store.close()

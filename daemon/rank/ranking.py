@@ -185,6 +185,22 @@ def ready_sets(
     allows it, the set is proposed again so the user sees it. With `among`, only those sets are
     looked at (every subquery is limited to them, so the cost follows their number).
     """
+    if among is not None and len(among) > _AMONG_CHUNK:
+        # Each chunk's ids are bound in five subqueries: keep under SQLite's variable limit.
+        ids_all = sorted(among)
+        ready = [
+            r
+            for i in range(0, len(ids_all), _AMONG_CHUNK)
+            for r in _ready(conn, model_version, published, ids_all[i : i + _AMONG_CHUNK])
+        ]
+        return [r.id for r in sorted(ready, key=lambda r: r.created_at)]
+    return [r.id for r in _ready(conn, model_version, published, among)]
+
+
+_AMONG_CHUNK = 150
+
+
+def _ready(conn: Connection, model_version: str, published: bool, among: Collection[str] | None) -> list[Any]:
     ids = None if among is None else list(among)
 
     def limit(q: Any, col: Any) -> Any:
@@ -218,7 +234,7 @@ def ready_sets(
     )
     rows = conn.execute(
         limit(
-            select(sets.c.id).where(
+            select(sets.c.id, sets.c.created_at).where(
                 sets.c.status == "filed",
                 sets.c.id.not_in(busy),
                 or_(sets.c.id.not_in(proposed), sets.c.id.in_(reanalysed)),
@@ -226,7 +242,7 @@ def ready_sets(
             sets.c.id,
         ).order_by(sets.c.created_at)
     )
-    return [r.id for r in rows]
+    return list(rows)
 
 
 # What every filed set was last checked against: when the model in force or the publishing
