@@ -45,23 +45,18 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
     clip = ctx.extractor("clip")
     rule = rule_description(ctx.cfg.dedup, clip is not None and clip.availability().available)
     with ctx.store.read() as conn:
-        # One max per extractor: each is a single step on ix_sidecars_extractor_created_at.
-        seen = max(
-            conn.execute(select(func.max(sidecars.c.created_at)).where(sidecars.c.extractor == name)).scalar() or 0.0
-            for name in _INPUTS
-        )
         last: dict[str, Any] = records.get_state(conn, _STATE) or {}
         present = int(conn.execute(select(func.count()).select_from(images).where(*_HASHED)).scalar_one())
         new: list[Any] = []
         if not full and last:
-            since = [
-                r.sha256
-                for r in conn.execute(
-                    select(sidecars.c.sha256).where(
-                        sidecars.c.extractor.in_(_INPUTS), sidecars.c.created_at > last["seen"]
-                    )
+            # The sidecars written since the last refresh: a range on ix_sidecars_created_at.
+            fresh = conn.execute(
+                select(sidecars.c.sha256, sidecars.c.created_at).where(
+                    sidecars.c.created_at > last["seen"], sidecars.c.extractor.in_(_INPUTS)
                 )
-            ]
+            ).all()
+            seen = max([last["seen"], *(r.created_at for r in fresh)])
+            since = sorted({r.sha256 for r in fresh})
             for chunk in (since[i : i + 900] for i in range(0, len(since), 900)):
                 new += conn.execute(_ordered().where(images.c.sha256.in_(chunk))).all()
         stored = {r.sha256: r.group_id for r in conn.execute(select(dup_groups.c.sha256, dup_groups.c.group_id))}
@@ -75,6 +70,11 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
         )
         if incremental and not new:
             return DedupRefresh("unchanged", len(set(stored.values())), 0)
+        if not incremental:
+            seen = (
+                conn.execute(select(func.max(sidecars.c.created_at)).where(sidecars.c.extractor.in_(_INPUTS))).scalar()
+                or 0.0
+            )
         rows = _neighbourhoods(conn, new) if incremental else conn.execute(_ordered()).all()
     if incremental:
         merged = _merge_new(ctx, rows, {r.sha256 for r in new}, stored)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, or_, select
+from sqlalchemy import Connection, delete, exists, func, insert, or_, select
 
 from core.atomicfile import atomic_write
 from core.errors import BestshotError
@@ -186,7 +186,7 @@ def ready_sets(
     looked at (every subquery is limited to them, so the cost follows their number).
     """
     if among is not None and len(among) > _AMONG_CHUNK:
-        # Each chunk's ids are bound in five subqueries: keep under SQLite's variable limit.
+        # Bound parameters per statement are limited (32,766 in most SQLite builds).
         ids_all = sorted(among)
         ready = [
             r
@@ -201,48 +201,28 @@ _AMONG_CHUNK = 150
 
 
 def _ready(conn: Connection, model_version: str, published: bool, among: Collection[str] | None) -> list[Any]:
-    ids = None if among is None else list(among)
-
-    def limit(q: Any, col: Any) -> Any:
-        return q if ids is None else q.where(col.in_(ids))
-
-    busy = limit(
-        select(set_members.c.set_id)
-        .join(jobs, jobs.c.sha256 == set_members.c.sha256)
-        .where(jobs.c.state.in_(("pending", "running"))),
-        set_members.c.set_id,
+    """Each condition is a look-up per set (its members, its proposals: primary keys and
+    ix_proposals_set_id), so the cost follows the sets looked at."""
+    member = set_members.c.set_id == sets.c.id
+    busy = exists().where(member, jobs.c.sha256 == set_members.c.sha256, jobs.c.state.in_(("pending", "running")))
+    proposed = exists().where(
+        proposals.c.set_id == sets.c.id,
+        proposals.c.model_version == model_version if model_version else proposals.c.source == "prior",
+        *((proposals.c.mode != "watch",) if published else ()),
     )
-    proposed = limit(
-        select(proposals.c.set_id).where(
-            proposals.c.model_version == model_version if model_version else proposals.c.source == "prior"
-        ),
-        proposals.c.set_id,
+    # Correlated to the set being looked at, two levels up (inside the EXISTS below).
+    last = select(func.max(proposals.c.ts)).where(proposals.c.set_id == sets.c.id).correlate(sets).scalar_subquery()
+    # Nested so the member's sidecars are found by their key (sha256), not by time.
+    newer = exists().where(
+        sidecars.c.sha256 == set_members.c.sha256,
+        sidecars.c.extractor.in_(_PROPOSAL_SIDECARS),
+        sidecars.c.created_at > last,
     )
-    if published:
-        proposed = proposed.where(proposals.c.mode != "watch")
-    last = (
-        limit(select(proposals.c.set_id, func.max(proposals.c.ts).label("ts")), proposals.c.set_id)
-        .group_by(proposals.c.set_id)
-        .subquery()
-    )
-    reanalysed = limit(
-        select(set_members.c.set_id)
-        .join(sidecars, sidecars.c.sha256 == set_members.c.sha256)
-        .join(last, last.c.set_id == set_members.c.set_id)
-        .where(sidecars.c.extractor.in_(_PROPOSAL_SIDECARS), sidecars.c.created_at > last.c.ts),
-        set_members.c.set_id,
-    )
-    rows = conn.execute(
-        limit(
-            select(sets.c.id, sets.c.created_at).where(
-                sets.c.status == "filed",
-                sets.c.id.not_in(busy),
-                or_(sets.c.id.not_in(proposed), sets.c.id.in_(reanalysed)),
-            ),
-            sets.c.id,
-        ).order_by(sets.c.created_at)
-    )
-    return list(rows)
+    reanalysed = exists().where(member, newer)
+    q = select(sets.c.id, sets.c.created_at).where(sets.c.status == "filed", ~busy, or_(~proposed, reanalysed))
+    if among is not None:
+        q = q.where(sets.c.id.in_(list(among)))
+    return list(conn.execute(q.order_by(sets.c.created_at)))
 
 
 # What every filed set was last checked against: when the model in force or the publishing

@@ -212,7 +212,9 @@ _0006_ROUND_INDEXES_PROPOSAL_DUE = (
     "CREATE INDEX ix_images_path ON images (path)",
     # Present images in arrival order, with the pHash: near-duplicate neighbours by mtime.
     "CREATE INDEX ix_images_state_mtime ON images (state, mtime, sha256, phash)",
-    "CREATE INDEX ix_sidecars_extractor_created_at ON sidecars (extractor, created_at)",
+    # Sidecars written since a moment (near-duplicates compare only the new images). Time alone:
+    # with the extractor first, SQLite would prefer it to the key when looking up an image's rows.
+    "CREATE INDEX ix_sidecars_created_at ON sidecars (created_at)",
     """CREATE TABLE proposal_due (
     set_id VARCHAR(64) NOT NULL,
     PRIMARY KEY (set_id)

@@ -118,7 +118,7 @@ sidecars = Table(
     Column("blob", LargeBinary),  # small arrays (embeddings) as raw little-endian bytes
     Column("files", Text),  # JSON list of sidecar files written, relative to root
     Column("created_at", Float, nullable=False),
-    Index("ix_sidecars_extractor_created_at", "extractor", "created_at"),
+    Index("ix_sidecars_created_at", "created_at"),  # 0006
 )
 
 errors = Table(
