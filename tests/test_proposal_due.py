@@ -38,10 +38,40 @@ def _ingest(ctx: Ctx, folder: Path, seeds: range) -> str:
         return str(conn.execute(select(sets.c.id).order_by(sets.c.created_at.desc()).limit(1)).scalar_one())
 
 
+def _oracle(root: Path, published: bool) -> list[str]:
+    """The rule, from the raw rows (prior proposals only: no model is trained here)."""
+    db = sqlite3.connect(root / "bestshot.sqlite")
+    try:
+        out = []
+        for sid, _created in db.execute("SELECT id, created_at FROM sets WHERE status = 'filed' ORDER BY created_at"):
+            members = [m for (m,) in db.execute("SELECT sha256 FROM set_members WHERE set_id = ?", (sid,))]
+            busy = any(
+                db.execute("SELECT 1 FROM jobs WHERE sha256 = ? AND state IN ('pending', 'running')", (m,)).fetchone()
+                for m in members
+            )
+            props = db.execute("SELECT ts, source, mode FROM proposals WHERE set_id = ?", (sid,)).fetchall()
+            proposed = any(src == "prior" and (mode != "watch" or not published) for _ts, src, mode in props)
+            last = max((ts for ts, _s, _m in props), default=None)
+            newer = last is not None and any(
+                db.execute(
+                    "SELECT 1 FROM sidecars WHERE sha256 = ? AND extractor IN ('anomalies', 'crop') AND created_at > ?",
+                    (m, last),
+                ).fetchone()
+                for m in members
+            )
+            if not busy and (not proposed or newer):
+                out.append(sid)
+        return out
+    finally:
+        db.close()
+
+
 def _same(ctx: Ctx, published: bool) -> list[str]:
-    """The full query and the marked sets agree; returns them (the marks looked at are cleared)."""
+    """The full query, the rule read from the raw rows and the marked sets agree; returns them
+    (the marks looked at are cleared)."""
     with ctx.store.read() as conn:
         full = ready_sets(conn, "", published)
+    assert full == _oracle(ctx.root, published)
     with ctx.store.write() as conn:
         due = due_sets(conn, "", published)
     assert due == full
@@ -94,8 +124,20 @@ def test_marked_sets_match_the_full_query(tmp_path: Path) -> None:
     assert _same(ctx, False) == [a]
     make_proposals(ctx, "watch")
 
-    assert _same(ctx, True) == [a, b, c]  # recommend mode: shadow proposals do not count
-    assert len(make_proposals(ctx, "recommend")) == 3
+    # Re-analysed while busy; another set is proposed meanwhile; the work ends: proposed again.
+    d = _ingest(ctx, root / "inbox" / "d", range(20, 22))
+    _rewrite_crop(ctx, sha_a, "crop")
+    with ctx.store.write() as conn:
+        jobs.enqueue(conn, sha_a, [jobs.JobSpec("quality", 98)])
+    assert _same(ctx, False) == [d]
+    make_proposals(ctx, "watch")
+    with ctx.store.write() as conn:
+        jobs.mark(conn, sha_a, jobs.JobSpec("quality", 98), "done")
+    assert _same(ctx, False) == [a]
+    make_proposals(ctx, "watch")
+
+    assert _same(ctx, True) == [a, b, c, d]  # recommend mode: shadow proposals do not count
+    assert len(make_proposals(ctx, "recommend")) == 4
     with ctx.store.write() as conn:  # decided, then retracted
         conn.execute(update(sets).where(sets.c.id == b).values(status="decided"))
     _rewrite_crop(ctx, members_of_one(ctx, b), "crop")
