@@ -18,7 +18,7 @@ Prints one row per size:
 - prior refit: the prior's standardisation fitted again from every image's sidecars (done when the
   library has changed by 10 % since the fit kept in the database, not per proposal).
 Then what rewriting the parquet files costs at each size (the daemon defers it, see
-daemon/parquet_export.py).
+daemon/store/parquet_export.py).
 `--profile N` prints the cProfile of both rounds at the largest size (top N functions).
 """
 
@@ -44,12 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.duplicates import refresh_duplicates
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.parquet_export import SHARE, export_parquet
-from daemon.ranking import fit_prior
+from daemon.dedup import refresh_duplicates
+from daemon.extractors.extract import run_extract_pass
+from daemon.rank.ranking import fit_prior
 from daemon.runner import Daemon
+from daemon.store.parquet_export import SHARE, export_parquet
+from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"

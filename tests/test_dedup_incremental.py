@@ -68,7 +68,7 @@ def test_neighbourhoods_on_the_index_match_a_full_refresh_in_a_windowed_library(
     import sqlite3
     import time
 
-    from daemon import duplicates
+    from daemon import dedup as duplicates
 
     monkeypatch.setattr(duplicates, "WINDOW", 16)
     root = tmp_path / "root"

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.parquet_export import ExportSchedule
+from daemon.extractors.extract import run_extract_pass
+from daemon.store.parquet_export import ExportSchedule
+from daemon.watch.engine import Engine
 from tests.helpers import db_rows, textured, wait_for, write_png
 
 

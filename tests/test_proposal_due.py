@@ -13,14 +13,15 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from core.config import load_config
-from daemon import jobs, records
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.engine import Engine
-from daemon.extract import run_extract_pass
-from daemon.ranking import due_sets, make_proposals, members_of, ready_sets
+from daemon.extractors import jobs
+from daemon.extractors.extract import run_extract_pass
+from daemon.rank.ranking import due_sets, make_proposals, members_of, ready_sets
+from daemon.store import records
 from daemon.store.db import open_store
 from daemon.store.schema import proposal_due, sets, sidecars
+from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 FIXTURES = Path(__file__).parent / "fixtures"

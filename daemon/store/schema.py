@@ -231,7 +231,7 @@ proposals = Table(
 )
 
 # 0006: sets whose proposal may be due: filed, a member's anomaly report or crop written, a member's
-# pending job ended. Kept by triggers (daemon/store/migrations.py); daemon.ranking empties it.
+# pending job ended. Kept by triggers (daemon/store/migrations.py); daemon.rank.ranking empties it.
 proposal_due = Table(
     "proposal_due",
     metadata,
