@@ -173,7 +173,8 @@ def test_proposal_json_follows_the_marks(tmp_path: Path) -> None:
     assert make_proposals(ctx, "recommend") == []  # nothing changed: the next rounds write nothing
     assert json.loads((folder / "proposal.json").read_text()) == first
 
-    _rewrite_crop(ctx, first["winner_id"], "review")
+    _rewrite_crop(ctx, first["winner_id"], "crop")
+    _rewrite_crop(ctx, first["winner_id"], "review")  # twice before a round: the set is marked already
     again = make_proposals(ctx, "recommend")
     assert [r.set_id for r in again] == [f"set_{a}"]
     body = json.loads((folder / "proposal.json").read_text())

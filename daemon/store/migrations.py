@@ -207,6 +207,8 @@ _0004_PROPOSALS = (
 
 # Indexes for the queries each worker round runs, and the sets whose proposal may be due, kept by
 # the database itself (triggers), so a round reads what changed instead of scanning the library.
+# The triggers test for the row instead of INSERT OR IGNORE: an UPSERT that fires them imposes its
+# own conflict policy (ABORT) on their statements.
 _0006_ROUND_INDEXES_PROPOSAL_DUE = (
     "CREATE INDEX ix_sets_status ON sets (status)",
     "CREATE INDEX ix_images_path ON images (path)",
@@ -221,30 +223,34 @@ _0006_ROUND_INDEXES_PROPOSAL_DUE = (
 )""",
     """CREATE TRIGGER proposal_due_set_filed AFTER INSERT ON sets WHEN NEW.status = 'filed'
 BEGIN
-    INSERT OR IGNORE INTO proposal_due (set_id) VALUES (NEW.id);
+    INSERT INTO proposal_due (set_id) SELECT NEW.id WHERE NOT EXISTS (SELECT 1 FROM proposal_due WHERE set_id = NEW.id);
 END""",
     """CREATE TRIGGER proposal_due_set_refiled AFTER UPDATE OF status ON sets WHEN NEW.status = 'filed'
 BEGIN
-    INSERT OR IGNORE INTO proposal_due (set_id) VALUES (NEW.id);
+    INSERT INTO proposal_due (set_id) SELECT NEW.id WHERE NOT EXISTS (SELECT 1 FROM proposal_due WHERE set_id = NEW.id);
 END""",
     """CREATE TRIGGER proposal_due_sidecar_added AFTER INSERT ON sidecars
 WHEN NEW.extractor IN ('anomalies', 'crop')
 BEGIN
-    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = NEW.sha256;
+    INSERT INTO proposal_due (set_id) SELECT m.set_id FROM set_members m WHERE m.sha256 = NEW.sha256
+        AND NOT EXISTS (SELECT 1 FROM proposal_due d WHERE d.set_id = m.set_id);
 END""",
     """CREATE TRIGGER proposal_due_sidecar_updated AFTER UPDATE ON sidecars
 WHEN NEW.extractor IN ('anomalies', 'crop')
 BEGIN
-    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = NEW.sha256;
+    INSERT INTO proposal_due (set_id) SELECT m.set_id FROM set_members m WHERE m.sha256 = NEW.sha256
+        AND NOT EXISTS (SELECT 1 FROM proposal_due d WHERE d.set_id = m.set_id);
 END""",
     """CREATE TRIGGER proposal_due_job_ended AFTER UPDATE OF state ON jobs
 WHEN OLD.state IN ('pending', 'running') AND NEW.state NOT IN ('pending', 'running')
 BEGIN
-    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = NEW.sha256;
+    INSERT INTO proposal_due (set_id) SELECT m.set_id FROM set_members m WHERE m.sha256 = NEW.sha256
+        AND NOT EXISTS (SELECT 1 FROM proposal_due d WHERE d.set_id = m.set_id);
 END""",
     """CREATE TRIGGER proposal_due_job_removed AFTER DELETE ON jobs WHEN OLD.state IN ('pending', 'running')
 BEGIN
-    INSERT OR IGNORE INTO proposal_due (set_id) SELECT set_id FROM set_members WHERE sha256 = OLD.sha256;
+    INSERT INTO proposal_due (set_id) SELECT m.set_id FROM set_members m WHERE m.sha256 = OLD.sha256
+        AND NOT EXISTS (SELECT 1 FROM proposal_due d WHERE d.set_id = m.set_id);
 END""",
 )
 
