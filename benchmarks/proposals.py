@@ -7,9 +7,7 @@ generated PNGs otherwise) go through the real pipeline with every extractor exce
 weights do not ship) and get their prior proposal. Their rows (image, sidecars, jobs) are then
 copied under new sha256s, each with a random pHash and a random unit vector standing in for the
 CLIP embedding, four to a filed set that already has its shadow proposal, until the library holds
-each size. That copy is the only shortcut: the figures time the daemon's own objects
-(daemon.runner.Daemon's engine, decision tracker, extraction pass, duplicates, parquet export and
-rank loop) on that database, in the order the worker runs them (`worker_round` below).
+each size. That copy is the only shortcut: the figures time the daemon's own
 
 Prints one row per size:
 - idle round: a wake-up of the worker with nothing to do (no event, empty extraction queue);
@@ -44,12 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.dedup import refresh_duplicates
-from daemon.extractors.extract import run_extract_pass
+from daemon.pipeline import Pipeline
 from daemon.rank.ranking import fit_prior
 from daemon.runner import Daemon
 from daemon.store.parquet_export import SHARE, export_parquet
-from daemon.watch.engine import Engine
 from tests.helpers import textured, write_png
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ai_portraits_hands" / "image"
@@ -66,27 +62,16 @@ def seed_root(root: Path) -> Ctx:
         for i in range(4):
             write_png(inbox / f"gen_{i}.png", textured(i, w=512, h=768))
     ctx = build_ctx(load_config(None, root=root, env={}, overrides={"extractors": {"enabled": EXTRACTORS}}))
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    Pipeline(ctx, without=("duplicates", "parquet export", "ranking")).run_to_completion(recover=False)
     return ctx
 
 
 def worker_round(d: Daemon, was_pending: bool) -> None:
-    """One pass of Daemon._loop after its wait returned with no event (the same steps, in order)."""
-    d._guard("model unload", d.models.unload_if_idle)
-    d._guard("filing", d.engine.file_ready_sets)
-    d._guard("decisions", d.tracker.evaluate)
-    d.models.deadline()
-    pending = bool(d._guard("extraction", d._extract_pass))
-    if was_pending and not pending:
-        d._guard("duplicates", lambda: refresh_duplicates(d.ctx))
-        d.parquet.changed()
-    if not pending:
-        d._guard("parquet export", d.parquet.run_if_due)
-        d._guard("ranking", d.rank.round)
+    """One round of the worker (Daemon._loop's Pipeline.round) after its wait returned with no
+    event; `was_pending`: the previous round extracted the last images (the queue drains now)."""
+    if was_pending:
+        d.pipeline.queue_more()
+    d.pipeline.round(d._guard)
 
 
 class Library:
