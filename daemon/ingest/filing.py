@@ -57,7 +57,9 @@ def _loose_images(ctx: Ctx) -> tuple[list[LooseImage], bool]:
             )
             .join(image_metadata, image_metadata.c.sha256 == images.c.sha256, isouter=True)
             .where(
-                images.c.state == "present",
+                # `|| ''` keeps SQLite off ix_images_state_mtime (every present image) and on the
+                # path ranges below.
+                images.c.state.concat("") == "present",
                 ~exists().where(set_members.c.sha256 == images.c.sha256),
                 # Ranges on ix_images_path ("/" sorts just before "0", ":" just before ";"): the
                 # round reads the inbox's rows, not the library's.
