@@ -12,20 +12,14 @@ import pyarrow.parquet as pq
 from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
-from daemon.extractors.extract import run_extract_pass
 from daemon.store.parquet_export import ExportSchedule
-from daemon.watch.engine import Engine
-from tests.helpers import db_rows, textured, wait_for, write_png
+from tests.helpers import db_rows, ingest, textured, wait_for, write_png
 
 
 def _ingest(ctx: Ctx, folder: Path, seeds: range) -> None:
     for s in seeds:
         write_png(folder / f"img_{s:02}.png", textured(800 + s, w=64, h=96))
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    ingest(ctx)
 
 
 def _hashes(root: Path) -> set[str]:

@@ -16,13 +16,11 @@ from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.extractors import jobs
-from daemon.extractors.extract import run_extract_pass
 from daemon.rank.ranking import due_sets, make_proposals, members_of, ready_sets
 from daemon.store import records
 from daemon.store.db import open_store
 from daemon.store.schema import proposal_due, sets, sidecars
-from daemon.watch.engine import Engine
-from tests.helpers import textured, write_png
+from tests.helpers import ingest, textured, write_png
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -30,11 +28,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def _ingest(ctx: Ctx, folder: Path, seeds: range) -> str:
     for s in seeds:
         write_png(folder / f"img_{s:02}.png", textured(700 + s, w=64, h=96))
-    engine = Engine(ctx)
-    engine.reconcile(direct=True)
-    engine.file_ready_sets(force_close=True)
-    while run_extract_pass(ctx):
-        pass
+    ingest(ctx)
     with ctx.store.read() as conn:
         return str(conn.execute(select(sets.c.id).order_by(sets.c.created_at.desc()).limit(1)).scalar_one())
 
