@@ -126,7 +126,8 @@ class Pipeline:
                 self.engine.filed[:0] = filed  # failed: their marks are tried again next round
             self.parquet.changed()
         if not extracted:
-            run("parquet export", self.parquet.run_if_due)
+            if self.parquet.due is not None:  # a round with nothing new does not touch the export
+                run("parquet export", self.parquet.run_if_due)
             run("ranking", self.rank.round)
         deadlines.append(self.parquet.deadline())  # a deferred rewrite wakes the worker
         return Round(extracted, min((t for t in deadlines if isinstance(t, float)), default=None))
