@@ -54,37 +54,68 @@ def is_near_duplicate(a: DedupItem, b: DedupItem, settings: DedupSettings) -> bo
     return dist <= settings.phash_max_distance and cos >= settings.embedding_min_cosine
 
 
-def _pairs(items: Sequence[DedupItem], settings: DedupSettings, rows: Sequence[int] | None = None) -> np.ndarray:
-    """Boolean n x n matrix of the near-duplicate relation (vectorised; n is a set or a window);
-    with `rows`, only those rows (len(rows) x n): those items against every item."""
-    idx = np.arange(len(items)) if rows is None else np.asarray(rows, dtype=np.int64)
+# Cells of one comparison block (rows x items): a drop of tens of thousands of new images is
+# compared in blocks of about 32 MB per matrix, not in one rows x n matrix that outgrows memory.
+MAX_CELLS = 1 << 22
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The items as arrays, built once for every block of rows compared against them."""
+
+    hashes: np.ndarray  # uint64 per item
+    has_emb: np.ndarray  # bool per item: an embedding of the common length
+    emb: np.ndarray | None  # n x d float64 (zero rows where has_emb is False), None when no item has one
+
+
+def _prepare(items: Sequence[DedupItem]) -> _Prepared:
     hashes = np.array([phash_int(it.phash) for it in items], dtype=np.uint64)
-    dist = _popcount64(hashes[idx, None] ^ hashes[None, :])
     # Embeddings of another length (a different CLIP model) cannot be compared: those images
     # fall back to the pHash-only rule, as is_near_duplicate does.
     dims = Counter(it.embedding.shape for it in items if it.embedding is not None)
     shape = dims.most_common(1)[0][0] if dims else None
     has_emb = np.array([it.embedding is not None and it.embedding.shape == shape for it in items])
-    both = has_emb[idx, None] & has_emb[None, :]
-    rel: np.ndarray = ~both & (dist <= settings.phash_only_max_distance)
+    emb = None
     if shape is not None:
         emb = np.zeros((len(items), *shape), dtype=np.float64)
         for i, it in enumerate(items):
             if has_emb[i] and it.embedding is not None:
                 emb[i] = it.embedding
-        cos = emb[idx] @ emb.T
+    return _Prepared(hashes, has_emb, emb)
+
+
+def _pairs(p: _Prepared, idx: np.ndarray, settings: DedupSettings) -> np.ndarray:
+    """Boolean len(idx) x n block of the near-duplicate relation (vectorised): the items at `idx`
+    against every item."""
+    dist = _popcount64(p.hashes[idx, None] ^ p.hashes[None, :])
+    both = p.has_emb[idx, None] & p.has_emb[None, :]
+    rel: np.ndarray = ~both & (dist <= settings.phash_only_max_distance)
+    if p.emb is not None:
+        cos = p.emb[idx] @ p.emb.T
         rel |= both & (dist <= settings.phash_max_distance) & (cos >= settings.embedding_min_cosine)
     rel[np.arange(len(idx)), idx] = False  # an image is not its own near-duplicate
     return rel
 
 
-def near_duplicate_pairs(items: Sequence[DedupItem], of: Sequence[int], settings: DedupSettings) -> list[list[str]]:
+def near_duplicate_pairs(
+    items: Sequence[DedupItem], of: Sequence[int], settings: DedupSettings, max_cells: int = MAX_CELLS
+) -> list[list[str]]:
     """The near-duplicate pairs [a, b] that involve the items at positions `of`, each sorted: what
-    new arrivals add to groups already known among the others (len(of) x n comparisons, not n x n)."""
+    new arrivals add to groups already known among the others (len(of) x n comparisons, not n x n,
+    in blocks of at most `max_cells`)."""
     if not of or len(items) < 2:
         return []
-    rel = _pairs(items, settings, of)
-    out = {tuple(sorted((items[of[r]].sha256, items[int(j)].sha256))) for r, j in zip(*np.nonzero(rel), strict=True)}
+    prepared = _prepare(items)
+    rows = np.asarray(of, dtype=np.int64)
+    step = max(1, max_cells // len(items))
+    out: set[tuple[str, ...]] = set()
+    for lo in range(0, len(rows), step):
+        block = rows[lo : lo + step]
+        rel = _pairs(prepared, block, settings)
+        out.update(
+            tuple(sorted((items[int(block[r])].sha256, items[int(j)].sha256)))
+            for r, j in zip(*np.nonzero(rel), strict=True)
+        )
     return [list(p) for p in sorted(out)]
 
 
@@ -95,7 +126,7 @@ def near_duplicate_groups(
     its = [it if isinstance(it, DedupItem) else DedupItem(*it) for it in items]
     if len(its) < 2:
         return []
-    rel = _pairs(its, settings)
+    rel = _pairs(_prepare(its), np.arange(len(its)), settings)  # a set or a window: n x n is small
     uf = UnionFind(range(len(its)))
     for i, j in zip(*np.nonzero(np.triu(rel)), strict=True):
         uf.join(int(i), int(j))
