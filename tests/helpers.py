@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -231,3 +232,14 @@ def session_lines(root: Path) -> list[dict[str, Any]]:
             jsonschema.validate(d, SESSION_SCHEMA)
             out.append(d)
     return out
+
+
+def image_tree(root: Path, areas: tuple[str, ...] = ("raw", "exports")) -> dict[str, str]:
+    """Relative path -> sha256 of every PNG under the root's `areas` (links left out): what the
+    user's folders hold, to compare before and after a move, a batch or an undo."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for area in areas
+        for p in sorted((root / area).rglob("*.png"))
+        if p.is_file() and not p.is_symlink()
+    }

@@ -7,10 +7,8 @@ would leave them; a new tracker plays the restarted process and runs the start-u
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -24,26 +22,9 @@ from daemon.rank.batch import undo_batch
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
 from daemon.store.schema import decisions, proposals, sets
-from tests.helpers import ingest, textured, write_png
+from tests.helpers import image_tree, ingest, session_lines, textured, write_png
 
 pytestmark = pytest.mark.slow
-
-
-def tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for area in ("raw", "exports")
-        for p in sorted((root / area).rglob("*.png"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def session_lines(root: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for f in sorted((root / "labels" / "sessions").glob("*.jsonl"))
-        for line in f.read_text().splitlines()
-    ]
 
 
 @pytest.fixture()
@@ -90,13 +71,13 @@ def set_ids(ctx: Ctx) -> list[str]:
 
 def test_a_set_cut_short_is_moved_back_whole(proposed: Ctx) -> None:
     ctx = proposed
-    before = tree(ctx.root)
+    before = image_tree(ctx.root)
     first = set_ids(ctx)[0]
     crash_mid_batch(ctx, first, "batch-20261125T000000000", moves=1)
-    assert tree(ctx.root) != before
+    assert image_tree(ctx.root) != before
 
     restart(ctx)
-    assert tree(ctx.root) == before  # every file back in its set folder, bytes unchanged
+    assert image_tree(ctx.root) == before  # every file back in its set folder, bytes unchanged
     with ctx.store.read() as conn:
         assert conn.execute(select(proposals.c.batch_id).where(proposals.c.set_id == first)).scalars().all() == [None]
         assert conn.execute(select(decisions)).all() == []
@@ -105,15 +86,15 @@ def test_a_set_cut_short_is_moved_back_whole(proposed: Ctx) -> None:
 
 def test_a_set_whose_moves_all_completed_is_kept_listed_logged_once_and_undoable(proposed: Ctx) -> None:
     ctx = proposed
-    before = tree(ctx.root)
+    before = image_tree(ctx.root)
     batch = "batch-20261125T000000001"
     second = set_ids(ctx)[1]
     crash_mid_batch(ctx, second, batch, moves=3)
-    moved = tree(ctx.root)
+    moved = image_tree(ctx.root)
 
     tracker = restart(ctx)
     restart(ctx)  # a second restart changes nothing and duplicates nothing
-    assert tree(ctx.root) == moved
+    assert image_tree(ctx.root) == moved
     lines = session_lines(ctx.root)
     assert len(lines) == 1 and lines[0]["bestshot"]["source"] == "batch" and lines[0]["bestshot"]["batch_id"] == batch
     review = ctx.cfg.path("review_queue") / batch
@@ -123,4 +104,4 @@ def test_a_set_whose_moves_all_completed_is_kept_listed_logged_once_and_undoable
     assert [p.name for p in review.iterdir() if p.is_symlink()] == [f"set_{second}__{lines[0]['winner']}"]
 
     assert undo_batch(ctx, batch, tracker) == 3
-    assert tree(ctx.root) == before
+    assert image_tree(ctx.root) == before

@@ -8,10 +8,8 @@ well-exposed images, so only learning from the user's decisions can agree with t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,21 +28,13 @@ from daemon.rank.ranking import history, members_of
 from daemon.store import records
 from daemon.store.schema import proposals, sets
 from daemon.watch.engine import Engine
-from tests.helpers import ingest, textured, write_png
+from tests.helpers import image_tree, ingest, textured, write_png
 
 pytestmark = pytest.mark.slow
 
 N_SETS = 22
 LEVELS = (0.35, 0.6, 0.95)  # brightness multipliers: darkest is the user's pick
-
-
-def tree(root: Path) -> dict[str, str]:
-    out = {}
-    for area in ("inbox", "raw", "exports"):
-        for p in sorted((root / area).rglob("*.png")):
-            if p.is_file() and not p.is_symlink():
-                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+AREAS = ("inbox", "raw", "exports")  # the loop must leave the inbox untouched too
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +117,7 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
         set_id = open_sets(ctx)[0]
         user_decides(ctx, engine, tracker, set_id)
         decided += 1
-        before = tree(ctx.root)
+        before = image_tree(ctx.root, AREAS)
         rank.round()  # retrain when due, switch modes, propose; in batch mode also decide
         modes.append(rank.mode.mode)
         if rank.mode.mode == "recommend":
@@ -170,7 +160,7 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
         }
     assert len(batch_ids) == 1
     batch_id = batch_ids.pop()
-    after = tree(ctx.root)
+    after = image_tree(ctx.root, AREAS)
     moved_in = set(after) - set(before)
     assert any(k.startswith("exports/approved/") for k in moved_in)
     assert any(k.startswith("exports/rejected/") for k in moved_in)
@@ -194,12 +184,12 @@ def test_whole_loop(loop: tuple[Ctx, Engine, DecisionTracker, RankLoop]) -> None
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     undo_batch(ctx, batch_id, tracker)
-    restored = tree(ctx.root)
+    restored = image_tree(ctx.root, AREAS)
     diff = {
         k: (before.get(k), restored.get(k)) for k in set(before) | set(restored) if before.get(k) != restored.get(k)
     }
     assert not diff, diff
     assert restored == before  # every file back
     rank.round()  # an undone set is the user's to decide: batch must not redo it
-    assert tree(ctx.root) == before
+    assert image_tree(ctx.root, AREAS) == before
     assert not review.exists()

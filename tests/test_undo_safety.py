@@ -9,7 +9,6 @@ runs as the user runs it: the `bestshot undo` command in a subprocess.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,27 +26,10 @@ from daemon.rank.batch import run_batch, undo_batch
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
 from daemon.store.schema import images, journal, proposals, sets
-from tests.helpers import bestshot, ingest, textured, write_config, write_png
+from tests.helpers import bestshot, image_tree, ingest, session_lines, textured, write_config, write_png
 
 pytestmark = pytest.mark.slow
 BATCH_ALL = ModeDecision("batch", "test: decide every set", True, 0.0)
-
-
-def tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for area in ("raw", "exports")
-        for p in sorted((root / area).rglob("*.png"))
-        if p.is_file() and not p.is_symlink()
-    }
-
-
-def session_lines(root: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for f in sorted((root / "labels" / "sessions").glob("*.jsonl"))
-        for line in f.read_text().splitlines()
-    ]
 
 
 @pytest.fixture()
@@ -110,11 +92,11 @@ def test_undo_never_moves_another_sets_image_into_a_rolled_back_set(same_names: 
     trash = ctx.root.parent / "Trash"
     trash.mkdir()
     shutil.move(str(ctx.abs(rel_a)), trash / name)  # the user trashes A's file
-    before = tree(ctx.root)
+    before = image_tree(ctx.root)
     ctx.store.close()
 
     res = bestshot("undo", batch1, root=ctx.root, check=False)
-    assert tree(ctx.root) == before, res.stdout + res.stderr  # B's winner stays where B's batch put it
+    assert image_tree(ctx.root) == before, res.stdout + res.stderr  # B's winner stays where B's batch put it
     assert "0 files moved back" in res.stdout
 
 
@@ -143,12 +125,12 @@ def test_after_undo_the_database_and_the_retraction_place_files_back_in_raw(same
     """Defect 2: after `undo` the database still placed every file in exports/ (undo_batch compared
     reversed path tuples), so retraction lines carried the batch's locations instead of raw."""
     ctx = same_names
-    before = tree(ctx.root)
+    before = image_tree(ctx.root)
     tracker = DecisionTracker(ctx)
     batch = run_batch(ctx, BATCH_ALL, tracker)
-    assert batch is not None and tree(ctx.root) != before
+    assert batch is not None and image_tree(ctx.root) != before
     n = undo_batch(ctx, batch, tracker)
-    assert n == 6 and tree(ctx.root) == before
+    assert n == 6 and image_tree(ctx.root) == before
     raw = ctx.rel(ctx.cfg.path("raw")) + "/"
     with ctx.store.read() as conn:
         paths = [r.path for r in conn.execute(select(images.c.path))]
@@ -163,7 +145,7 @@ def test_a_killed_undo_is_finished_by_the_next_undo(same_names: Ctx) -> None:
     """Defect 8 (last item): a killed `undo` left journal rows `planned` until the next daemon
     start; `undo` itself must settle them and finish restoring the batch."""
     ctx = same_names
-    before = tree(ctx.root)
+    before = image_tree(ctx.root)
     batch = run_batch(ctx, BATCH_ALL, DecisionTracker(ctx))
     assert batch is not None
     with ctx.store.read() as conn:
@@ -189,7 +171,7 @@ def test_a_killed_undo_is_finished_by_the_next_undo(same_names: Ctx) -> None:
 
     res = bestshot("undo", batch, root=ctx.root, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert tree(ctx.root) == before
+    assert image_tree(ctx.root) == before
     ctx2 = build_ctx(ctx.cfg, with_extractors=False)
     with ctx2.store.read() as conn:
         assert conn.execute(select(journal.c.id).where(journal.c.state == "planned")).all() == []
