@@ -14,16 +14,19 @@ Every refusal is a 4xx with a JSON reason, and nothing on disk has changed.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import logging
 import os
 import secrets
+import signal
 import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol, TypeVar
 
 import uvicorn
@@ -257,6 +260,40 @@ class _Headers:
         await self.app(scope, receive, send_with_headers)  # type: ignore[arg-type]
 
 
+class _WakeOnExitServer(uvicorn.Server):
+    """uvicorn's own main loop wakes ten times a second to look at `should_exit` (and to refresh
+    the Date header); inside the daemon that is a polling loop on an idle machine. This one
+    sleeps until it is told to stop: from another thread (`request_exit`) or by a signal."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        # Both are set before should_exit is first read: a request_exit that comes earlier is seen
+        # by that read, one that comes later finds the loop to wake.
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        while not await self.on_tick(0):
+            await self._wake.wait()
+            self._wake.clear()
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            loop.call_soon_threadsafe(wake.set)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A graceful stop is the whole answer to SIGINT/SIGTERM. uvicorn's own handler also raises
+        # the signal again after shutdown, which killed `bestshot review` before serve() could
+        # remove the URL file (a dead token left in logs/review.url).
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: do not wait for open connections
+        self.request_exit()
+
+
 class ReviewServer:
     """uvicorn on a socket bound to 127.0.0.1 (port 0: any free one), with a new token per run."""
 
@@ -273,13 +310,14 @@ class ReviewServer:
         self.token = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}/r/{self.token}/"
         self.url_file = root / "logs" / "review.url"
-        self._server: uvicorn.Server | None = None
+        self._server: _WakeOnExitServer | None = None
         self._thread: threading.Thread | None = None
 
     def serve(self, app: ASGIApp) -> None:
         """Serve until stopped (SIGINT/SIGTERM when on the main thread)."""
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
+        # No Date header: it is refreshed only by uvicorn's ten-a-second loop, which this server does without.
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, date_header=False)
+        self._server = _WakeOnExitServer(config)
         self._write_url_file()
         try:
             self._server.run(sockets=[self.sock])
@@ -292,7 +330,7 @@ class ReviewServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.request_exit()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.sock.close()
