@@ -136,3 +136,39 @@ def test_log_refuses_unknown_sets_and_implausible_times(tmp_path: Path) -> None:
     res = bestshot("log", str(other), "--allow-unknown", root=root, check=False)
     assert res.returncode == 0, res.stderr
     assert ("set_typo",) in db_rows(root, "select set_id from decisions")
+
+
+def test_a_failing_move_observer_is_listed_and_the_others_still_run(tmp_path: Path) -> None:
+    """An observer of moves (the decision tracker) that raises was only logged: the user's move
+    went unrecorded with nothing in `status` to say so."""
+    from core.config import load_config
+    from core.events import FileMoved
+    from daemon.app import build_ctx
+    from tests.helpers import ingest
+
+    root = tmp_path / "root"
+    for i in range(2):
+        write_png(root / "inbox" / "s" / f"s_{i}.png", textured(i))
+    cfg = load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash"]}})
+    ctx = build_ctx(cfg)
+    pipeline = ingest(ctx)
+    seen: list[tuple[str | None, str | None]] = []
+
+    def broken(_sha: str, _old: str | None, _new: str | None, _when: float, _live: bool) -> None:
+        raise RuntimeError("observer defect")
+
+    def after(_sha: str, old: str | None, new: str | None, _when: float, _live: bool) -> None:
+        seen.append((old, new))
+
+    pipeline.engine.move_observers[:0] = [broken]
+    pipeline.engine.move_observers.append(after)
+    (folder,) = filed_sets(root)
+    src = root / "raw" / folder / "s_1.png"
+    dst = root / "exports" / "approved" / "s_1.png"
+    src.rename(dst)
+    pipeline.engine.handle(FileMoved(src, dst))
+    ctx.store.close()
+    assert seen == [(f"raw/{folder}/s_1.png", "exports/approved/s_1.png")]
+    errors = {e["path"]: e for e in status(root)["errors"]}
+    assert "observer defect" in errors["exports/approved/s_1.png"]["reason"]
+    assert errors["exports/approved/s_1.png"]["stage"] == "decisions"

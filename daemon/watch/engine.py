@@ -301,8 +301,8 @@ class Engine:
         for obs in self.move_observers:
             try:
                 obs(sha, old, new, when, self._live)
-            except Exception:
-                log.exception("move observer failed for %s", sha[:12])
+            except Exception as e:
+                self._observer_failed("decisions", new or old, sha, e)
 
     # ---- files outside the inbox ----------------------------------------------------------
     def track(self, p: Path) -> None:
@@ -347,8 +347,21 @@ class Engine:
             for obs in self.unknown_observers:
                 try:
                     obs(p, sha)
-                except Exception:
-                    log.exception("observer failed for %s", rel)
+                except Exception as e:
+                    self._observer_failed("crop_match", rel, sha, e)
+
+    def _observer_failed(self, stage: str, rel: str | None, sha: str, e: Exception) -> None:
+        """An observer (the decision tracker) failing on one file must not stop the others, nor
+        the event; what went wrong is recorded where `bestshot status` shows it, not only logged."""
+        if note_write_failure(self.ctx.health, f"{stage} for {rel}", e):
+            return  # the disk refused a write: the health file says so, and recording would fail too
+        log.exception("%s failed for %s", stage, rel or sha[:12])
+        err = e if isinstance(e, BestshotError) else BestshotError(None, f"internal error: {type(e).__name__}: {e}")
+        try:
+            with self.ctx.store.write() as conn:
+                records.record_error(conn, rel, stage, err, sha)
+        except Exception:
+            log.exception("cannot record the failure of %s for %s", stage, rel)
 
     # ---- sets ---------------------------------------------------------------------------
     def file_ready_sets(self, force_close: bool = False) -> float | None:
