@@ -63,9 +63,6 @@ class DecodedImage:
     def gray(self) -> np.ndarray:
         return self._memo("gray", lambda: cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY))
 
-    def bgr(self) -> np.ndarray:
-        return self._memo("bgr", lambda: cv2.cvtColor(self.rgb, cv2.COLOR_RGB2BGR))
-
     def fit(self, max_side: int) -> tuple[np.ndarray, float]:
         """RGB resized so its longer side is at most `max_side`; returns (pixels, scale new/orig)."""
         scale = min(1.0, max_side / max(self.width, self.height))

@@ -52,7 +52,7 @@ class Daemon:
         self._learned_changed = False
         self._busy = True  # something was done since the worker last said it is idle
 
-    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+    def request_stop(self, _signum: int | None = None, _frame: FrameType | None = None) -> None:
         self.stopping.set()
         # Wake the worker from another thread: a signal handler runs on the main thread, which
         # may be inside the queue's own lock, so putting from here could deadlock.

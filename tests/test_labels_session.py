@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from core.labels.log_input import parse_lines
-from core.labels.session import SessionLine, SessionLineError, latest_by_set, parse_line, session_file_name
+from core.labels.session import SessionLine, SessionLineError, parse_line, session_file_name
 from core.sidecar_types import Box
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "core" / "schemas" / "session_line.schema.json"
@@ -211,9 +211,6 @@ def test_parse_lines_keeps_valid_and_reports_invalid_by_number() -> None:
     assert "unique" in errors[1][1] or "duplicate" in errors[1][1]
 
 
-def test_latest_line_per_set_and_file_name() -> None:
+def test_session_file_name() -> None:
     a0 = parse_line(json.dumps({**valid_dict(), "set_id": "s1"}), 1)
-    b0 = parse_line(json.dumps({**valid_dict(), "set_id": "s2"}), 2)
-    a1 = parse_line(json.dumps({**valid_dict(), "set_id": "s1", "winner": "b.png", "delete": ["a.png"]}), 3)
-    assert latest_by_set([a0, b0, a1]) == {"s1": a1, "s2": b0}
     assert session_file_name(a0.ts) == "2025-03-04__session.jsonl"

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -282,15 +282,3 @@ def parse_line(text: str, lineno: int, path: Path | None = None) -> SessionLine:
 def session_file_name(ts: datetime) -> str:
     """`<date>__session.jsonl` for a line decided at `ts` (the date in ts's own timezone)."""
     return f"{ts.date().isoformat()}__session.jsonl"
-
-
-def latest_by_set(lines: Iterable[SessionLine]) -> dict[str, SessionLine]:
-    """The line in force for each set: the last one read (files in order, lines in order).
-
-    Lines are append-only and each supersedes the previous for its set, so the last wins; this
-    is what the watcher compares a new decision with after a restart.
-    """
-    out: dict[str, SessionLine] = {}
-    for line in lines:
-        out[line.set_id] = line
-    return out

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from core.errors import BestshotError
 from core.hashing import sha256_file
@@ -473,11 +473,6 @@ class ReviewService:
             return None
         self.tracker.record(set_id, line, decision, "review", last_row.id if last_row else None)
         return line
-
-    # ---- for tests and status -----------------------------------------------------------------
-    def review_decisions(self) -> int:
-        with self.ctx.store.read() as conn:
-            return int(conn.execute(select(func.count()).where(decisions.c.source == "review")).scalar_one())
 
 
 def _region(a: Mapping[str, Any]) -> dict[str, Any]:
