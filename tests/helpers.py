@@ -23,6 +23,7 @@ from core.imaging import DecodedImage, decode
 
 if TYPE_CHECKING:
     from daemon.context import Ctx
+    from daemon.labels.decide import DecisionTracker
     from daemon.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,6 +164,27 @@ def ingest(ctx: Ctx, pipeline: Pipeline | None = None) -> Pipeline:
         pipeline = Pipeline(ctx, without=("duplicates", "parquet export", "ranking"))
     pipeline.run_to_completion(recover=False)
     return pipeline
+
+
+def restart(ctx: Ctx) -> DecisionTracker:
+    """What a restarted daemon does before its first event: crash recovery, the start-up rescan,
+    and the decisions the rescan's moves make."""
+    from daemon.pipeline import Pipeline
+
+    pipeline = Pipeline(ctx)  # wired as the daemon's
+    pipeline.recover()
+    pipeline.engine.reconcile(direct=True)  # the start-up rescan
+    pipeline.tracker.evaluate()
+    return pipeline.tracker
+
+
+def set_ids(ctx: Ctx) -> list[str]:
+    from sqlalchemy import select
+
+    from daemon.store.schema import sets
+
+    with ctx.store.read() as conn:
+        return [r.id for r in conn.execute(select(sets.c.id).order_by(sets.c.id))]
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:

@@ -17,12 +17,11 @@ from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.labels.decide import DecisionTracker
-from daemon.pipeline import Pipeline
 from daemon.rank.batch import undo_batch
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
-from daemon.store.schema import decisions, proposals, sets
-from tests.helpers import image_tree, ingest, session_lines, textured, write_png
+from daemon.store.schema import decisions, proposals
+from tests.helpers import image_tree, ingest, restart, session_lines, set_ids, textured, write_png
 
 pytestmark = pytest.mark.slow
 
@@ -54,19 +53,6 @@ def crash_mid_batch(ctx: Ctx, set_id: str, batch_id: str, moves: int) -> None:
         src = ctx.abs(rel)
         area = "approved" if sha == p.winner else "rejected"
         ctx.fileops.move(src, ctx.cfg.path(area) / src.name, sha256=sha, batch_id=batch_id)
-
-
-def restart(ctx: Ctx) -> DecisionTracker:
-    pipeline = Pipeline(ctx)  # wired as the daemon's
-    pipeline.recover()
-    pipeline.engine.reconcile(direct=True)  # the start-up rescan
-    pipeline.tracker.evaluate()
-    return pipeline.tracker
-
-
-def set_ids(ctx: Ctx) -> list[str]:
-    with ctx.store.read() as conn:
-        return [r.id for r in conn.execute(select(sets.c.id).order_by(sets.c.id))]
 
 
 def test_a_set_cut_short_is_moved_back_whole(proposed: Ctx) -> None:

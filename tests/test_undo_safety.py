@@ -21,12 +21,21 @@ from core.rank.modes import ModeDecision
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.labels.decide import DecisionTracker
-from daemon.pipeline import Pipeline
 from daemon.rank.batch import run_batch, undo_batch
 from daemon.rank.loop import RankLoop
 from daemon.rank.ranking import members_of
-from daemon.store.schema import images, journal, proposals, sets
-from tests.helpers import bestshot, image_tree, ingest, session_lines, textured, write_config, write_png
+from daemon.store.schema import images, journal, proposals
+from tests.helpers import (
+    bestshot,
+    image_tree,
+    ingest,
+    restart,
+    session_lines,
+    set_ids,
+    textured,
+    write_config,
+    write_png,
+)
 
 pytestmark = pytest.mark.slow
 BATCH_ALL = ModeDecision("batch", "test: decide every set", True, 0.0)
@@ -44,19 +53,6 @@ def same_names(tmp_path: Path) -> Ctx:
     ingest(ctx)
     RankLoop(ctx, DecisionTracker(ctx)).round()  # watch mode: a proposal per set
     return ctx
-
-
-def restart(ctx: Ctx) -> DecisionTracker:
-    pipeline = Pipeline(ctx)  # wired as the daemon's
-    pipeline.recover()
-    pipeline.engine.reconcile(direct=True)  # the start-up rescan
-    pipeline.tracker.evaluate()
-    return pipeline.tracker
-
-
-def set_ids(ctx: Ctx) -> list[str]:
-    with ctx.store.read() as conn:
-        return [r.id for r in conn.execute(select(sets.c.id).order_by(sets.c.id))]
 
 
 def proposal(ctx: Ctx, set_id: str) -> Any:
