@@ -172,3 +172,36 @@ def test_a_failing_move_observer_is_listed_and_the_others_still_run(tmp_path: Pa
     errors = {e["path"]: e for e in status(root)["errors"]}
     assert "observer defect" in errors["exports/approved/s_1.png"]["reason"]
     assert errors["exports/approved/s_1.png"]["stage"] == "decisions"
+
+
+def test_learned_files_in_force_that_cannot_be_read_are_listed(tmp_path: Path) -> None:
+    """The daemon runs without a learned file it cannot read (geometric cue scores, unscored
+    hands, the prior's ranking) and only logged it; status said the model was in force."""
+    from core.config import load_config
+    from daemon.anomaly.hand_model import models_dir
+    from daemon.app import build_ctx
+    from daemon.rank.ranking import rank_dir
+    from daemon.store import records
+    from daemon.store.learned_state import CALIBRATION_KEY, HAND_MODEL_KEY, RANK_MODEL_KEY, calibration_dir
+
+    root = tmp_path / "root"
+    cfg = load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash"]}})
+    ctx = build_ctx(cfg)
+    assert not status(root)["errors"]  # nothing in force: nothing to read
+    with ctx.store.write() as conn:
+        for key, version in ((CALIBRATION_KEY, "cal-1"), (HAND_MODEL_KEY, "hand-1"), (RANK_MODEL_KEY, "rank-1")):
+            records.put_state(conn, key, version)
+    ctx.store.close()
+    calibration_dir(cfg).mkdir(parents=True)
+    (calibration_dir(cfg) / "cal-1.json").write_text("{not json")
+    models_dir(cfg).mkdir(parents=True)
+    (models_dir(cfg) / "hand-1.json").write_text("[]")
+    # The ranking model's file is missing altogether.
+    errors = {e["path"]: e for e in status(root)["errors"]}
+    assert set(errors) == {"models/anomaly/cal-1.json", "models/hands/hand-1.json", "models/rank/rank-1.json"}
+    assert str(rank_dir(ctx).relative_to(root) / "rank-1.json") in errors
+    assert "geometric scores" in errors["models/anomaly/cal-1.json"]["reason"]
+    assert "hands are not scored" in errors["models/hands/hand-1.json"]["reason"]
+    assert "the prior ranks" in errors["models/rank/rank-1.json"]["reason"]
+    text = bestshot("status", root=root).stdout
+    assert "models/hands/hand-1.json" in text

@@ -82,6 +82,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
             checked = records.get_state(conn, EXTRACTORS_KEY) or {}
             # The rule the stored groups were made with (daemon.dedup); numpy stays unloaded.
             dedup_rule = (records.get_state(conn, "dedup_refresh") or {}).get("rule")
+            learned_problems = _learned_problems(cfg, conn)
     finally:
         store.close()
     out["extractors"] = checked.get("extractors", {})
@@ -93,7 +94,7 @@ def collect(cfg: Config, n_errors: int = 20) -> dict[str, Any]:
     out["dedup_rule"] = dedup_rule
     # Conditions the database cannot hold: it may be the very thing that cannot be written.
     out["write_failure"] = read_health(cfg.root)
-    for problem in _outside_problems(cfg):
+    for problem in [*learned_problems, *_outside_problems(cfg)]:
         out["errors"].insert(0, problem)
         out["open_errors"] += 1
     return out
@@ -116,6 +117,24 @@ def _outside_problems(cfg: Config) -> list[dict[str, Any]]:
     for area, reason in area_problems(cfg):
         out.append({"ts": None, "path": area, "stage": "layout", "kind": "outside_root", "reason": reason})
     return out
+
+
+def _learned_problems(cfg: Config, conn: Connection) -> list[dict[str, Any]]:
+    from daemon.store.learned_state import unreadable_learned_files
+
+    def shown(path: Path | None) -> str | None:
+        return None if path is None else str(path.relative_to(cfg.root) if path.is_relative_to(cfg.root) else path)
+
+    return [
+        {
+            "ts": None,
+            "path": shown(e.path),
+            "stage": "learned",
+            "kind": "unreadable",
+            "reason": e.reason,
+        }
+        for e in unreadable_learned_files(cfg, conn)
+    ]
 
 
 def _recent_sets(conn: Connection, n: int = 5) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
+from core.errors import BestshotError
 from daemon.store import records
 
 if TYPE_CHECKING:
@@ -55,11 +56,51 @@ def calibration_in_force(cfg: Config, conn: Connection) -> CueCalibration | None
     version = records.get_state(conn, CALIBRATION_KEY)
     if not version:
         return None
-    from core.anomaly.calibration import CueCalibration  # numpy: only once there is a calibration
-
     path = calibration_dir(cfg) / f"{version}.json"
     try:
-        return CueCalibration.from_dict(json.loads(path.read_text()))
+        return _read_calibration(path)
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.error("anomaly calibration %s unreadable (%s); cues keep their geometric scores", path, e)
         return None
+
+
+def _read_calibration(path: Path) -> CueCalibration:
+    from core.anomaly.calibration import CueCalibration  # numpy: only once there is a calibration
+
+    return CueCalibration.from_dict(json.loads(path.read_text()))
+
+
+def unreadable_learned_files(cfg: Config, conn: Connection) -> list[BestshotError]:
+    """The learned files the database names as in force that cannot be read. The daemon goes on
+    without each (geometric cue scores, hands not scored, the prior's ranking) and only logs it;
+    `status` lists these so that running without them does not pass unnoticed. (Each model's
+    module is imported only when the database names one: status stays light.)"""
+    out: list[BestshotError] = []
+    cal = records.get_state(conn, CALIBRATION_KEY)
+    if cal:
+        path = calibration_dir(cfg) / f"{cal}.json"
+        try:
+            _read_calibration(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            out.append(
+                BestshotError(path, f"the anomaly calibration in force cannot be read ({e}); cues use geometric scores")
+            )
+    hand = records.get_state(conn, HAND_MODEL_KEY)
+    if hand:
+        from core.anomaly.hand_model import HandModel
+
+        path = cfg.path("models") / "hands" / f"{hand}.json"  # daemon.anomaly.hand_model.models_dir
+        try:
+            HandModel.load(path)
+        except (BestshotError, ValueError) as e:
+            out.append(BestshotError(path, f"the hand model in force cannot be read ({e}); hands are not scored"))
+    rank = records.get_state(conn, RANK_MODEL_KEY)
+    if rank:
+        from core.rank.model import RankModel
+
+        path = cfg.path("models") / "rank" / f"{rank}.json"  # daemon.rank.ranking.rank_dir
+        try:
+            RankModel.load(path)
+        except BestshotError as e:
+            out.append(BestshotError(path, f"the ranking model in force cannot be read ({e.reason}); the prior ranks"))
+    return out
