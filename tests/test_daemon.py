@@ -175,9 +175,9 @@ def test_sigterm_exits_zero_promptly(tmp_path: Path) -> None:
     root = tmp_path / "root"
     write_config(root)
     d = DaemonProc(root).start()
-    t0 = time.monotonic()
-    assert d.stop(signal.SIGTERM) == 0
-    assert time.monotonic() - t0 < 5
+    # An idle worker waits on its queue with no timeout: only the wake-up the signal handler puts
+    # there ends the wait, so a lost wake-up is a stop that times out (a bound, not a stopwatch).
+    assert d.stop(signal.SIGTERM, timeout=10) == 0
 
 
 def _snapshot(root: Path) -> dict[str, object]:
