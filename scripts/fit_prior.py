@@ -9,7 +9,7 @@ log-likelihood and fits their weights; this script reports the selection path, t
 leave-one-prompt-out top-1 on the fixed sets of 4 and 2 (the prior refitted without the prompt).
 
 With --write it writes core/rank/prior_card.json (data, fitted values, LOPO figures). The values
-that ship are the defaults of core.rank.settings.PriorWeights; tests/test_prior_card.py checks that
+that ship are the defaults of core.rank.settings.PriorWeights; tests/test_judgement_data.py checks that
 they match the card, so a refit is one run of this script plus pasting the printed values.
 """
 
