@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,3 +46,21 @@ PAIRS = ["anomaly/calibration", "anomaly/hand_model", "labels/decide", "labels/s
 def test_paired_modules_keep_core_names() -> None:
     for rel in PAIRS:
         assert (REPO / "daemon" / f"{rel}.py").is_file() and (REPO / "core" / f"{rel}.py").is_file(), rel
+
+
+IMPORT_EVERY_CORE_MODULE = """
+import importlib, pkgutil, sys
+import core
+for m in pkgutil.walk_packages(core.__path__, "core."):
+    importlib.import_module(m.name)
+print(sorted(n for n in sys.modules if n.split(".")[0] in ("daemon", "watchdog", "apscheduler")))
+"""
+
+
+def test_core_imports_no_daemon_watchdog_or_apscheduler_even_indirectly() -> None:
+    """ruff's banned-api rule (pyproject.toml, TID251) sees import statements in core/, lazy ones
+    too; this sees what importing every core module really loads (importlib, a third party)."""
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_CORE_MODULE], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout
