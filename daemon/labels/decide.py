@@ -1,9 +1,10 @@
 """Watch-and-log: turn the user's moves of set members into decisions and session lines.
 
 The engine reports every move of a known image; this tracker keeps each member's latest
-location (table `observations`), matches new files in cropped/ to their source, and asks the
-pure rule (core.labels.decide) whether a set is now decided. Lines are written through
-daemon.labels.session so that a crash anywhere yields exactly one line.
+location (table `observations`), has new files in cropped/ matched to their source
+(daemon.labels.crop_recovery), and asks the pure rule (core.labels.decide) whether a set is now
+decided. Lines are written through daemon.labels.session so that a crash anywhere yields exactly
+one line.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from core.errors import BestshotError, NotReadyError
-from core.imaging import load
-from core.labels.crop_recovery import CropMatch, CropNotMatchedError, match_crop
+from core.errors import BestshotError
 from core.labels.decide import CropState, Decision, MemberState, SetState, decide, kept_place, next_line
 from core.labels.session import SessionLine, parse_line
 from core.labels.tags import subfolder_tags
 from core.layout import DECISION_AREAS, locate
-from core.sidecar_types import Box
 from daemon.context import Ctx
 from daemon.files.health import note_write_failure
+from daemon.labels.crop_recovery import match_from_dict, match_user_crop
 from daemon.labels.session import flush_unlogged, write_logged
 from daemon.labels.tags import OWN_TAG_PREFIX, read_tags
 from daemon.labels.tidy import after_decision
@@ -36,8 +35,6 @@ from daemon.store.schema import crops, decisions, images, observations, pairs, p
 
 log = logging.getLogger(__name__)
 
-MAX_CROP_CANDIDATES = 32
-EXCELLENT_MATCH = 0.99  # stop looking once a source explains the crop this well
 _AREA_TO_LOCATION = {
     "raw": "raw",
     "inbox": "raw",
@@ -138,72 +135,9 @@ class DecisionTracker:
 
     def on_unknown_file(self, path: Path, sha: str) -> None:
         """A file whose content is not a known image: in cropped/ it is the user's crop."""
-        if locate(self.ctx.cfg, path).area != "cropped":
-            return
-        with self.ctx.store.read() as conn:
-            if conn.execute(select(crops.c.crop_sha256).where(crops.c.crop_sha256 == sha)).first():
-                return
-            candidates = conn.execute(
-                select(images.c.sha256, images.c.path, set_members.c.set_id)
-                .join(set_members, set_members.c.sha256 == images.c.sha256)
-                .where(images.c.state == "present")
-            ).all()
-        # Most likely sources: images the user put in to_crop/, then recently approved ones, newest
-        # first and bounded, decoded one at a time (never every winner ever).
-        with self.ctx.store.read() as conn:
-            moved = dict(conn.execute(select(observations.c.sha256, observations.c.moved_at)).all())
-        ranked = sorted(
-            (r for r in candidates if self.location_of(r.path) in ("to_crop", "approved")),
-            key=lambda r: (self.location_of(r.path) != "to_crop", -moved.get(r.sha256, 0.0)),
-        )
-        ranked = ranked[:MAX_CROP_CANDIDATES]
-        rel = self.ctx.rel(path)
-        try:
-            crop = load(path, max_pixels=self.ctx.cfg.ingest.max_pixels)
-        except NotReadyError:
-            return  # still being written: its next event (or the reconcile) comes back here
-        except BestshotError as e:
-            with self.ctx.store.write() as conn:
-                records.record_error(conn, rel, "crop_match", e, sha)
-            return
-        best: tuple[int, CropMatch] | None = None
-        for i, r in enumerate(ranked):
-            try:
-                source = load(self.ctx.abs(r.path), max_pixels=self.ctx.cfg.ingest.max_pixels)
-                _, match = match_crop(crop.rgb, [source.rgb], self.ctx.cfg.labels)
-            except BestshotError:
-                continue
-            if best is None or match.quality > best[1].quality:
-                best = (i, match)
-            if match.quality >= EXCELLENT_MATCH:
-                break
-        if best is None:
-            with self.ctx.store.write() as conn:
-                records.record_error(
-                    conn,
-                    rel,
-                    "crop_match",
-                    CropNotMatchedError(
-                        path, f"no image in to_crop/ or approved/ (of {len(ranked)} tried) contains this crop"
-                    ),
-                    sha,
-                )
-            return
-        idx, match = best
-        src = ranked[idx]
-        with self.ctx.store.write() as conn:
-            conn.execute(
-                insert(crops).values(
-                    crop_sha256=sha,
-                    file=rel,
-                    source_sha256=src.sha256,
-                    match=json.dumps(_match_dict(match)),
-                    observed_at=time.time(),
-                )
-            )
-            records.resolve_errors(conn, rel)
-        log.info("crop %s matched %s (quality %.3f, %s)", rel, src.path, match.quality, match.method)
-        self.dirty.add(src.set_id)
+        set_id = match_user_crop(self.ctx, path, sha)
+        if set_id is not None:
+            self.dirty.add(set_id)
 
     # ---- decisions ------------------------------------------------------------------------
     def mark_active_sets(self) -> None:
@@ -326,7 +260,7 @@ class DecisionTracker:
             members.append(MemberState(r.sha256, Path(r.original_name).name, location, moved, tags))  # type: ignore[arg-type]
         crop_rows = conn.execute(select(crops).where(crops.c.source_sha256.in_([m.sha256 for m in members]))).all()
         crop_states = tuple(
-            CropState(c.source_sha256, Path(c.file).name, _match_from(json.loads(c.match)), _dt(c.observed_at))
+            CropState(c.source_sha256, Path(c.file).name, match_from_dict(json.loads(c.match)), _dt(c.observed_at))
             for c in crop_rows
         )
         others = {k: v for k, v in last_actions.items() if k != set_id}
@@ -439,30 +373,3 @@ def _inserted_id(result: Any) -> int:
     key = result.inserted_primary_key
     assert key is not None
     return int(key[0])
-
-
-def _match_dict(m: CropMatch) -> dict[str, object]:
-    return {
-        "box": m.box.to_dict(),
-        "quality": m.quality,
-        "exact": m.exact,
-        "scale": list(m.scale),
-        "aspect_error": m.aspect_error,
-        "method": m.method,
-        "source_size": list(m.source_size),
-    }
-
-
-def _match_from(d: dict[str, object]) -> CropMatch:
-    scale = d["scale"]
-    size = d["source_size"]
-    assert isinstance(scale, list) and isinstance(size, list) and isinstance(d["box"], dict)
-    return CropMatch(
-        box=Box.from_dict(d["box"]),
-        quality=float(d["quality"]),  # type: ignore[arg-type]
-        exact=bool(d["exact"]),
-        scale=(float(scale[0]), float(scale[1])),
-        aspect_error=float(d["aspect_error"]),  # type: ignore[arg-type]
-        method=d["method"],  # type: ignore[arg-type]
-        source_size=(int(size[0]), int(size[1])),
-    )
