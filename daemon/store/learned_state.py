@@ -96,11 +96,13 @@ def unreadable_learned_files(cfg: Config, conn: Connection) -> list[BestshotErro
             out.append(BestshotError(path, f"the hand model in force cannot be read ({e}); hands are not scored"))
     rank = records.get_state(conn, RANK_MODEL_KEY)
     if rank:
-        from core.rank.model import RankModel
+        # Read, not parsed as a model: core.rank.model costs status ~0.1 s of imports, and a file
+        # this program wrote atomically fails by being missing or unreadable, not half-valid.
+        from core.jsonfile import read_json_object
 
         path = cfg.path("models") / "rank" / f"{rank}.json"  # daemon.rank.ranking.rank_dir
         try:
-            RankModel.load(path)
+            read_json_object(path, "ranking model", BestshotError)
         except BestshotError as e:
             out.append(BestshotError(path, f"the ranking model in force cannot be read ({e.reason}); the prior ranks"))
     return out
