@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from daemon.context import Ctx
     from daemon.labels.decide import DecisionTracker
     from daemon.pipeline import Pipeline
+    from daemon.watch.engine import Engine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -185,6 +186,27 @@ def set_ids(ctx: Ctx) -> list[str]:
 
     with ctx.store.read() as conn:
         return [r.id for r in conn.execute(select(sets.c.id).order_by(sets.c.id))]
+
+
+def move_member(ctx: Ctx, engine: Engine, tracker: DecisionTracker, rel: str, area: str) -> None:
+    """The user moves a member to `area` (e.g. "approved", "rejected/extra_fingers"); the engine
+    sees the move as the watcher reports it and the tracker decides what it can."""
+    from core.events import FileMoved
+
+    src = ctx.abs(rel)
+    head, _, sub = area.partition("/")
+    dst = ctx.cfg.path(head) / sub / src.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(src, dst)
+    engine.handle(FileMoved(src, dst))
+    tracker.evaluate()
+
+
+def state_value(ctx: Ctx, key: str) -> object:
+    from daemon.store import records
+
+    with ctx.store.read() as conn:
+        return records.get_state(conn, key)
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -27,37 +26,18 @@ from sqlalchemy import select
 
 from core.anomaly.hand_model import HandModel
 from core.config import load_config
-from core.events import FileMoved
 from core.extractors.analysis import embedding_model_id
 from core.grouping import set_id_for
 from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
 from daemon.app import build_ctx
-from daemon.context import Ctx
 from daemon.extractors.sidecar_store import latest_payload, stored_result
-from daemon.labels.decide import DecisionTracker
 from daemon.rank.ranking import members_of
 from daemon.rank.train import run_training
-from daemon.store import records
 from daemon.store.schema import sets
-from daemon.watch.engine import Engine
-from tests.helpers import ingest, random_clip_checkpoint
+from tests.helpers import ingest, move_member, random_clip_checkpoint, state_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 EXTRACTORS = ["phash", "hands", "hand_clip", "pose", "face", "saliency", "quality", "anomalies", "crop"]
-
-
-def decide(ctx: Ctx, engine: Engine, tracker: DecisionTracker, rel: str, area: str) -> None:
-    src = ctx.abs(rel)
-    dst = ctx.cfg.path(area.split("/")[0]) / "/".join(area.split("/")[1:]) / src.name
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(src, dst)
-    engine.handle(FileMoved(src, dst))
-    tracker.evaluate()
-
-
-def state(ctx: Ctx, key: str) -> object:
-    with ctx.store.read() as conn:
-        return records.get_state(conn, key)
 
 
 def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_data: Path, tmp_path: Path) -> None:
@@ -94,12 +74,12 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     assert len(members) == 13
 
     for p in others:
-        decide(ctx, engine, tracker, members[p.name][1], "approved")
+        move_member(ctx, engine, tracker, members[p.name][1], "approved")
     for p in gestures[:4]:
-        decide(ctx, engine, tracker, members[p.name][1], "rejected/extra_fingers")
+        move_member(ctx, engine, tracker, members[p.name][1], "rejected/extra_fingers")
     run_training(ctx)
-    assert state(ctx, STATE_KEY) is None
-    status = str(state(ctx, STATUS_KEY))
+    assert state_value(ctx, STATE_KEY) is None
+    status = str(state_value(ctx, STATUS_KEY))
     assert status.startswith("not trained: cross-validated AUC") and "below the required 0.750" in status
 
     with ctx.store.read() as conn:
@@ -107,10 +87,10 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     assert emb_model == "ViT-B-32/laion2b_s34b_b79k"  # the configured checkpoint stands in for those weights
     assert sum(e.label for e in examples) == 4 and sum(not e.label for e in examples) == 15
 
-    decide(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
+    move_member(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
     run_training(ctx)
-    version = state(ctx, STATE_KEY)
-    assert isinstance(version, str) and str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}")
+    version = state_value(ctx, STATE_KEY)
+    assert isinstance(version, str) and str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}")
     model = HandModel.load(cfg.path("models") / "hands" / f"{version}.json")
     assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (5, 15)
 
@@ -159,5 +139,5 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
         }
     )
     assert learn_hand_model(dataclasses.replace(ctx, cfg=stricter)) is None
-    assert state(ctx, STATE_KEY) == version
-    assert str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")
+    assert state_value(ctx, STATE_KEY) == version
+    assert str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")

@@ -27,32 +27,14 @@ from core.events import FileMoved
 from core.extractors.analysis import hand_representations
 from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
 from daemon.app import build_ctx
-from daemon.context import Ctx
 from daemon.extractors.sidecar_store import latest_payload, stored_result
-from daemon.labels.decide import DecisionTracker
 from daemon.rank.ranking import members_of
 from daemon.rank.train import run_training
-from daemon.store import records
 from daemon.store.schema import sets
-from daemon.watch.engine import Engine
-from tests.helpers import ingest
+from tests.helpers import ingest, move_member, state_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 EXTRACTORS = ["phash", "hands", "pose", "regions", "face", "saliency", "quality", "anomalies", "crop"]
-
-
-def decide(ctx: Ctx, engine: Engine, tracker: DecisionTracker, rel: str, area: str) -> None:
-    src = ctx.abs(rel)
-    dst = ctx.cfg.path(area.split("/")[0]) / "/".join(area.split("/")[1:]) / src.name
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(src, dst)
-    engine.handle(FileMoved(src, dst))
-    tracker.evaluate()
-
-
-def state(ctx: Ctx, key: str) -> object:
-    with ctx.store.read() as conn:
-        return records.get_state(conn, key)
 
 
 def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Path, tmp_path: Path) -> None:
@@ -87,7 +69,7 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
     cut = next(p for p in others if p.name.startswith("5c1bf7bf"))  # hands at x 864-975 and 245-336
     for p in others:
         if p is not cut:
-            decide(ctx, engine, tracker, members[p.name][1], "approved")
+            move_member(ctx, engine, tracker, members[p.name][1], "approved")
     # The user crops the right hand away (x 864-975) and keeps the left of the frame.
     src = ctx.abs(members[cut.name][1])
     dst = ctx.cfg.path("to_crop") / src.name
@@ -99,10 +81,10 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
     engine.reconcile(direct=True)  # finds the crop in cropped/, as the start-up or timer rescan does
     tracker.evaluate()
     for p in gestures[:4]:
-        decide(ctx, engine, tracker, members[p.name][1], "rejected/extra_fingers")
+        move_member(ctx, engine, tracker, members[p.name][1], "rejected/extra_fingers")
     run_training(ctx)
-    assert state(ctx, STATE_KEY) is None
-    status = str(state(ctx, STATUS_KEY))
+    assert state_value(ctx, STATE_KEY) is None
+    status = str(state_value(ctx, STATUS_KEY))
     assert status == "not trained: 5 removed hands (positives), at least 6 needed", status
 
     with ctx.store.read() as conn:
@@ -112,10 +94,10 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
     # runs off the bottom of the frame (88% inside the crop), so the crop says nothing about it.
     assert sum(e.label for e in examples) == 5 and sum(not e.label for e in examples) == 13
 
-    decide(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
+    move_member(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
     run_training(ctx)
-    version = state(ctx, STATE_KEY)
-    assert isinstance(version, str) and str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}")
+    version = state_value(ctx, STATE_KEY)
+    assert isinstance(version, str) and str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}")
     model = HandModel.load(cfg.path("models") / "hands" / f"{version}.json")
     assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (6, 13)
 
@@ -166,5 +148,5 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
         }
     )
     assert learn_hand_model(dataclasses.replace(ctx, cfg=stricter)) is None
-    assert state(ctx, STATE_KEY) == version
-    assert str(state(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")
+    assert state_value(ctx, STATE_KEY) == version
+    assert str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")
