@@ -19,7 +19,7 @@ shipped feature has, each with an a-priori direction (higher = more likely wrong
 - joint angles: the smallest elbow and knee angle (3D).
 
 For each: Spearman with limb and with total severity within a generator x prompt group (mean over
-the 15 groups, and per prompt), top-1 on the fixed sets of 4 and 2 when the cue alone picks the
+the 15 groups; and in how many of the 5 prompts its mean with limb severity is positive), top-1 on the fixed sets of 4 and 2 when the cue alone picks the
 image (lowest wins), leave-one-prompt-out top-1 of the prior (core.rank.prior_fit, as
 benchmarks/judgement.py refits it) with the cue as one more candidate, and the nested
 leave-one-prompt-out limbs AUC of the parts fit (scripts/fit_judgement.py) with it as one more
