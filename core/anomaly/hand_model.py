@@ -31,12 +31,11 @@ from core.anomaly.calibration import Role, box_inside_fraction
 from core.anomaly.settings import CalibrationSettings, HandModelSettings
 from core.errors import BestshotError
 from core.jsonfile import read_json_object, write_json_atomic
-from core.optim import backtrack
+from core.optim import logistic_map, sigmoid
 from core.sidecar_types import Box
 
 HAND_TAGS = ("extra_fingers", "warped_wrist", "long_hand", "malformed_phone_grip")
 FORMAT = 1
-_MAX_NEWTON = 50
 
 
 class HandModelError(BestshotError):
@@ -70,11 +69,6 @@ class HandExample:
     label: bool  # True: the user removed this hand
 
 
-def _sigmoid(u: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(u, -500, 500)))
-    return out
-
-
 @dataclass(frozen=True)
 class HandModel:
     version: str
@@ -97,7 +91,7 @@ class HandModel:
         if x.ndim != 2 or x.shape[1] != self.dim:
             got = x.shape[-1] if x.ndim else "none"
             raise ValueError(f"embeddings of dim {got} (shape {x.shape}), the model expects dim {self.dim}")
-        return _sigmoid((x - self.mean) @ self.components.T @ self.weights + self.bias)
+        return sigmoid((x - self.mean) @ self.components.T @ self.weights + self.bias)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,32 +184,11 @@ def _pca(x: np.ndarray, k_max: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, vt[keep] * (np.sqrt(n - 1) / sv[keep])[:, None]
 
 
-def _logistic(z: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """MAP logistic weights (N(0, 1/l2) on weights, flat on bias) by Newton with step halving.
-    Each class carries half the total sample weight, so the majority class does not dominate."""
-    n, k = z.shape
-    x = np.hstack([z, np.ones((n, 1))])
-    pos = int(y.sum())
-    sw = np.where(y, n / (2 * pos), n / (2 * (n - pos)))
-    pen = np.append(np.full(k, l2), 1e-9)  # a whisker on the bias keeps the Hessian invertible
-    yf = y.astype(np.float64)
-
-    def objective(t: np.ndarray) -> float:
-        u = x @ t
-        return float(sw @ (np.logaddexp(0.0, u) - yf * u) + 0.5 * pen @ (t * t))
-
-    theta = np.zeros(k + 1)
-    f = objective(theta)
-    for _ in range(_MAX_NEWTON):
-        p = _sigmoid(x @ theta)
-        grad = x.T @ (sw * (p - yf)) + pen * theta
-        hess = (x.T * (sw * p * (1 - p))) @ x + np.diag(pen)
-        step = np.linalg.solve(hess, grad)
-        decrement = float(grad @ step)
-        if decrement / 2 <= 1e-12:
-            break
-        theta, f = backtrack(objective, theta, step, f, decrement)
-    return theta[:-1], float(theta[-1])
+def _balanced(y: np.ndarray) -> np.ndarray:
+    """Sample weights giving each class half the total weight, so the majority class does not dominate."""
+    n, pos = len(y), int(y.sum())
+    out: np.ndarray = np.where(y, n / (2 * pos), n / (2 * (n - pos)))
+    return out
 
 
 def _fit(
@@ -231,7 +204,7 @@ def _fit(
     mean, comps = _pca(x / sd, s.pca_components)
     comps = comps / sd
     mean = mean * sd
-    w, b = _logistic((x - mean) @ comps.T, y, s.l2)
+    w, b = logistic_map((x - mean) @ comps.T, y, s.l2, bias_l2=1e-9, weights=_balanced(y))
     return mean, comps, w, b
 
 
@@ -253,7 +226,7 @@ def held_out_probabilities(
         if y[train].all() or not y[train].any():
             continue  # a training part with one class cannot be fitted
         mean, comps, w, b = _fit(x[train], y[train], s, standardise)
-        oof[test] = _sigmoid((x[test] - mean) @ comps.T @ w + b)
+        oof[test] = sigmoid((x[test] - mean) @ comps.T @ w + b)
     return oof
 
 

@@ -28,39 +28,7 @@ import numpy as np
 
 from core.anomaly.hand_model import roc_auc
 from core.anomaly.parts import PartModel
-from core.optim import backtrack
-
-_MAX_NEWTON = 50
-
-
-def _sigmoid(u: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(u, -500, 500)))
-    return out
-
-
-def logistic(z: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """MAP weights and bias of a logistic model on `z` (n, k), flat prior on the bias."""
-    n, k = z.shape
-    x = np.hstack([z, np.ones((n, 1))])
-    pen = np.append(np.full(k, l2), 1e-6)
-    yf = y.astype(np.float64)
-
-    def objective(t: np.ndarray) -> float:
-        u = x @ t
-        return float(np.sum(np.logaddexp(0.0, u) - yf * u) + 0.5 * pen @ (t * t))
-
-    theta = np.zeros(k + 1)
-    f = objective(theta)
-    for _ in range(_MAX_NEWTON):
-        p = _sigmoid(x @ theta)
-        grad = x.T @ (p - yf) + pen * theta
-        hess = (x.T * (p * (1 - p))) @ x + np.diag(pen)
-        step = np.linalg.solve(hess, grad)
-        decrement = float(grad @ step)
-        if decrement / 2 <= 1e-12:
-            break
-        theta, f = backtrack(objective, theta, step, f, decrement)
-    return theta[:-1], float(theta[-1])
+from core.optim import logistic_map, sigmoid
 
 
 def fit_part(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float, threshold: float = 0.5) -> PartModel:
@@ -68,7 +36,7 @@ def fit_part(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float, t
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
-    w, b = logistic((x - mean) / scale, y, l2)
+    w, b = logistic_map((x - mean) / scale, y, l2, bias_l2=1e-6)
     return PartModel(
         tuple(features),
         tuple(float(v) for v in mean),
@@ -81,7 +49,7 @@ def fit_part(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float, t
 
 def _predict(m: PartModel, x: np.ndarray) -> np.ndarray:
     z = (x - np.array(m.mean)) / np.array(m.scale)
-    return _sigmoid(z @ np.array(m.weights) + m.bias)
+    return sigmoid(z @ np.array(m.weights) + m.bias)
 
 
 def linear_score(m: PartModel, x: np.ndarray) -> np.ndarray:
