@@ -13,7 +13,7 @@ import logging
 
 from sqlalchemy import select, update
 
-from core.errors import BestshotError, DecodeError, VanishedError
+from core.errors import BestshotError, DecodeError, ExtractorError, VanishedError
 from core.extractors.base import Extractor, SidecarResult
 from core.extractors.registry import run_pass
 from core.imaging import DecodedImage, load
@@ -108,8 +108,10 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
                     continue
                 out = outcomes.get(img.sha256, {}).get(spec.kind)
                 if out is None:
-                    mark(conn, img.sha256, spec, "failed", "extractor produced no outcome")
-                elif isinstance(out, BestshotError):
+                    # run_pass gives every pending extractor an outcome per image; only an extractor
+                    # that breaks its contract (None in the list it returns) gets here.
+                    out = ExtractorError(ctx.abs(rel), f"internal error: {spec.kind} produced no outcome")
+                if isinstance(out, BestshotError):
                     mark(conn, img.sha256, spec, "failed", out.reason)
                     records.record_error(conn, rel, f"extract:{spec.kind}", out, img.sha256)
                 else:
