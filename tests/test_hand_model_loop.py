@@ -15,25 +15,25 @@ the held-out AUC stays under the bar and nothing is put in force; with the fifth
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
 
-import cv2
+import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from core.anomaly.hand_model import HandModel
 from core.config import load_config
 from core.extractors.analysis import embedding_model_id
 from core.grouping import set_id_for
-from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples, learn_hand_model
+from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples
 from daemon.app import build_ctx
-from daemon.extractors.sidecar_store import latest_payload, stored_result
+from daemon.extractors.sidecar_store import stored_result
 from daemon.rank.ranking import members_of
 from daemon.rank.train import run_training
 from daemon.store.schema import sets
+from tests.hand_model_checks import check_model_in_force
 from tests.helpers import ingest, move_member, random_clip_checkpoint, state_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
@@ -94,50 +94,10 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     model = HandModel.load(cfg.path("models") / "hands" / f"{version}.json")
     assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (5, 15)
 
-    # New renditions (rescaled by 1%) of a rejected and of an approved image: every hand is scored
-    # by the model in force and flagged exactly when at or above the bar.
-    for p in (gestures[4], others[0]):
-        img = cv2.imread(str(p))
-        img = cv2.resize(img, (round(img.shape[1] * 0.99), round(img.shape[0] * 0.99)), interpolation=cv2.INTER_AREA)
-        (root / "inbox" / f"new_{p.stem}").mkdir(parents=True)
-        cv2.imwrite(str(root / "inbox" / f"new_{p.stem}" / f"new_{p.stem}.png"), img)
-    ingest(ctx, pipeline)
-    flagged: dict[str, int] = {}
-    with ctx.store.read() as conn:
-        new = [
-            (sha, name)
-            for r in conn.execute(select(sets.c.id))
-            for sha, name, _ in members_of(conn, r.id)
-            if name.startswith("new_")
-        ]
-        assert len(new) == 2
-        for sha, name in new:
-            emb = stored_result(cfg, conn, sha, "hand_clip")
-            report = latest_payload(conn, sha, "anomalies")
-            assert emb is not None and report is not None and embedding_model_id(emb.payload) == model.embedding_model
-            probs = model.probabilities(emb.arrays["embeddings"].astype(float))
-            suspects = {r["source"]: r for r in report["uncertain_regions"] if r["tag"] == "hand_suspect"}
-            for i, p in enumerate(probs):
-                if p >= cfg.anomaly.hand_model.flag_probability:
-                    flagged[name] = flagged.get(name, 0) + 1
-                    ev = suspects[f"hand:{i}"]["evidence"]
-                    assert ev["model"] == version and ev["value"] == pytest.approx(p, abs=1e-4)
-                else:
-                    assert f"hand:{i}" not in suspects or suspects[f"hand:{i}"]["evidence"]["model"] != version
-    assert flagged == {f"new_{gestures[4].stem}.png": 1}, flagged  # the rejected kind only
+    def clip_embeddings(conn: Connection, sha: str) -> np.ndarray:
+        emb = stored_result(cfg, conn, sha, "hand_clip")
+        assert emb is not None and embedding_model_id(emb.payload) == model.embedding_model
+        out: np.ndarray = emb.arrays["embeddings"].astype(float)
+        return out
 
-    restarted = build_ctx(cfg)
-    in_force = getattr(restarted.extractor("anomalies"), "hand_model", None)
-    assert isinstance(in_force, HandModel) and in_force.version == version
-
-    # A later fit that fails the gate leaves the model in force, and status says both.
-    stricter = cfg.model_copy(
-        update={
-            "anomaly": cfg.anomaly.model_copy(
-                update={"hand_model": cfg.anomaly.hand_model.model_copy(update={"min_positives": 50})}
-            )
-        }
-    )
-    assert learn_hand_model(dataclasses.replace(ctx, cfg=stricter)) is None
-    assert state_value(ctx, STATE_KEY) == version
-    assert str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}, kept; the new fit was refused: ")
+    check_model_in_force(ctx, pipeline, model, version, gestures[4], others[0], clip_embeddings)
