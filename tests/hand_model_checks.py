@@ -1,5 +1,6 @@
-"""What both hand model loop tests (CLIP crop embeddings, region descriptors) check once a model
-is in force: how new images are scored, that a restart loads it, that a refused refit keeps it."""
+"""What both hand model loop tests (CLIP crop embeddings, region descriptors) share: the images,
+the step that puts a model in force, and what they check once it is: how new images are scored,
+that a restart loads it, that a refused refit keeps it."""
 
 from __future__ import annotations
 
@@ -17,13 +18,41 @@ from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, learn_hand_model
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.extractors.sidecar_store import latest_payload
+from daemon.labels.decide import DecisionTracker
 from daemon.pipeline import Pipeline
 from daemon.rank.ranking import members_of
+from daemon.rank.train import run_training
 from daemon.store.schema import sets
-from tests.helpers import ingest, state_value
+from daemon.watch.engine import Engine
+from tests.helpers import ingest, move_member, state_value
 
 # The hands of a stored image as the model in force reads them (the test asserts they are its kind).
 HandVectors = Callable[[Connection, str], np.ndarray]
+
+
+def hand_images(shared_data: Path) -> tuple[list[Path], list[Path]]:
+    """The SD-1.5 malformed-hand gesture images (the user rejects them) and the portraits and group
+    shots (approved)."""
+    gestures = sorted((shared_data / "ai_malformed_hands").glob("*.jpg"))
+    others = sorted((shared_data / "ai_portraits_hands" / "image").glob("*.png")) + sorted(
+        (shared_data / "ai_people_flux").glob("*.png")
+    )
+    return gestures, others
+
+
+def members_by_name(ctx: Ctx) -> dict[str, tuple[str, str]]:
+    """Every set member's (sha256, path) by file name."""
+    with ctx.store.read() as conn:
+        return {name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)}
+
+
+def reject_and_train(ctx: Ctx, engine: Engine, tracker: DecisionTracker, rel: str) -> tuple[str, HandModel]:
+    """The user rejects one more hand image and training puts a model in force: its version and model."""
+    move_member(ctx, engine, tracker, rel, "rejected/extra_fingers")
+    run_training(ctx)
+    version = state_value(ctx, STATE_KEY)
+    assert isinstance(version, str) and str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}")
+    return version, HandModel.load(ctx.cfg.path("models") / "hands" / f"{version}.json")
 
 
 def check_model_in_force(

@@ -21,19 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from core.anomaly.hand_model import HandModel
 from core.config import load_config
 from core.extractors.analysis import embedding_model_id
 from core.grouping import set_id_for
 from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples
 from daemon.app import build_ctx
 from daemon.extractors.sidecar_store import stored_result
-from daemon.rank.ranking import members_of
 from daemon.rank.train import run_training
-from daemon.store.schema import sets
-from tests.hand_model_checks import check_model_in_force
+from tests.hand_model_checks import check_model_in_force, hand_images, members_by_name, reject_and_train
 from tests.helpers import ingest, move_member, random_clip_checkpoint, state_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
@@ -42,10 +39,7 @@ EXTRACTORS = ["phash", "hands", "hand_clip", "pose", "face", "saliency", "qualit
 
 def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    gestures = sorted((shared_data / "ai_malformed_hands").glob("*.jpg"))
-    others = sorted((shared_data / "ai_portraits_hands" / "image").glob("*.png")) + sorted(
-        (shared_data / "ai_people_flux").glob("*.png")
-    )
+    gestures, others = hand_images(shared_data)
     for p in gestures + others:
         # A dropped folder's name becomes its set's id, and the cross-validation folds are dealt by
         # sorted set id: content ids keep the folds (and so the gate's first verdict) fixed.
@@ -67,10 +61,7 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     ctx = build_ctx(cfg)
     pipeline = ingest(ctx)
     engine, tracker = pipeline.engine, pipeline.tracker
-    with ctx.store.read() as conn:
-        members = {
-            name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)
-        }
+    members = members_by_name(ctx)
     assert len(members) == 13
 
     for p in others:
@@ -87,11 +78,7 @@ def test_hand_model_learns_from_rejections_and_approvals_behind_its_gate(shared_
     assert emb_model == "ViT-B-32/laion2b_s34b_b79k"  # the configured checkpoint stands in for those weights
     assert sum(e.label for e in examples) == 4 and sum(not e.label for e in examples) == 15
 
-    move_member(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
-    run_training(ctx)
-    version = state_value(ctx, STATE_KEY)
-    assert isinstance(version, str) and str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}")
-    model = HandModel.load(cfg.path("models") / "hands" / f"{version}.json")
+    version, model = reject_and_train(ctx, engine, tracker, members[gestures[4].name][1])
     assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (5, 15)
 
     def clip_embeddings(conn: Connection, sha: str) -> np.ndarray:

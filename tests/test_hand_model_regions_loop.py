@@ -19,19 +19,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
-from core.anomaly.hand_model import HandModel
 from core.config import load_config
 from core.events import FileMoved
 from core.extractors.analysis import hand_representations
 from daemon.anomaly.hand_model import STATE_KEY, STATUS_KEY, hand_examples
 from daemon.app import build_ctx
 from daemon.extractors.sidecar_store import stored_result
-from daemon.rank.ranking import members_of
 from daemon.rank.train import run_training
-from daemon.store.schema import sets
-from tests.hand_model_checks import check_model_in_force
+from tests.hand_model_checks import check_model_in_force, hand_images, members_by_name, reject_and_train
 from tests.helpers import ingest, move_member, state_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
@@ -40,10 +37,7 @@ EXTRACTORS = ["phash", "hands", "pose", "regions", "face", "saliency", "quality"
 
 def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    gestures = sorted((shared_data / "ai_malformed_hands").glob("*.jpg"))
-    others = sorted((shared_data / "ai_portraits_hands" / "image").glob("*.png")) + sorted(
-        (shared_data / "ai_people_flux").glob("*.png")
-    )
+    gestures, others = hand_images(shared_data)
     for p in gestures + others:
         (root / "inbox" / p.stem).mkdir(parents=True)
         shutil.copy(p, root / "inbox" / p.stem / p.name)
@@ -61,10 +55,7 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
     ctx = build_ctx(cfg)
     pipeline = ingest(ctx)
     engine, tracker = pipeline.engine, pipeline.tracker
-    with ctx.store.read() as conn:
-        members = {
-            name: (sha, rel) for r in conn.execute(select(sets.c.id)) for sha, name, rel in members_of(conn, r.id)
-        }
+    members = members_by_name(ctx)
     assert len(members) == 13
 
     cut = next(p for p in others if p.name.startswith("5c1bf7bf"))  # hands at x 864-975 and 245-336
@@ -95,11 +86,7 @@ def test_hand_model_learns_from_region_descriptors_without_clip(shared_data: Pat
     # runs off the bottom of the frame (88% inside the crop), so the crop says nothing about it.
     assert sum(e.label for e in examples) == 5 and sum(not e.label for e in examples) == 13
 
-    move_member(ctx, engine, tracker, members[gestures[4].name][1], "rejected/extra_fingers")
-    run_training(ctx)
-    version = state_value(ctx, STATE_KEY)
-    assert isinstance(version, str) and str(state_value(ctx, STATUS_KEY)).startswith(f"in force: {version}")
-    model = HandModel.load(cfg.path("models") / "hands" / f"{version}.json")
+    version, model = reject_and_train(ctx, engine, tracker, members[gestures[4].name][1])
     assert model.cv_auc >= 0.75 and (model.positives, model.negatives) == (6, 13)
 
     def descriptors(conn: Connection, sha: str) -> np.ndarray:
