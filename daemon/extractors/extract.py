@@ -18,7 +18,7 @@ from core.extractors.base import Extractor, SidecarResult
 from core.extractors.registry import run_pass
 from core.imaging import DecodedImage, load
 from daemon.context import Ctx
-from daemon.extractors.jobs import JobSpec, mark, next_images, start
+from daemon.extractors.jobs import JobSpec, mark, mark_many, next_images, start_many
 from daemon.extractors.sidecar_store import save_results, stored_result
 from daemon.store import records
 from daemon.store.schema import images
@@ -93,12 +93,12 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
         return len(work)
     # One transaction (one fsync) for the pass's start and one for its results, not two per image.
     with ctx.store.write() as conn:
-        for sha, stale, known in starting:
-            for s in stale:  # version no longer current or extractor disabled
-                mark(conn, sha, s, "done", "superseded")
-            start(conn, sha, known)
+        # Versions no longer current, or extractors disabled.
+        mark_many(conn, [(sha, s, "done", "superseded") for sha, stale, _ in starting for s in stale])
+        start_many(conn, [(sha, s) for sha, _, known in starting for s in known])
     outcomes = run_pass(ctx.extractors, decoded, done_names, _stored_dependencies(ctx, work, done_names))
     with ctx.store.write() as conn:
+        marks: list[tuple[str, JobSpec, str, str | None]] = []
         for img in decoded:
             rel = paths[img.sha256]
             results: list[tuple[Extractor, SidecarResult]] = []
@@ -112,12 +112,13 @@ def run_extract_pass(ctx: Ctx, limit: int | None = None) -> int:
                     # that breaks its contract (None in the list it returns) gets here.
                     out = ExtractorError(ctx.abs(rel), f"internal error: {spec.kind} produced no outcome")
                 if isinstance(out, BestshotError):
-                    mark(conn, img.sha256, spec, "failed", out.reason)
+                    marks.append((img.sha256, spec, "failed", out.reason))
                     records.record_error(conn, rel, f"extract:{spec.kind}", out, img.sha256)
                 else:
                     results.append((ext, out))
-                    mark(conn, img.sha256, spec, "done")
+                    marks.append((img.sha256, spec, "done", None))
             save_results(ctx, conn, img.sha256, results)
+        mark_many(conn, marks)
     return len(work)
 
 

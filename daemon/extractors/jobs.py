@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, select, update
+from sqlalchemy import ColumnElement, Connection, bindparam, exists, func, select, update
 
 from daemon.store.records import upsert
 from daemon.store.schema import images, jobs
@@ -74,13 +74,33 @@ def reset_interrupted(conn: Connection) -> int:
     return int(res.rowcount or 0)
 
 
+_THIS_JOB = (
+    jobs.c.sha256 == bindparam("p_sha"),
+    jobs.c.kind == bindparam("p_kind"),
+    jobs.c.version == bindparam("p_version"),
+)
+# Built once: a pass starts and marks every job of every image it takes.
+_START = (
+    update(jobs).where(*_THIS_JOB).values(state="running", attempts=jobs.c.attempts + 1, updated_at=bindparam("p_now"))
+)
+_MARK = (
+    update(jobs)
+    .where(*_THIS_JOB)
+    .values(state=bindparam("p_state"), error=bindparam("p_error"), updated_at=bindparam("p_now"))
+)
+
+
 def start(conn: Connection, sha256: str, specs: Iterable[JobSpec]) -> None:
     """Mark jobs running (and count the attempt) before the work starts; see reset_interrupted."""
-    for s in specs:
+    start_many(conn, [(sha256, s) for s in specs])
+
+
+def start_many(conn: Connection, started: list[tuple[str, JobSpec]]) -> None:
+    """`start` of a whole pass's (image, job) pairs, as one executemany."""
+    if started:
+        now = time.time()
         conn.execute(
-            update(jobs)
-            .where(jobs.c.sha256 == sha256, jobs.c.kind == s.kind, jobs.c.version == s.version)
-            .values(state="running", attempts=jobs.c.attempts + 1, updated_at=time.time())
+            _START, [{"p_sha": sha, "p_kind": s.kind, "p_version": s.version, "p_now": now} for sha, s in started]
         )
 
 
@@ -113,9 +133,20 @@ def next_images(conn: Connection, limit: int, first: Collection[str] = ()) -> di
 
 
 def mark(conn: Connection, sha256: str, spec: JobSpec, state: str, error: str | None = None) -> None:
-    where = and_(jobs.c.sha256 == sha256, jobs.c.kind == spec.kind, jobs.c.version == spec.version)
-    values: dict[str, object] = {"state": state, "error": error, "updated_at": time.time()}
-    conn.execute(update(jobs).where(where).values(**values))
+    mark_many(conn, [(sha256, spec, state, error)])
+
+
+def mark_many(conn: Connection, marks: list[tuple[str, JobSpec, str, str | None]]) -> None:
+    """(image, job, state, error) for several jobs, as one executemany."""
+    if marks:
+        now = time.time()
+        conn.execute(
+            _MARK,
+            [
+                {"p_sha": sha, "p_kind": s.kind, "p_version": s.version, "p_state": state, "p_error": err, "p_now": now}
+                for sha, s, state, err in marks
+            ],
+        )
 
 
 def pending_images(conn: Connection) -> int:

@@ -8,6 +8,7 @@ Every file is written to a temporary name and renamed into place, so readers nev
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Update, bindparam, select, update
 
 from core.atomicfile import atomic_write
 from core.config import Config
@@ -34,6 +35,12 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     return buf.getvalue()
+
+
+@functools.cache
+def _set_column(key: str) -> Update:
+    """The images column a `column` output fills, built once per column (it runs per image)."""
+    return update(images).where(images.c.sha256 == bindparam("p_sha")).values({key: bindparam("p_value")})
 
 
 def save_results(ctx: Ctx, conn: Connection, sha: str, results: Sequence[tuple[Extractor, SidecarResult]]) -> None:
@@ -55,7 +62,7 @@ def save_result(ctx: Ctx, conn: Connection, sha: str, ext: Extractor, result: Si
         if out.kind == "blob" and out.key in result.arrays:
             blob = np.asarray(result.arrays[out.key], dtype="<f4").tobytes()
         elif out.kind == "column":
-            conn.execute(update(images).where(images.c.sha256 == sha).values({out.key: result.payload[out.key]}))
+            conn.execute(_set_column(out.key), {"p_sha": sha, "p_value": result.payload[out.key]})
         elif target is None:
             continue
         elif out.kind == "json":

@@ -155,9 +155,12 @@ class FileOps:
     def plan(self, moves: Sequence[PlannedMove]) -> list[int]:
         """Journal moves (state `planned`) in one durable transaction, before any of them happens;
         returns their journal ids in order. Each must then be `perform`ed, or made and `finish`ed."""
+        checked: set[Path] = set()  # a set's moves share one folder: resolved and made once
         for m in moves:
-            self._inside_root(m.dst)
-            m.dst.parent.mkdir(parents=True, exist_ok=True)
+            if m.dst.parent not in checked:
+                self._inside_root(m.dst)
+                m.dst.parent.mkdir(parents=True, exist_ok=True)
+                checked.add(m.dst.parent)
         now = time.time()
         rows = [
             {

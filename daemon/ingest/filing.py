@@ -197,8 +197,10 @@ def persist_set(ctx: Ctx, task: SetTask) -> None:
                 source_folder=ctx.rel(task.folder) if task.folder is not None else None,
             )
         )
-        for pos, sha in enumerate(task.members):
-            conn.execute(insert(set_members).values(set_id=task.set_id, sha256=sha, position=pos))
+        conn.execute(
+            insert(set_members),
+            [{"set_id": task.set_id, "sha256": sha, "position": pos} for pos, sha in enumerate(task.members)],
+        )
 
 
 def move_members(ctx: Ctx, task: SetTask) -> None:
@@ -386,8 +388,13 @@ def _file_planned(ctx: Ctx, set_id: str, members: list[_MemberMove]) -> None:
         outcomes.update({j: stopped for _m, jid, cids in planned for j in (jid, *cids) if j not in outcomes})
         with ctx.store.write(durable=False) as conn:
             ctx.fileops.finish(conn, outcomes)
-            for m in moved:
-                records.relocate(conn, ctx.rel(m.src), ctx.rel(m.dst), m.sha256, m.st.st_size, m.st.st_mtime_ns)
+            records.relocate_many(
+                conn,
+                [
+                    records.Relocation(ctx.rel(m.src), ctx.rel(m.dst), m.sha256, m.st.st_size, m.st.st_mtime_ns)
+                    for m in moved
+                ],
+            )
     for m, err in replaced:
         _content_replaced(ctx, set_id, m.sha256, m.src, err)
 

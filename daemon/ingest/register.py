@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, update
 
 from core.errors import DuplicateError, NotReadyError, TooLargeError, UnreadableError, VanishedError
 from core.hashing import sha256_bytes
@@ -122,6 +122,14 @@ def _read_text(p: Path) -> str:
         raise UnreadableError(p, f"cannot read metadata file: {e.strerror or e}") from e
 
 
+# Built once (ingest runs it for every image; building a statement costs more than running it).
+_REPLACED = (
+    update(images)
+    .where(images.c.path == bindparam("p_rel"), images.c.sha256 != bindparam("p_sha"), images.c.state == "present")
+    .values(state="missing")
+)
+
+
 def stage_register(ctx: Ctx, t: ImageTask) -> None:
     assert t.image is not None and t.meta is not None and t.st is not None and t.sha256
     img, meta, now = t.image, t.meta, time.time()
@@ -141,16 +149,11 @@ def stage_register(ctx: Ctx, t: ImageTask) -> None:
         }
         # Another image registered at this path has been replaced by this content: its bytes left
         # the tree (filing checks the content too, and takes such an image out of its set).
-        conn.execute(
-            update(images)
-            .where(images.c.path == rel, images.c.sha256 != t.sha256, images.c.state == "present")
-            .values(state="missing")
-        )
+        conn.execute(_REPLACED, {"p_rel": rel, "p_sha": t.sha256})
         # first_seen survives re-registration: it drives set closing across restarts.
-        if conn.execute(select(images.c.sha256).where(images.c.sha256 == t.sha256)).first():
-            conn.execute(update(images).where(images.c.sha256 == t.sha256).values(**values))
-        else:
-            conn.execute(insert(images).values(sha256=t.sha256, first_seen=now, **values))
+        records.upsert(
+            conn, images, {"sha256": t.sha256, "first_seen": now, **values}, ["sha256"], insert_only=("first_seen",)
+        )
         records.upsert(
             conn,
             image_metadata,

@@ -5,23 +5,37 @@ from __future__ import annotations
 import functools
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.sql.schema import Table
 
 from core.errors import BestshotError
 from daemon.store.schema import errors, files, images, state
 
 
-def upsert(conn: Connection, table: Table, values: dict[str, Any], keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL alike."""
-    stmt = _upsert_statement(conn.dialect.name, table, tuple(values), tuple(keys))
-    conn.execute(stmt, values)
+def upsert(
+    conn: Connection, table: Table, values: dict[str, Any], keys: list[str], *, insert_only: tuple[str, ...] = ()
+) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE for SQLite and PostgreSQL alike. `insert_only`: columns
+    an existing row keeps (set when the row is made)."""
+    upsert_many(conn, table, [values], keys, insert_only=insert_only)
+
+
+def upsert_many(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], *, insert_only: tuple[str, ...] = ()
+) -> None:
+    """`upsert` of rows with the same columns, as one executemany."""
+    if rows:
+        stmt = _upsert_statement(conn.dialect.name, table, tuple(rows[0]), tuple(keys), insert_only)
+        conn.execute(stmt, rows if len(rows) > 1 else rows[0])
 
 
 @functools.cache
-def _upsert_statement(dialect: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> Any:
+def _upsert_statement(
+    dialect: str, table: Table, columns: tuple[str, ...], keys: tuple[str, ...], insert_only: tuple[str, ...] = ()
+) -> Any:
     """Built once per shape, the values bound at execution: building and caching a statement
     with the values inside cost more than the insert itself (ingest runs several per image)."""
     # Imported here: the PostgreSQL dialect costs every `bestshot status` ~30 ms otherwise.
@@ -34,7 +48,7 @@ def _upsert_statement(dialect: str, table: Table, columns: tuple[str, ...], keys
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         stmt = sqlite_insert(table)
-    rest = [c for c in columns if c not in keys]
+    rest = [c for c in columns if c not in keys and c not in insert_only]
     if not rest:
         return stmt.on_conflict_do_nothing()
     return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in rest})
@@ -64,10 +78,17 @@ def record_error(
     )
 
 
+# Built once: ingest runs it for every image (building a statement costs more than running it).
+_RESOLVE = (
+    update(errors).where(errors.c.path == bindparam("p_path"), errors.c.resolved.is_(False)).values(resolved=True)
+)
+
+
 def resolve_errors(conn: Connection, path: str, stages: tuple[str, ...] | None = None) -> None:
-    q = update(errors).where(errors.c.path == path, errors.c.resolved.is_(False))
-    if stages:
-        q = q.where(errors.c.stage.in_(stages))
+    if not stages:
+        conn.execute(_RESOLVE, {"p_path": path})
+        return
+    q = update(errors).where(errors.c.path == path, errors.c.resolved.is_(False), errors.c.stage.in_(stages))
     conn.execute(q.values(resolved=True))
 
 
@@ -130,11 +151,44 @@ def put_state(conn: Connection, key: str, value: Any) -> None:
     upsert(conn, state, {"key": key, "value": json.dumps(value)}, ["key"])
 
 
+@dataclass(frozen=True)
+class Relocation:
+    old_rel: str
+    new_rel: str
+    sha256: str
+    size: int
+    mtime_ns: int
+
+
+_FORGET = delete(files).where(files.c.path == bindparam("p_old"))
+_FOLLOW = (
+    update(images)
+    .where(images.c.sha256 == bindparam("p_sha"), images.c.path == bindparam("p_old"))
+    .values(path=bindparam("p_new"), last_seen=bindparam("p_now"), state="present")
+)
+
+
 def relocate(conn: Connection, old_rel: str, new_rel: str, sha256: str, size: int, mtime_ns: int) -> None:
     """After the daemon itself moved a file: the path index and the image row follow at once,
     without waiting for the watcher's event (which may be coalesced or dropped)."""
-    forget_file(conn, old_rel)
-    upsert_file(conn, new_rel, sha256, size, mtime_ns)
-    row = image_row(conn, sha256)
-    if row is not None and row.path == old_rel:
-        set_image_path(conn, sha256, new_rel)
+    relocate_many(conn, [Relocation(old_rel, new_rel, sha256, size, mtime_ns)])
+
+
+def relocate_many(conn: Connection, moves: list[Relocation]) -> None:
+    """`relocate` of several files (a set's members, whose old and new paths are all distinct) in
+    three statements: the old paths forgotten, the new ones indexed, and each image row that was
+    at the old path moved to the new one."""
+    if not moves:
+        return
+    now = time.time()
+    conn.execute(_FORGET, [{"p_old": m.old_rel} for m in moves])
+    upsert_many(
+        conn,
+        files,
+        [
+            {"path": m.new_rel, "sha256": m.sha256, "size_bytes": m.size, "mtime_ns": m.mtime_ns, "seen_at": now}
+            for m in moves
+        ],
+        ["path"],
+    )
+    conn.execute(_FOLLOW, [{"p_sha": m.sha256, "p_old": m.old_rel, "p_new": m.new_rel, "p_now": now} for m in moves])
