@@ -83,21 +83,28 @@ def _as_int(v: Any) -> int | None:
 MAX_YAML_DEPTH = 100  # metadata is a flat mapping; nesting this deep is an attack or an accident
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class _NoAliasLoader(yaml.composer.Composer, yaml.CSafeLoader):
     """Safe YAML without anchors/aliases: metadata never needs them, and nested aliases can
     expand exponentially (a "billion laughs" file would hang the daemon). Nesting is limited
-    too: the composer recurses per level, and 20,000 levels would overflow Python's stack."""
+    too: the composer recurses per level, and 20,000 levels would overflow Python's stack.
+
+    libyaml (PyYAML's C extension, in its wheels; CSafeLoader) scans and parses, a tenth of the
+    pure-Python SafeLoader's time per file; PyYAML's own Python composer, placed before it, builds
+    the nodes from libyaml's events so that these checks run on every node. A PyYAML without
+    libyaml fails here, at import, rather than reading metadata ten times slower."""
 
     _depth = 0
 
+    def __init__(self, stream: str) -> None:
+        yaml.CSafeLoader.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in metadata", event.start_mark)
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in metadata", self._mark())
         if self._depth >= MAX_YAML_DEPTH:
-            event = self.peek_event()
             raise yaml.composer.ComposerError(
-                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels (the limit for metadata)", event.start_mark
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels (the limit for metadata)", self._mark()
             )
         self._depth += 1
         try:
@@ -105,8 +112,13 @@ class _NoAliasLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+    def _mark(self) -> Any:  # libyaml's Mark: line and column, as the error message reads them
+        event = self.peek_event()
+        return event.start_mark if event is not None else None
+
 
 MAX_METADATA_BYTES = 1 << 20
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"  # libyaml's flow-level limit (1000), met by its scanner
 
 
 def _load_yaml(text: str, where: Path) -> dict[str, Any]:
@@ -118,6 +130,8 @@ def _load_yaml(text: str, where: Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         pos = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        if problem == _LIBYAML_TOO_DEEP:  # libyaml's scanner reads ahead, and met its own limit first
+            problem = f"nested deeper than {MAX_YAML_DEPTH} levels (the limit for metadata)"
         raise MetadataError(where, f"invalid YAML{pos}: {problem}") from e
     if doc is None:
         return {}
