@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +29,21 @@ def area_roots(cfg: Config) -> dict[str, Path]:
     return {a: cfg.path(a) for a in AREAS}
 
 
+@functools.lru_cache(maxsize=8)
+def _areas_longest_first(root: Path, folders: tuple[str, ...]) -> tuple[tuple[str, Path], ...]:
+    # Longest area path first, so exports/approved wins over a hypothetical exports area.
+    bases = [(a, p if p.is_absolute() else root / p) for a, p in zip(AREAS, map(Path, folders), strict=True)]
+    return tuple(sorted(bases, key=lambda kv: -len(kv[1].parts)))
+
+
 def locate(cfg: Config, path: Path) -> Place:
     path = Path(path)
     try:
         rel = path.relative_to(cfg.root)
     except ValueError:
         return Place(None, path, None)
-    # Longest area path first, so exports/approved wins over a hypothetical exports area.
-    for area, base in sorted(area_roots(cfg).items(), key=lambda kv: -len(kv[1].parts)):
+    # Worked out once per configuration: ingest locates every file it reads or moves.
+    for area, base in _areas_longest_first(cfg.root, tuple(str(getattr(cfg.paths, a)) for a in AREAS)):
         try:
             below = path.relative_to(base)
         except ValueError:

@@ -65,15 +65,14 @@ def stage_stat(ctx: Ctx, t: ImageTask) -> None:
 def stage_read(ctx: Ctx, t: ImageTask) -> None:
     assert t.st is not None
     rel = ctx.rel(t.path)
-    with ctx.store.read() as conn:
+    with ctx.store.read() as conn:  # one read transaction for both look-ups, the hashing between them
         sha = records.known_file(conn, rel, t.st.st_size, t.st.st_mtime_ns)
         row = records.image_row(conn, sha) if sha else None
-    if row is not None and row.path == rel:
-        t.sha256, t.outcome, t.done = sha, "unchanged", True
-        return
-    t.data = read_bytes(t.path)
-    t.sha256 = sha256_bytes(t.data)
-    with ctx.store.read() as conn:
+        if row is not None and row.path == rel:
+            t.sha256, t.outcome, t.done = sha, "unchanged", True
+            return
+        t.data = read_bytes(t.path)
+        t.sha256 = sha256_bytes(t.data)
         row = records.image_row(conn, t.sha256)
     if row is not None and row.path != rel:
         if ctx.abs(row.path).exists() and row.state == "present":

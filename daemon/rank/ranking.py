@@ -308,28 +308,36 @@ def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
                 ctx.cfg.rank,
             )
             made.append((set_id, ranking, proposal_body(conn, ranking, mode), mem))
+    if not published:  # nothing goes out between them: one transaction (one fsync) for all
+        with ctx.store.write() as conn:
+            for set_id, ranking, body, _mem in made:
+                _record_proposal(conn, set_id, ranking, body, mode)
+        return [ranking for _s, ranking, _b, _m in made]
     out = []
     for set_id, ranking, body, mem in made:
         with ctx.store.write() as conn:
-            conn.execute(
-                insert(proposals).values(
-                    set_id=set_id,
-                    ts=time.time(),
-                    model_version=ranking.model_version,
-                    source=ranking.source,
-                    winner=ranking.winner,
-                    confidence=ranking.confidence,
-                    margin=ranking.margin,
-                    uncertain=ranking.uncertain,
-                    mode=mode,
-                    body=json.dumps(body),
-                )
-            )
-            conn.execute(delete(proposal_due).where(proposal_due.c.set_id == set_id))
-        if mode != "watch":
-            publish(ctx, set_id, ranking, body, mem)
+            _record_proposal(conn, set_id, ranking, body, mode)
+        publish(ctx, set_id, ranking, body, mem)
         out.append(ranking)
     return out
+
+
+def _record_proposal(conn: Connection, set_id: str, ranking: SetRanking, body: dict[str, Any], mode: str) -> None:
+    conn.execute(
+        insert(proposals).values(
+            set_id=set_id,
+            ts=time.time(),
+            model_version=ranking.model_version,
+            source=ranking.source,
+            winner=ranking.winner,
+            confidence=ranking.confidence,
+            margin=ranking.margin,
+            uncertain=ranking.uncertain,
+            mode=mode,
+            body=json.dumps(body),
+        )
+    )
+    conn.execute(delete(proposal_due).where(proposal_due.c.set_id == set_id))
 
 
 def publish(ctx: Ctx, set_id: str, ranking: SetRanking, body: dict[str, Any], mem: list[tuple[str, str, str]]) -> None:

@@ -124,16 +124,22 @@ def paths_under(conn: Connection, folder_rel: str) -> list[str]:
     return [r.path for r in conn.execute(select(files.c.path).where(files.c.path > lo, files.c.path < hi))]
 
 
+_KNOWN_FILE = select(files.c.sha256).where(
+    files.c.path == bindparam("p_path"),
+    files.c.size_bytes == bindparam("p_size"),
+    files.c.mtime_ns == bindparam("p_mtime"),
+)
+_IMAGE_ROW = select(images).where(images.c.sha256 == bindparam("p_sha"))
+
+
 def known_file(conn: Connection, rel: str, size: int, mtime_ns: int) -> str | None:
     """sha256 of a file already hashed at this path with the same size and mtime."""
-    row = conn.execute(
-        select(files.c.sha256).where(files.c.path == rel, files.c.size_bytes == size, files.c.mtime_ns == mtime_ns)
-    ).first()
+    row = conn.execute(_KNOWN_FILE, {"p_path": rel, "p_size": size, "p_mtime": mtime_ns}).first()
     return row.sha256 if row else None
 
 
 def image_row(conn: Connection, sha256: str) -> Any:
-    return conn.execute(select(images).where(images.c.sha256 == sha256)).first()
+    return conn.execute(_IMAGE_ROW, {"p_sha": sha256}).first()
 
 
 def set_image_path(conn: Connection, sha256: str, rel: str) -> None:
