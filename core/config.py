@@ -67,6 +67,9 @@ class IngestSettings(_Section):
     max_file_bytes: int = Field(512 * 1024 * 1024, ge=1)
     caption_suffixes: list[str] = Field(default_factory=lambda: [".txt", ".caption"])
     yaml_suffixes: list[str] = Field(default_factory=lambda: [".yaml", ".yml"])
+    # `scan` reads, hashes and decodes the next inbox files on this many threads while it registers
+    # the current one (0: one file at a time). Each holds one decoded image until its turn.
+    read_ahead_threads: int = Field(2, ge=0, le=32)
 
 
 class GroupingSettings(_Section):

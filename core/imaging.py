@@ -7,6 +7,7 @@ extractor of a pass shares one decode and one colour conversion.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ def read_bytes(path: Path) -> bytes:
 
 
 _decodes = 0
+_decodes_lock = threading.Lock()  # scan decodes ahead on a few threads (daemon/ingest/prefetch.py)
 
 
 def decodes_so_far() -> int:
@@ -150,7 +152,8 @@ def decode(
     text = {str(k): str(v) for k, v in getattr(im, "text", {}).items()} if fmt == "PNG" else {}
     rgb = _to_rgb8(im)
     global _decodes
-    _decodes += 1
+    with _decodes_lock:
+        _decodes += 1
     return DecodedImage(
         sha256=sha256 or sha256_bytes(data), path=path, rgb=rgb, format=fmt, text=text, size_bytes=len(data)
     )

@@ -24,6 +24,7 @@ from core.layout import Place, locate, to_db_path
 from core.metadata import FOLDER_META_NAMES, ImageMeta, parse_metadata, sidecar_candidates
 from daemon.context import Ctx
 from daemon.extractors.jobs import JobSpec, enqueue
+from daemon.ingest.prefetch import Prefetched
 from daemon.store import records
 from daemon.store.schema import image_metadata, images
 
@@ -38,6 +39,7 @@ class ImageTask:
     image: DecodedImage | None = None
     meta: ImageMeta | None = None
     outcome: str = "pending"  # registered | unchanged | duplicate | moved
+    prefetched: Prefetched | None = None  # read, hashed and decoded ahead (scan): used if still current
     done: bool = False  # set by a stage that completes the task early
 
 
@@ -71,8 +73,13 @@ def stage_read(ctx: Ctx, t: ImageTask) -> None:
         if row is not None and row.path == rel:
             t.sha256, t.outcome, t.done = sha, "unchanged", True
             return
-        t.data = read_bytes(t.path)
-        t.sha256 = sha256_bytes(t.data)
+        pf = t.prefetched
+        if pf is not None and (pf.size, pf.mtime_ns) == (t.st.st_size, t.st.st_mtime_ns):
+            t.data, t.sha256 = pf.data, pf.sha256
+        else:
+            t.prefetched = None  # changed since it was read ahead
+            t.data = read_bytes(t.path)
+            t.sha256 = sha256_bytes(t.data)
         row = records.image_row(conn, t.sha256)
     if row is not None and row.path != rel:
         if ctx.abs(row.path).exists() and row.state == "present":
@@ -91,6 +98,13 @@ def stage_read(ctx: Ctx, t: ImageTask) -> None:
 
 def stage_decode(ctx: Ctx, t: ImageTask) -> None:
     assert t.data is not None
+    pf = t.prefetched
+    if pf is not None and pf.data is t.data:  # these very bytes were decoded ahead
+        if pf.error is not None:
+            raise pf.error
+        if pf.image is not None:
+            t.image = pf.image
+            return
     ing = ctx.cfg.ingest
     t.image = decode(
         t.path, t.data, max_pixels=ing.max_pixels, accept_formats=tuple(ing.accept_formats), sha256=t.sha256

@@ -24,6 +24,7 @@ from daemon.context import Ctx
 from daemon.extractors.jobs import JobSpec, ensure_jobs
 from daemon.files.health import note_write_failure
 from daemon.ingest import filing, stages
+from daemon.ingest.prefetch import Prefetched, each_prefetched
 from daemon.ingest.register import ImageTask
 from daemon.store import records
 from daemon.store.schema import errors, files, images
@@ -168,7 +169,18 @@ class Engine:
         else:
             self._settled(p)
 
-    def _settled(self, p: Path) -> None:
+    def _settle_all(self, paths: list[Path]) -> None:
+        """Settle files one after another, in order; `scan` reads, hashes and decodes the next
+        few ahead on `ingest.read_ahead_threads` threads (daemon/ingest/prefetch.py)."""
+        workers = self.ctx.cfg.ingest.read_ahead_threads
+        if workers == 0 or len(paths) < 2:
+            for p in paths:
+                self._settled(p)
+            return
+        for p, ahead in each_prefetched(paths, self.ctx.cfg.ingest, workers, self.should_stop):
+            self._settled(p, ahead)
+
+    def _settled(self, p: Path, ahead: Prefetched | None = None) -> None:
         w = self.watches.get(p)
         try:
             st = os.lstat(p)
@@ -185,7 +197,7 @@ class Engine:
         ):
             time.sleep(max(0.0, self.ctx.cfg.watch.stable_seconds - (time.time() - st.st_mtime)))
         try:
-            task = stages.run_image(self.ctx, ImageTask(p))
+            task = stages.run_image(self.ctx, ImageTask(p, prefetched=ahead))
         except NotReadyError as e:
             w = w or _Watch(time.time(), st.st_size, st.st_mtime_ns)
             self.watches[p] = w
@@ -413,6 +425,7 @@ class Engine:
                     for x in dn:
                         if (Path(dp) / x).is_symlink():
                             self._symlinked_folder(Path(dp) / x)
+                settle_now: list[Path] = []
                 for n in sorted(fn):
                     p = Path(dp) / n
                     if not is_image_name(n):
@@ -420,11 +433,12 @@ class Engine:
                     seen.add(self.ctx.rel(p))
                     if area == "inbox":
                         if direct:
-                            self._settled(p)
+                            settle_now.append(p)
                         elif p not in self.watches:
                             self._arm(p)
                     else:
                         self.track(p)
+                self._settle_all(settle_now)
         with self.ctx.store.read() as conn:
             known_paths = [r.path for r in conn.execute(select(files.c.path))]
         missing_areas = [cfg.path(a) for a in AREAS if not cfg.path(a).is_dir()]
