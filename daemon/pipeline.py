@@ -6,7 +6,8 @@ benchmarks use the same object. In order:
 1. start-up recovery (daemon/files/recovery.py): journal, jobs, batch sets, session log, open sets;
 2. the Engine turns file-system events into work: each settled file goes through the image
    stages (daemon/ingest/stages.py: stat, read, decode, metadata, register), which hand its pixels to
-   the first extraction pass (run here as soon as a pass's worth is waiting); files elsewhere
+   the first extraction pass (run here as soon as a pass's worth is waiting; `scan` reads,
+   hashes and decodes the next few files ahead: daemon/ingest/prefetch.py); files elsewhere
    are tracked, and their moves and tag changes go to the DecisionTracker;
 3. a round (`Pipeline.round`, ROUND lists its steps):
    - idle models unload after `extractors.unload_idle_seconds`;
