@@ -1,0 +1,287 @@
+"""Hand evidence that could rank images within a set, measured on the anatomy dev set (issue 10).
+
+    .venv/bin/python benchmarks/hand_cues.py [--data DIR] [--work DIR] [--only NAME ...] [--fast] [--auc-all]
+
+A perfect reading of hand severity alone would pick the least severe image in 21 of the 30 sets of
+4 (benchmarks/limb_cues.py prints the bound per part), so hand evidence that ranks images *within*
+a set is the lever for the prior. This script reads the sidecars of a `benchmarks/judgement.py`
+work dir (hands with world landmarks, pose, face, the anomaly report rebuilt by this tree's cues)
+and measures, with `benchmarks/limb_cues.py`'s machinery, candidate hand cues whose direction is
+fixed before measuring (higher = more likely wrong):
+
+- each hand's plausibility readings (`core.anomaly.parts` / `core.anomaly.plausibility`: detector
+  score, strongest geometry cue on it, hyperextension, world proportions, finger crossings, world
+  proximal-phalanx collapse, image/world palm flip, finger ratio, palm over forearm and over face,
+  handedness against its pose arm), each aggregated per image as the max, mean and sum over hands;
+- the hands parts model's linear predictor: as shipped (fitted on every prompt, so it saw the
+  held-out prompt: leaky, printed for reference) and refitted without the held-out prompt(s) on the
+  shipped model's features;
+- the worst hand (largest sum of its readings standardised over all hands), the number and share
+  of implausible hands (any reading past its upper quartile over all hands: no labels used);
+- exposure and coverage: hands detected, visible pose wrists, the larger of the two, hands expected
+  from the wrists minus hands detected, wrists without a hand; hand geometry cue count; hands whose
+  image and world landmarks disagree.
+
+For each: Spearman with hand and with total severity within a generator x prompt group (mean over
+the 15 groups; in how many of the 5 prompts its mean with hand severity is positive), sets of 4 and
+2 won when the cue alone picks the image (lowest wins), leave-one-prompt-out top-1 of the prior
+with the cue as one more candidate, and the nested leave-one-prompt-out hands AUC of the parts fit
+(scripts/fit_judgement.py) with it as one more candidate. Bar (fixed before measuring): prior top-1
+on sets of 4 up by >= 3 sets, sets of 2 not lower, hands AUC not down by more than 0.02. The hands
+AUC is computed only for cues that pass the prior part of the bar unless --auc-all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from anatomy_data import DEFAULT_DATA, Dataset, Scanned, load_dataset, scan
+from limb_cues import Bench
+
+from core.anomaly.detect import hand_contexts
+from core.anomaly.hands import palm_scale, points_3d
+from core.anomaly.parts import (
+    _WORLD_MEASUREMENTS,
+    PALM_OVER_FACE,
+    PALM_OVER_FOREARM,
+    _finger_ratio,
+    shipped_parts_model,
+)
+from core.anomaly.parts_fit import fit_part, fit_with_selection, linear_score
+from core.anomaly.plausibility import finger_crossings, hyperextension_deg, proportion_deviation
+from core.anomaly.settings import AnomalySettings
+from core.anomaly.world import palm_normal_angle_deg, proximal_over_palm
+from core.crop.from_sidecars import anomaly_report, inputs_from_results
+from core.extractors.base import SidecarResult
+from core.sidecar_types import POSE
+
+VISIBLE = 0.5
+# Per-hand readings, higher = less plausible.
+READINGS = (
+    "low_score",
+    "cue",
+    "hyperext",
+    "proportions",
+    "crossings",
+    "collapse",
+    "palm_flip",
+    "finger_ratio",
+    "over_forearm",
+    "over_face",
+    "mismatch",
+)
+
+
+def _cue_score(a: Any) -> float:
+    return float(a.evidence.get("cue_score", a.score))
+
+
+def image_hands(sc: Scanned, image_id: str) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Per detected hand its readings; per image the counts (wrists, hands, cues, disagreements)."""
+    pay = sc.payloads[image_id]
+    results: dict[str, Any] = {n: SidecarResult(pay[n]) for n in ("hands", "pose", "face") if n in pay}
+    npy = sc.root / "sidecar" / "saliency" / f"{sc.sha[image_id]}.npy"
+    results["saliency"] = SidecarResult(pay["saliency"], {"subject": np.load(npy, allow_pickle=False)})
+    w, h = (int(v) for v in pay["anomalies"]["image_size"])
+    inputs = inputs_from_results(results)
+    s = AnomalySettings()
+    report = anomaly_report(inputs, w, h, s)
+    hands, world = inputs.hands, inputs.hand_world or [None] * len(inputs.hands)
+    contexts = hand_contexts(hands, inputs.poses, inputs.faces, w, h, s)
+    cues: dict[int, float] = {}
+    n_cues = 0
+    for a in [*report.anomalies, *report.suppressed]:
+        if a.source.startswith("hand:"):
+            n_cues += 1
+            k = int(a.source.split(":")[1])
+            cues[k] = max(cues.get(k, 0.0), _cue_score(a))
+    per: list[dict[str, float]] = []
+    for k, (hand, ctx, wl) in enumerate(zip(hands, contexts, world, strict=True)):
+        palm = palm_scale(points_3d(hand, w))
+        r = {n: 0.0 for n in READINGS}
+        r["low_score"] = 1.0 - hand.score
+        r["cue"] = cues.get(k, 0.0)
+        r["finger_ratio"] = _finger_ratio(hand)
+        r["mismatch"] = float(ctx.side is not None and hand.handedness.lower() != ctx.side)
+        if palm > 1.0 and ctx.pose_elbow is not None and ctx.pose_wrist is not None:
+            fore = float(np.linalg.norm(ctx.pose_elbow - ctx.pose_wrist))
+            if fore > 0.5 * palm:
+                r["over_forearm"] = abs(math.log(palm / fore / PALM_OVER_FOREARM))
+        if palm > 1.0 and ctx.face_width:
+            r["over_face"] = abs(math.log(palm / ctx.face_width / PALM_OVER_FACE))
+        if wl is not None:
+            r["hyperext"] = hyperextension_deg(wl, hand.handedness) / 90.0
+            r["proportions"] = proportion_deviation(wl)
+            r["crossings"] = float(finger_crossings(wl))
+            pr = proximal_over_palm(wl)
+            r["collapse"] = 0.4 - pr if pr is not None else 0.0
+            ang = palm_normal_angle_deg(points_3d(hand, w), wl)
+            r["palm_flip"] = ang / 180.0 if ang is not None else 0.0
+        per.append(r)
+    wrists = 0
+    for pose in inputs.poses:
+        p = np.asarray(pose.landmarks, dtype=np.float64)
+        for side in ("left", "right"):
+            x, y, _, v = p[POSE[f"{side}_wrist"]]
+            wrists += bool(v >= VISIBLE and 0 <= x < w and 0 <= y < h)
+    disagree = {
+        a.source
+        for a in report.uncertain_regions
+        if a.evidence.get("measurement") in _WORLD_MEASUREMENTS
+        or any(e.get("measurement") in _WORLD_MEASUREMENTS for e in a.evidence.get("also", []))
+    }
+    counts = {"wrists": float(wrists), "hands": float(len(hands)), "cues": float(n_cues), "disagree": len(disagree)}
+    return per, counts
+
+
+def all_cues(sc: Scanned, ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    got = {i: image_hands(sc, i) for i in ids}
+    every = np.array([[r[n] for n in READINGS] for per, _ in got.values() for r in per])
+    mu, sd = every.mean(0), np.where(every.std(0) > 1e-12, every.std(0), 1.0)
+    q3 = np.percentile(every, 75, axis=0)
+    out: dict[str, dict[str, float]] = {}
+    for i, (per, c) in got.items():
+        x = np.array([[r[n] for n in READINGS] for r in per]).reshape(len(per), len(READINGS))
+        cue: dict[str, float] = {}
+        for j, n in enumerate(READINGS):
+            col = x[:, j]
+            cue[f"{n}_max"] = float(col.max()) if col.size else 0.0
+            cue[f"{n}_mean"] = float(col.mean()) if col.size else 0.0
+            cue[f"{n}_sum"] = float(col.sum())
+        zsum = ((x - mu) / sd).sum(1) if len(per) else np.zeros(0)
+        implausible = (x > q3).any(1) if len(per) else np.zeros(0, dtype=bool)
+        cue["worst_hand_z"] = float(zsum.max()) if zsum.size else 0.0
+        cue["implausible_hands"] = float(implausible.sum())
+        cue["implausible_share"] = float(implausible.mean()) if implausible.size else 0.0
+        cue["hands_detected"] = c["hands"]
+        cue["wrists_visible"] = c["wrists"]
+        cue["hands_exposed"] = max(c["hands"], c["wrists"])
+        cue["expected_minus_found"] = c["wrists"] - c["hands"]
+        cue["wrists_without_hands"] = max(0.0, c["wrists"] - c["hands"])
+        cue["hand_cue_count"] = c["cues"]
+        cue["world_disagree"] = c["disagree"]
+        out[i] = cue
+    return out
+
+
+class HandBench(Bench):
+    def __init__(self, ds: Dataset, sc: Scanned) -> None:
+        super().__init__(ds, sc)
+        self.hand = {i: ds.items[i].label.severity["hands"] for i in self.ids}
+
+    def _features(self) -> dict[str, dict[str, float]]:
+        from scripts.fit_judgement import image_features
+
+        if self._parts_features is None:
+            self._parts_features = {i: image_features(self.sc, i) for i in self.ids}
+        return self._parts_features
+
+    def hands_auc(self, extra: Mapping[str, float] | None) -> float:
+        """Nested leave-one-prompt-out hands AUC of the parts fit, the cue one more candidate."""
+        from scripts.fit_judgement import CANDIDATES, L2_GRID
+
+        pf = self._features()
+        names = [*CANDIDATES["hands"], *(["cue"] if extra is not None else [])]
+        x = np.array([[extra[i] if n == "cue" and extra is not None else pf[i][n] for n in names] for i in self.ids])
+        y = np.array([self.ds.items[i].label.has_error["hands"] for i in self.ids], dtype=bool)
+        return float(fit_with_selection(x, y, list(self.prompt), names, L2_GRID).nested_auc)
+
+    def hands_lp(self) -> tuple[dict[str, float], Callable[[str], dict[str, float]]]:
+        """The hands parts model's constant-free linear predictor on the shipped model's features:
+        as shipped (fitted on every prompt), and per held-out prompt p a cue whose training prompts
+        q are scored by a model fitted without p and q, p by one fitted without p."""
+        m = shipped_parts_model().parts["hands"]
+        pf = self._features()
+        x = np.array([[pf[i][f] for f in m.features] for i in self.ids])
+        y = np.array([self.ds.items[i].label.has_error["hands"] for i in self.ids], dtype=bool)
+        shipped = dict(zip(self.ids, linear_score(m, x), strict=True))
+
+        def refit(without: set[str]) -> np.ndarray:
+            keep = ~np.isin(self.prompt, list(without))
+            return linear_score(fit_part(x[keep], y[keep], list(m.features), 1.0), x)
+
+        def nested(p: str) -> dict[str, float]:
+            v = np.zeros(len(self.ids))
+            for q in self.ds.prompts:
+                v[self.prompt == q] = refit({p, q})[self.prompt == q]
+            return dict(zip(self.ids, v, strict=True))
+
+        return shipped, nested
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/bestshot-judgement"))
+    ap.add_argument("--only", nargs="*", help="measure only these cues")
+    ap.add_argument("--fast", action="store_true", help="no prior refits or parts fits (correlations and top-1 alone)")
+    ap.add_argument("--auc-all", action="store_true", help="the hands AUC for every cue, not only prior passers")
+    args = ap.parse_args()
+    ds = load_dataset(args.data)
+    sc = scan(ds, args.work)
+    b = HandBench(ds, sc)
+    per_image = all_cues(sc, b.ids)
+    cues: dict[str, Mapping[str, float] | Callable[[str], Mapping[str, float]]] = {
+        n: {i: per_image[i][n] for i in b.ids} for n in per_image[b.ids[0]]
+    }
+    shipped, nested = b.hands_lp()
+    cues["hands_lp_shipped*"] = shipped
+    cues["hands_lp_refit"] = nested
+    if args.only:
+        cues = {n: f for n, f in cues.items() if n in args.only}
+    n_hands = int(sum(per_image[i]["hands_detected"] for i in b.ids))
+    print(f"work {args.work}: {n_hands} hands detected in {len(b.ids)} images; {len(cues)} cues")
+    base4, base2, _ = (0.0, 0.0, 0) if args.fast else b.prior_lopo()
+    base_auc = float("nan") if args.fast else b.hands_auc(None)
+    baseline = (
+        "not computed (--fast)"
+        if args.fast
+        else f"prior LOPO sets of 4 {base4:.0f}/30, sets of 2 {base2:.0f}/60, hands nested AUC {base_auc:.3f}"
+    )
+    print(f"\n== cues (higher = more likely wrong); baseline: {baseline}")
+    print("   * saw every prompt (leaky); its within-set and alone figures use the shipped fit, not held out")
+    print(f"{'cue':22s} {'rho hand':>8s} {'total':>6s} {'+prompts':>8s} {'alone 4':>7s} {'2':>5s} {'prior 4':>7s} "
+          f"{'2':>3s} {'sel':>3s} {'hands AUC':>9s}  bar")  # fmt: skip
+    cleared = []
+    for name, cue in cues.items():
+        if callable(cue):
+            held = {}
+            for p in ds.prompts:
+                fp = cue(p)
+                held.update({i: fp[i] for i in b.ids if ds.items[i].prompt == p})
+            f: Mapping[str, float] = held
+            extra: Callable[[str], Mapping[str, float]] = cue
+        else:
+            f = cue
+            extra = lambda _p, f=f: f  # noqa: E731
+        positive = sum(b.within(f, b.hand, p) > 0 for p in ds.prompts)
+        row = (f"{name:22s} {b.within(f, b.hand):+8.3f} {b.within(f, b.total):+6.3f} {positive:>6d}/5 "
+               f"{b.alone(f, 4):7.1f} {b.alone(f, 2):5.1f}")  # fmt: skip
+        if not args.fast:
+            h4, h2, k = b.prior_lopo(extra)
+            prior_ok = h4 >= base4 + 3 and h2 >= base2
+            if prior_ok or args.auc_all:
+                a = b.hands_auc(f)
+                ok = prior_ok and a >= base_auc - 0.02
+                row += f" {h4:7.0f} {h2:3.0f} {k:>3d} {a:9.3f}  {'CLEARS' if ok else 'no'}"
+                if ok:
+                    cleared.append(name)
+            else:
+                row += f" {h4:7.0f} {h2:3.0f} {k:>3d} {'-':>9s}  no"
+        print(row, flush=True)
+    print(f"\n{len(cues)} cues tried; cleared the bar: {', '.join(cleared) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
