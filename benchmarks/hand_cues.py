@@ -28,7 +28,11 @@ the 15 groups; in how many of the 5 prompts its mean with hand severity is posit
 with the cue as one more candidate, and the nested leave-one-prompt-out hands AUC of the parts fit
 (scripts/fit_judgement.py) with it as one more candidate. Bar (fixed before measuring): prior top-1
 on sets of 4 up by >= 3 sets, sets of 2 not lower, hands AUC not down by more than 0.02. The hands
-AUC is computed only for cues that pass the prior part of the bar unless --auc-all.
+AUC is computed only for cues that pass the prior part of the bar unless --auc-all (the nested
+hands fit takes about two minutes per cue on one core).
+
+To read another tree's sidecars (e.g. a hands extractor at a newer version), run this script from
+that tree, so that `bestshot scan` finds every extractor's current version cached and only reads.
 """
 
 from __future__ import annotations
