@@ -13,8 +13,9 @@ Prints one row per size:
 - idle round: a wake-up of the worker with nothing to do (no event, empty extraction queue);
 - proposing one new set: four new images whose sidecars have just landed, filed as a set; the
   round in which the extraction queue drains (duplicates, parquet export) and the set is proposed;
-- prior refit: the prior's standardisation fitted again from every image's sidecars (done when the
-  library has changed by 10 % since the fit kept in the database, not per proposal).
+- prior refit: the prior's standardisation fitted again from the sidecars of the library's images,
+  at most `rank.prior_fit_images` of them (done when the library has changed by 10 % since the fit
+  kept in the database, not per proposal).
 Then what rewriting the parquet files costs at each size (the daemon defers it, see
 daemon/store/parquet_export.py).
 `--profile N` prints the cProfile of both rounds at the largest size (top N functions).

@@ -8,10 +8,19 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.config import load_config
+from core.rank.features import FeatureSpace
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.dedup import refresh_duplicates
-from daemon.rank.ranking import PRIOR_REFIT_CHANGE, current_model, fit_prior, members_of, signals_for
+from daemon.rank.ranking import (
+    PRIOR_REFIT_CHANGE,
+    current_model,
+    fit_prior,
+    library,
+    members_of,
+    prior_sample,
+    signals_for,
+)
 from daemon.store.schema import sets
 from tests.helpers import ingest, textured, write_png
 
@@ -98,3 +107,31 @@ def test_the_fit_is_kept_in_the_database_and_equals_a_full_refit(tmp_path: Path)
     again = build_ctx(cfg)
     with again.store.read() as conn:
         assert current_model(again, conn).version == refitted.version
+
+
+def test_past_prior_fit_images_the_prior_is_standardised_over_a_fixed_sample(tmp_path: Path) -> None:
+    """`rank.prior_fit_images` bounds what a fit reads: past it, the images with the smallest
+    sha256; at or under it, every present image, exactly as the unbounded fit."""
+    root = tmp_path / "root"
+    enabled = {"extractors": {"enabled": ["phash", "saliency", "quality"]}}
+    ctx = build_ctx(load_config(root=root, env={}, overrides={**enabled, "rank": {"prior_fit_images": 6}}))
+    _ingest(ctx, root / "inbox" / "a", range(50, 60))
+    rank = ctx.cfg.rank
+    with ctx.store.read() as conn:
+        lib = library(conn)
+        smallest = sorted(lib)[:6]
+        assert sorted(prior_sample(conn, 6)) == smallest
+        bounded = fit_prior(ctx, conn)
+        whole = FeatureSpace.fit(list(lib.values()), rank.pca_components, rank.pca_min_images)
+        sample = FeatureSpace.fit([lib[s] for s in smallest], rank.pca_components, rank.pca_min_images)
+        assert len(lib) == 10
+        assert bounded.space.to_dict() == sample.to_dict()
+        assert bounded.space.to_dict() != whole.to_dict()
+        assert ctx.prior_fit is not None and ctx.prior_fit.images == 10  # the refit rule counts the library
+
+        for limit in (10, 5000):  # the library fits in the bound: nothing changes
+            unbounded = build_ctx(
+                load_config(root=root, env={}, overrides={**enabled, "rank": {"prior_fit_images": limit}})
+            )
+            assert prior_sample(conn, limit) == list(lib)
+            assert fit_prior(unbounded, conn).space.to_dict() == whole.to_dict()

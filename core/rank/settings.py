@@ -58,6 +58,13 @@ class RankSettings(BaseModel):
     pca_components: int = Field(default=8, ge=0, le=64)
     # Below this many embeddings the PCA basis is noise, so the embedding is left out (and said so).
     pca_min_images: int = Field(default=40, ge=2)
+    # The prior standardises its features (means, spreads, the embedding's PCA) over the user's
+    # images; past this many present images it uses this many, a fixed pseudo-random sample (the
+    # smallest sha256), because reading and parsing every image's sidecars grows with the library
+    # (about 1 ms per image) and blocks a round each time the library has grown by 10 %. A sample
+    # of thousands pins means and spreads to a few hundredths of a standard deviation; a library
+    # this size or smaller is standardised over every image, as before.
+    prior_fit_images: int = Field(default=5000, ge=2)
     # Gaussian prior precision on the standardised weights (N(0, 1/l2)) when the prior is fitted on
     # labelled data (scripts/fit_prior.py); 1.0 keeps weights of order one until the data insists.
     l2: float = Field(default=1.0, gt=0)

@@ -110,8 +110,9 @@ def rank_dir(ctx: Ctx) -> Path:
     return ctx.cfg.path("models") / "rank"
 
 
-# The prior standardises its features over the whole library, which means reading every image's
-# sidecars: seconds per 10,000 images (benchmarks/proposals.py). The standardisation barely moves
+# The prior standardises its features over the library (up to `rank.prior_fit_images` images),
+# which means reading those images' sidecars: about a second per 1,000 images
+# (benchmarks/proposals.py). The standardisation barely moves
 # while a library grows by a few images, so a fit is reused until the number of present images
 # has changed by more than this fraction of what it was fitted on. The fit is kept in the
 # database with the number it was fitted on, so a restart reuses it too.
@@ -122,8 +123,8 @@ _PRIOR_STATE = "prior_fit"  # {"images": n, "space": FeatureSpace.to_dict(), "cr
 def current_model(ctx: Ctx, conn: Connection) -> RankModel:
     """The trained model in force, or the documented prior when none has been switched in yet.
 
-    A trained model carries its own standardisation; only the prior needs the whole library,
-    to standardise its features over the user's images.
+    A trained model carries its own standardisation; only the prior needs the library, to
+    standardise its features over the user's images.
     """
     version = records.get_state(conn, "rank_model")
     if version:
@@ -144,16 +145,28 @@ def present_images(conn: Connection) -> int:
 
 
 def fit_prior(ctx: Ctx, conn: Connection, n: int | None = None) -> RankModel:
-    """The prior standardised over every present image (reads every image's sidecars), kept in
-    memory and in the database."""
+    """The prior standardised over the present images (at most `rank.prior_fit_images` of them:
+    `prior_sample`), kept in memory and in the database."""
     n = present_images(conn) if n is None else n
-    lib = library(conn)
+    lib = signals_for(conn, prior_sample(conn, ctx.cfg.rank.prior_fit_images))
     space = FeatureSpace.fit(list(lib.values()), ctx.cfg.rank.pca_components, ctx.cfg.rank.pca_min_images)
     model = prior_model(space, ctx.cfg.rank.prior)
     ctx.prior_fit = PriorFit(n, model)
     with ctx.store.write() as wconn:
         records.put_state(wconn, _PRIOR_STATE, {"images": n, "space": space.to_dict(), "created": model.created})
     return model
+
+
+def prior_sample(conn: Connection, limit: int) -> list[str]:
+    """The present images the prior is standardised over: every one (read as `library` reads
+    them) when there are at most `limit`, else the `limit` with the smallest sha256. A sha256 is
+    a content hash, so that is a pseudo-random sample that stays put while the library grows, and
+    the fit reads `limit` images' sidecars however large the library is."""
+    present = select(images.c.sha256).where(images.c.state == "present")
+    shas = [r.sha256 for r in conn.execute(present.limit(limit + 1))]
+    if len(shas) <= limit:
+        return shas
+    return [r.sha256 for r in conn.execute(present.order_by(images.c.sha256).limit(limit))]
 
 
 def _stored_prior(ctx: Ctx, conn: Connection) -> PriorFit | None:
