@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 # windows overlap by half, so any two images within WINDOW // 2 positions are compared.
 WINDOW = 2000
 _INPUTS = ("phash", "clip")  # the sidecars the rule reads
-_STATE = "dedup_refresh"  # {"seen": newest phash/clip sidecar time, "present": images, "rule": str}
+# {"seen": newest phash/clip sidecar time, "present": images compared, "departed": image_counts.departed,
+#  "rule": str, "groups": how many groups are stored}
+_STATE = "dedup_refresh"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
     rule = rule_description(ctx.cfg.dedup, clip is not None and clip.availability().available)
     with ctx.store.read() as conn:
         last: dict[str, Any] = records.get_state(conn, _STATE) or {}
-        present = int(conn.execute(select(func.count()).select_from(images).where(*_HASHED)).scalar_one())
+        counts = records.image_count(conn)
+        present = int(counts.hashed)
         new: list[Any] = []
         if not full and last:
             # The sidecars written since the last refresh: a range on ix_sidecars_created_at.
@@ -59,31 +62,44 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
             since = sorted({r.sha256 for r in fresh})
             for chunk in (since[i : i + 900] for i in range(0, len(since), 900)):
                 new += conn.execute(_ordered().where(images.c.sha256.in_(chunk))).all()
-        stored = {r.sha256: r.group_id for r in conn.execute(select(dup_groups.c.sha256, dup_groups.c.group_id))}
-        # Incremental only when the library just grew: every earlier image is still there, under the same rule.
+        # Incremental only when the library just grew: no image left since, under the same rule.
         incremental = (
             bool(last)
             and not full
             and last.get("rule") == rule
             and last.get("present") == present - len(new)
-            and _all_present(conn, stored)
+            and _none_left(conn, last, int(counts.departed))
         )
+        before = _group_count(conn, last) if incremental else 0
         if incremental and not new:
-            return DedupRefresh("unchanged", len(set(stored.values())), 0)
+            return DedupRefresh("unchanged", before, 0)
         if not incremental:
             seen = (
                 conn.execute(select(func.max(sidecars.c.created_at)).where(sidecars.c.extractor.in_(_INPUTS))).scalar()
                 or 0.0
             )
-        rows = _neighbourhoods(conn, new) if incremental else conn.execute(_ordered()).all()
+        rows: Sequence[Any]
+        if incremental:
+            rows = _neighbourhoods(conn, new)
+            # Only the groups the neighbourhood touches can change: the others are not read.
+            stored = _groups_of(conn, [r.sha256 for r in rows])
+        else:
+            rows = conn.execute(_ordered()).all()
+            stored = {r.sha256: r.group_id for r in conn.execute(select(dup_groups.c.sha256, dup_groups.c.group_id))}
     if incremental:
         merged = _merge_new(ctx, rows, {r.sha256 for r in new}, stored)
+        groups = before - len(set(stored.values())) + len(set(merged.values()))
     else:
         merged = _full(ctx, rows)
+        groups = len(set(merged.values()))
     with ctx.store.write() as conn:
         changed = _write(conn, stored, merged, rule, replace_rule=not incremental)
-        records.put_state(conn, _STATE, {"seen": seen, "present": present, "rule": rule})
-    out = DedupRefresh("incremental" if incremental else "full", len(set(merged.values())), len(changed))
+        records.put_state(
+            conn,
+            _STATE,
+            {"seen": seen, "present": present, "departed": int(counts.departed), "rule": rule, "groups": groups},
+        )
+    out = DedupRefresh("incremental" if incremental else "full", groups, len(changed))
     log.debug("duplicates: %s", out)
     return out
 
@@ -118,8 +134,41 @@ def _ordered() -> Select[Any]:
     )
 
 
-def _all_present(conn: Connection, stored: Mapping[str, str]) -> bool:
-    shas = list(stored)
+def _none_left(conn: Connection, last: Mapping[str, Any], departed: int) -> bool:
+    """No image compared at the last refresh has left since (image_counts.departed, kept by the
+    database). A state written before that count existed: every stored group member is looked up."""
+    if "departed" in last:
+        return bool(last["departed"] == departed)
+    stored = [r.sha256 for r in conn.execute(select(dup_groups.c.sha256))]
+    return _all_present(conn, stored)
+
+
+def _group_count(conn: Connection, last: Mapping[str, Any]) -> int:
+    if "groups" in last:
+        return int(last["groups"])
+    return int(conn.execute(select(func.count(dup_groups.c.group_id.distinct()))).scalar_one())
+
+
+def _groups_of(conn: Connection, shas: Sequence[str]) -> dict[str, str]:
+    """Every member of the stored groups these images belong to (ix_dup_groups_group_id)."""
+    gids: set[str] = set()
+    for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
+        gids.update(
+            r.group_id for r in conn.execute(select(dup_groups.c.group_id).where(dup_groups.c.sha256.in_(chunk)))
+        )
+    ids = sorted(gids)
+    out: dict[str, str] = {}
+    for chunk in (ids[i : i + 900] for i in range(0, len(ids), 900)):
+        out.update(
+            (r.sha256, r.group_id)
+            for r in conn.execute(
+                select(dup_groups.c.sha256, dup_groups.c.group_id).where(dup_groups.c.group_id.in_(chunk))
+            )
+        )
+    return out
+
+
+def _all_present(conn: Connection, shas: Sequence[str]) -> bool:
     found = 0
     for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
         found += int(

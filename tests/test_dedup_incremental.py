@@ -117,3 +117,34 @@ def test_neighbourhoods_on_the_index_match_a_full_refresh_in_a_windowed_library(
     db.commit()
     assert refresh_duplicates(ctx).mode == "full"  # a grouped image left: recomputed
     db.close()
+
+
+def test_a_state_from_before_the_image_counts_still_refreshes_incrementally(tmp_path: Path) -> None:
+    """A refresh state written before migration 0007 (no departed count, no group count): the
+    stored members are looked up once, and the groups are counted, as that release did."""
+    import json
+    import sqlite3
+
+    root = tmp_path / "root"
+    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash"]}}))
+    base = [textured(700 + i, w=96, h=128) for i in range(3)]
+    write_png(root / "inbox" / "s0" / "a.png", base[0])
+    write_png(root / "inbox" / "s0" / "b.png", textured(710, w=96, h=128, base=base[0], noise=2.0))
+    write_png(root / "inbox" / "s0" / "c.png", base[1])
+    ingest(ctx)
+    assert refresh_duplicates(ctx).groups == 1
+    db = sqlite3.connect(root / "bestshot.sqlite")
+    (raw,) = db.execute("SELECT value FROM state WHERE key = 'dedup_refresh'").fetchone()
+    old = {k: v for k, v in json.loads(raw).items() if k not in ("departed", "groups")}
+    db.execute("UPDATE state SET value = ? WHERE key = 'dedup_refresh'", (json.dumps(old),))
+    db.commit()
+    db.close()
+    assert refresh_duplicates(ctx).mode == "unchanged"
+
+    write_png(root / "inbox" / "s1" / "a.png", base[2])
+    write_png(root / "inbox" / "s1" / "b.png", textured(720, w=96, h=128, base=base[2], noise=2.0))
+    ingest(ctx)
+    step = refresh_duplicates(ctx)
+    assert step.mode == "incremental" and step.groups == 2
+    incremental = snapshot(root)
+    assert refresh_duplicates(ctx, full=True).groups == 2 and snapshot(root) == incremental

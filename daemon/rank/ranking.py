@@ -141,7 +141,7 @@ def current_model(ctx: Ctx, conn: Connection) -> RankModel:
 
 
 def present_images(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(images).where(images.c.state == "present")).scalar_one())
+    return int(records.image_count(conn).present)
 
 
 def fit_prior(ctx: Ctx, conn: Connection, n: int | None = None) -> RankModel:

@@ -255,6 +255,46 @@ END""",
 )
 
 
+# How many images are present (and present with a pHash), and how many left that state, kept by
+# the database itself: a round reads one row instead of counting the library.
+_HASHED_OLD = "(OLD.state = 'present' AND OLD.phash IS NOT NULL)"
+_HASHED_NEW = "(NEW.state = 'present' AND NEW.phash IS NOT NULL)"
+_0007_IMAGE_COUNTS = (
+    """CREATE TABLE image_counts (
+    id INTEGER NOT NULL,
+    present INTEGER NOT NULL,
+    hashed INTEGER NOT NULL,
+    departed INTEGER NOT NULL,
+    PRIMARY KEY (id)
+)""",
+    """INSERT INTO image_counts (id, present, hashed, departed) VALUES (
+    0,
+    (SELECT count(*) FROM images WHERE state = 'present'),
+    (SELECT count(*) FROM images WHERE state = 'present' AND phash IS NOT NULL),
+    0
+)""",
+    f"""CREATE TRIGGER image_counts_inserted AFTER INSERT ON images
+BEGIN
+    UPDATE image_counts SET present = present + (NEW.state = 'present'), hashed = hashed + {_HASHED_NEW}
+        WHERE id = 0;
+END""",
+    f"""CREATE TRIGGER image_counts_updated AFTER UPDATE OF state, phash ON images
+BEGIN
+    UPDATE image_counts SET
+        present = present + (NEW.state = 'present') - (OLD.state = 'present'),
+        hashed = hashed + {_HASHED_NEW} - {_HASHED_OLD},
+        departed = departed + ({_HASHED_OLD} AND NOT {_HASHED_NEW})
+        WHERE id = 0;
+END""",
+    f"""CREATE TRIGGER image_counts_deleted AFTER DELETE ON images
+BEGIN
+    UPDATE image_counts SET
+        present = present - (OLD.state = 'present'), hashed = hashed - {_HASHED_OLD}, departed = departed + {_HASHED_OLD}
+        WHERE id = 0;
+END""",
+)
+
+
 def _ddl(*statements: str) -> Callable[[Connection], None]:
     def run(conn: Connection) -> None:
         for sql in statements:
@@ -278,4 +318,5 @@ MIGRATIONS: list[Migration] = [
     ("0004_proposals", _ddl(*_0004_PROPOSALS)),
     ("0005_sets_source_folder", _m0005_sets_source_folder),
     ("0006_round_indexes_proposal_due", _ddl(*_0006_ROUND_INDEXES_PROPOSAL_DUE)),
+    ("0007_image_counts", _ddl(*_0007_IMAGE_COUNTS)),
 ]

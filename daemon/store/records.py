@@ -12,7 +12,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from sqlalchemy.sql.schema import Table
 
 from core.errors import BestshotError
-from daemon.store.schema import errors, files, images, state
+from daemon.store.schema import errors, files, image_counts, images, state
 
 
 def upsert(
@@ -146,6 +146,12 @@ def set_image_path(conn: Connection, sha256: str, rel: str) -> None:
     conn.execute(
         update(images).where(images.c.sha256 == sha256).values(path=rel, last_seen=time.time(), state="present")
     )
+
+
+def image_count(conn: Connection) -> Any:
+    """The library's counts (present, hashed, departed: daemon.store.schema.image_counts), one row
+    the database keeps, so nothing counts the library."""
+    return conn.execute(select(image_counts).where(image_counts.c.id == 0)).one()
 
 
 def get_state(conn: Connection, key: str, default: Any = None) -> Any:

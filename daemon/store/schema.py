@@ -237,3 +237,15 @@ proposal_due = Table(
     metadata,
     Column("set_id", String(64), primary_key=True),
 )
+
+# 0007: one row (id 0), kept by triggers on images (daemon/store/migrations.py): present images,
+# present images with a pHash (what near-duplicates compare), and how many times an image left
+# that state (near-duplicate groups may have to split).
+image_counts = Table(
+    "image_counts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("present", Integer, nullable=False),
+    Column("hashed", Integer, nullable=False),
+    Column("departed", Integer, nullable=False),
+)
