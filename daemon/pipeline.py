@@ -19,7 +19,9 @@ benchmarks use the same object. In order:
    - with the queue empty, `scan` closes the open loose sets (every pHash is in by then);
    - when the queue drained or sets were filed since: near-duplicate groups and marks, then
      the parquet export;
-   - with the queue empty: proposals, batch decisions, retraining, mode changes (RankLoop).
+   - with the queue empty: proposals, batch decisions, retraining, mode changes (RankLoop);
+     a round proposes at most PROPOSALS_PER_ROUND sets, and the next comes at once while sets
+     are still due.
 
 The daemon goes back to its events between rounds, so a backlog never starves new files.
 """
@@ -27,6 +29,7 @@ The daemon goes back to its events between rounds, so a backlog never starves ne
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -130,6 +133,8 @@ class Pipeline:
             if self.parquet.due is not None:  # a round with nothing new does not touch the export
                 run("parquet export", self.parquet.run_if_due)
             run("ranking", self.rank.round)
+            if self.rank.more:  # sets still due: the next round comes at once, after the events waiting
+                deadlines.append(time.time())
         deadlines.append(self.parquet.deadline())  # a deferred rewrite wakes the worker
         return Round(extracted, min((t for t in deadlines if isinstance(t, float)), default=None))
 
@@ -154,8 +159,8 @@ class Pipeline:
         if queued is not None:
             with self.ctx.store.read() as conn:
                 queued(len(jobs.next_images(conn, 10**9)))
-        while (r := self.round(guard, close_open=True)).extracted:
-            if extracted is not None:
+        while (r := self.round(guard, close_open=True)).extracted or self.rank.more:
+            if extracted is not None and r.extracted:
                 extracted(r.extracted)
         self._runner(guard)("parquet export", self.parquet.flush)  # a one-shot run writes them at once
 

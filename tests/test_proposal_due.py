@@ -10,6 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 from core.config import load_config
@@ -225,3 +226,62 @@ def test_many_marked_sets_at_once(tmp_path: Path) -> None:
             assert due_sets(conn, "", False) == full
     finally:
         store.close()
+
+
+def test_a_change_of_mode_is_proposed_over_bounded_rounds_as_in_one(tmp_path: Path) -> None:
+    """Every filed set due at once (a change of mode here, of model alike): rounds of at most
+    `limit` sets, oldest first, propose every one of them, with the proposals one unbounded round
+    makes on the same library."""
+    root = tmp_path / "root"
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
+    ids = [_ingest(ctx, root / "inbox" / f"s{k}", range(30 + 2 * k, 32 + 2 * k)) for k in range(5)]
+    assert len(make_proposals(ctx, "watch")) == 5
+    twin = tmp_path / "twin"
+    shutil.copytree(root, twin, symlinks=True)
+
+    rounds = []
+    while made := make_proposals(ctx, "recommend", limit=2):
+        rounds.append([r.set_id for r in made])
+    assert rounds == [[f"set_{i}" for i in ids[:2]], [f"set_{i}" for i in ids[2:4]], [f"set_{ids[4]}"]]
+    with ctx.store.read() as conn:
+        assert conn.execute(select(proposal_due)).all() == []
+
+    other = build_ctx(
+        load_config(root=twin, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
+    assert len(make_proposals(other, "recommend")) == 5
+
+    def published(r: Path) -> dict[str, dict[str, object]]:
+        return {
+            p.parent.name: {k: v for k, v in json.loads(p.read_text()).items() if k != "created"}
+            for p in (r / "raw").glob("set_*/proposal.json")
+        }
+
+    assert len(published(root)) == 5
+    assert published(root) == published(twin)
+
+
+def test_scan_proposes_every_set_when_a_round_proposes_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline runs the next round at once while sets are still due: `scan` (run to
+    completion) leaves none unproposed, however few a round may propose."""
+    from daemon.pipeline import Pipeline
+    from daemon.rank import ranking
+
+    monkeypatch.setattr(ranking, "PROPOSALS_PER_ROUND", 1)
+    root = tmp_path / "root"
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
+    for k in range(3):
+        for s in range(2):
+            write_png(root / "inbox" / f"s{k}" / f"img_{s}.png", textured(800 + 2 * k + s, w=64, h=96))
+    Pipeline(ctx, without=("parquet export",)).run_to_completion(recover=False)
+    db = sqlite3.connect(root / "bestshot.sqlite")
+    try:
+        filed = {r[0] for r in db.execute("SELECT id FROM sets WHERE status = 'filed'")}
+        proposed = {r[0] for r in db.execute("SELECT DISTINCT set_id FROM proposals")}
+    finally:
+        db.close()
+    assert len(filed) == 3 and proposed == filed

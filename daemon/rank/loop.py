@@ -9,8 +9,9 @@ from core.errors import BestshotError
 from core.rank.modes import ModeDecision
 from daemon.context import Ctx
 from daemon.labels.decide import DecisionTracker
+from daemon.rank import ranking
 from daemon.rank.batch import run_batch
-from daemon.rank.ranking import make_proposals, refresh_review_links, review_queue
+from daemon.rank.ranking import make_proposals, proposals_waiting, refresh_review_links, review_queue
 from daemon.rank.train import retrain_due, run_training, update_mode
 from daemon.store import records
 
@@ -23,19 +24,27 @@ class RankLoop:
         self.tracker = tracker
         self._seen_decisions = -1
         self.mode: ModeDecision | None = None
+        # Sets are still due after this round (it proposed PROPOSALS_PER_ROUND): run another at once.
+        self.more = False
+        self._links_stale = False
 
     def round(self) -> None:
+        self.more = False
         try:
             if self.tracker.recorded != self._seen_decisions or self.mode is None:
                 self._seen_decisions = self.tracker.recorded
                 if retrain_due(self.ctx):
                     run_training(self.ctx)
                 self.mode = update_mode(self.ctx)
-            made = make_proposals(self.ctx, self.mode.mode)
+            made = make_proposals(self.ctx, self.mode.mode, ranking.PROPOSALS_PER_ROUND)
+            self.more = proposals_waiting(self.ctx)
             if made:
                 log.info("proposed winners for %d sets (%s mode)", len(made), self.mode.mode)
-                if self.mode.mode != "watch":
-                    refresh_review_links(self.ctx, review_queue(self.ctx))
+                self._links_stale = self._links_stale or self.mode.mode != "watch"
+            if self._links_stale and not self.more:
+                # Once per run of rounds: the links are numbered over every open proposal.
+                self._links_stale = False
+                refresh_review_links(self.ctx, review_queue(self.ctx))
             if self.mode.mode == "batch":
                 run_batch(self.ctx, self.mode, self.tracker)
         except BestshotError as e:

@@ -243,10 +243,18 @@ def _ready(conn: Connection, model_version: str, published: bool, among: Collect
 _DUE_FOR = "proposal_due_for"
 
 
-def due_sets(conn: Connection, model_version: str, published: bool) -> list[str]:
+# A round proposes at most this many sets, the oldest first; the others stay marked for the next
+# rounds, which the worker runs at once, between its events (RankLoop.more). So a change of model
+# or mode (every filed set due again) or a first scan of thousands of sets is spread over short
+# rounds, not one that grows with the library.
+PROPOSALS_PER_ROUND = 100
+
+
+def due_sets(conn: Connection, model_version: str, published: bool, limit: int | None = None) -> list[str]:
     """`ready_sets` over the sets marked due since the last round (proposal_due, kept by the
     database's triggers), in one write transaction; the sets looked at and found not ready are
-    unmarked (whatever makes them ready later marks them again)."""
+    unmarked (whatever makes them ready later marks them again). With `limit`, only that many
+    marked sets are looked at, the oldest first; the others stay marked."""
     key = _due_key(model_version, published)
     if records.get_state(conn, _DUE_FOR) != key:
         conn.execute(
@@ -255,7 +263,15 @@ def due_sets(conn: Connection, model_version: str, published: bool) -> list[str]
             .from_select(["set_id"], select(sets.c.id).where(sets.c.status == "filed"))
         )
         records.put_state(conn, _DUE_FOR, key)
-    due = [r.set_id for r in conn.execute(select(proposal_due.c.set_id))]
+    q = select(proposal_due.c.set_id)
+    if limit is not None:
+        # An outer join: a mark whose set is gone is looked at (and unmarked) too, never left behind.
+        q = (
+            q.outerjoin(sets, sets.c.id == proposal_due.c.set_id)
+            .order_by(sets.c.created_at, proposal_due.c.set_id)
+            .limit(limit)
+        )
+    due = [r.set_id for r in conn.execute(q)]
     if not due:
         return []
     ready = ready_sets(conn, model_version, published, among=due)
@@ -293,7 +309,15 @@ def proposal_body(conn: Connection, ranking: SetRanking, mode: str) -> dict[str,
     return body
 
 
-def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
+def proposals_waiting(ctx: Ctx) -> bool:
+    """Sets are still marked due (a round proposed its PROPOSALS_PER_ROUND and left the rest)."""
+    with ctx.store.read() as conn:
+        return conn.execute(select(proposal_due.c.set_id).limit(1)).first() is not None
+
+
+def make_proposals(ctx: Ctx, mode: str, limit: int | None = None) -> list[SetRanking]:
+    """Proposals for the sets due and ready; with `limit` (a round: PROPOSALS_PER_ROUND), at most
+    that many sets looked at (`due_sets`)."""
     published = mode != "watch"
     with ctx.store.read() as conn:
         # The prior's version changes with the library, so any prior proposal counts for it.
@@ -305,7 +329,7 @@ def make_proposals(ctx: Ctx, mode: str) -> list[SetRanking]:
     if idle:  # the round with nothing to do reads two rows and writes nothing
         return []
     with ctx.store.write() as conn:
-        todo = due_sets(conn, version, published)
+        todo = due_sets(conn, version, published, limit)
     if not todo:
         return []
     with ctx.store.read() as conn:
