@@ -17,7 +17,7 @@ from core.config import load_config
 from daemon.app import build_ctx
 from daemon.context import Ctx
 from daemon.extractors import jobs
-from daemon.rank.ranking import due_sets, make_proposals, members_of, ready_sets
+from daemon.rank.ranking import due_sets, make_proposals, members_of, ready_sets, refresh_review_links, review_queue
 from daemon.store import records
 from daemon.store.db import open_store
 from daemon.store.schema import proposal_due, sets, sidecars
@@ -285,3 +285,31 @@ def test_scan_proposes_every_set_when_a_round_proposes_one(tmp_path: Path, monke
     finally:
         db.close()
     assert len(filed) == 3 and proposed == filed
+
+
+def test_review_links_are_the_review_queue_order_read_from_the_columns(tmp_path: Path) -> None:
+    """exports/review_queue/next/ links the uncertain sets in review_queue's order (which parses
+    every open proposal) while reading only the proposals' columns; a link already right is left
+    alone, a stale one goes, the user's own file stays."""
+    root = tmp_path / "root"
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
+    for k in range(4):
+        _ingest(ctx, root / "inbox" / f"r{k}", range(40 + 3 * k, 43 + 3 * k))
+    assert len(make_proposals(ctx, "recommend")) == 4
+    uncertain = [it for it in review_queue(ctx) if it["uncertain"]]
+    assert len(uncertain) >= 2  # the prior states about chance: its proposals are routed to the user
+    want = {f"{i:03}__{ctx.abs(it['folder']).name}": ctx.abs(it["folder"]) for i, it in enumerate(uncertain, 1)}
+    nxt = ctx.cfg.path("review_queue") / "next"
+    nxt.mkdir(parents=True)
+    (nxt / "notes.txt").write_text("mine")
+    (nxt / "999__gone").symlink_to("nowhere")
+
+    refresh_review_links(ctx)
+    links = {p.name: p.resolve() for p in nxt.iterdir() if p.is_symlink()}
+    assert links == {name: folder.resolve() for name, folder in want.items()}
+    assert (nxt / "notes.txt").read_text() == "mine"
+    before = {p.name: p.lstat().st_ino for p in nxt.iterdir()}
+    refresh_review_links(ctx)
+    assert {p.name: p.lstat().st_ino for p in nxt.iterdir()} == before

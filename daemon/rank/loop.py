@@ -11,7 +11,7 @@ from daemon.context import Ctx
 from daemon.labels.decide import DecisionTracker
 from daemon.rank import ranking
 from daemon.rank.batch import run_batch
-from daemon.rank.ranking import make_proposals, proposals_waiting, refresh_review_links, review_queue
+from daemon.rank.ranking import make_proposals, proposals_waiting, refresh_review_links
 from daemon.rank.train import retrain_due, run_training, update_mode
 from daemon.store import records
 
@@ -42,9 +42,9 @@ class RankLoop:
                 log.info("proposed winners for %d sets (%s mode)", len(made), self.mode.mode)
                 self._links_stale = self._links_stale or self.mode.mode != "watch"
             if self._links_stale and not self.more:
-                # Once per run of rounds: the links are numbered over every open proposal.
+                # Once per run of rounds: the links are numbered over every uncertain open set.
                 self._links_stale = False
-                refresh_review_links(self.ctx, review_queue(self.ctx))
+                refresh_review_links(self.ctx)
             if self.mode.mode == "batch":
                 run_batch(self.ctx, self.mode, self.tracker)
         except BestshotError as e:

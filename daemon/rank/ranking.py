@@ -403,22 +403,39 @@ def publish(ctx: Ctx, set_id: str, ranking: SetRanking, body: dict[str, Any], me
             log.info("cannot tag %s: %s", path, e.reason)
 
 
-def refresh_review_links(ctx: Ctx, items: list[dict[str, Any]]) -> None:
+def refresh_review_links(ctx: Ctx) -> None:
     """exports/review_queue/next/: one link per uncertain set folder, numbered in review order.
 
     Only symlinks this function made are ever removed; anything else the user put there stays.
+    A link already right is left alone.
     """
     target = ctx.cfg.path("review_queue") / "next"
     target.mkdir(parents=True, exist_ok=True)
+    with ctx.store.read() as conn:
+        folders = [ctx.abs(f) for f in uncertain_folders(conn)]
+    wanted = {f"{i:03}__{folder.name}": os.path.relpath(folder, target) for i, folder in enumerate(folders, 1)}
     for old in target.iterdir():
-        if old.is_symlink():
+        if old.is_symlink() and wanted.get(old.name) != os.readlink(old):
             old.unlink()
-    uncertain = [it for it in items if it["uncertain"]]
-    for i, it in enumerate(uncertain, 1):
-        folder = ctx.abs(it["folder"])
-        link = target / f"{i:03}__{folder.name}"
-        if not link.exists():
-            link.symlink_to(os.path.relpath(folder, target))
+    for name, rel in wanted.items():
+        link = target / name
+        if not os.path.lexists(link):
+            link.symlink_to(rel)
+
+
+def uncertain_folders(conn: Connection) -> list[str]:
+    """The folders of the undecided sets whose latest proposal is uncertain, in `review_order`
+    (least confident first), from the proposals' columns: one look-up per undecided set
+    (ix_sets_status, ix_proposals_set_id), no proposal body read."""
+    latest = select(func.max(proposals.c.id)).where(proposals.c.set_id == sets.c.id).correlate(sets).scalar_subquery()
+    rows = conn.execute(
+        select(sets.c.id, sets.c.folder, proposals.c.confidence, proposals.c.margin)
+        .select_from(sets)
+        .join(proposals, proposals.c.id == latest)
+        .where(sets.c.status == "filed", proposals.c.uncertain)
+    ).all()
+    # review_order's key for uncertain sets: confidence, margin, then "set_<id>" (the id's order).
+    return [from_db_path(r.folder) for r in sorted(rows, key=lambda r: (r.confidence, r.margin, r.id))]
 
 
 def review_queue(ctx: Ctx) -> list[dict[str, Any]]:
