@@ -61,7 +61,7 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
             seen = max([last["seen"], *(r.created_at for r in fresh)])
             since = sorted({r.sha256 for r in fresh})
             for chunk in (since[i : i + 900] for i in range(0, len(since), 900)):
-                new += conn.execute(_ordered().where(images.c.sha256.in_(chunk))).all()
+                new += conn.execute(_hashed_among(chunk)).all()
         # Incremental only when the library just grew: no image left since, under the same rule.
         incremental = (
             bool(last)
@@ -168,14 +168,19 @@ def _groups_of(conn: Connection, shas: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _hashed_among(shas: Sequence[str]) -> Select[Any]:
+    """These images, where present with a pHash: looked up by their key. `|| ''` keeps SQLite off
+    ix_images_state_mtime, which it prefers otherwise and which walks every present image (17 ms
+    at 40,000 images, against 0.1 ms by key)."""
+    return select(images.c.sha256, images.c.phash, images.c.mtime).where(
+        images.c.sha256.in_(shas), images.c.state.concat("") == "present", images.c.phash.is_not(None)
+    )
+
+
 def _all_present(conn: Connection, shas: Sequence[str]) -> bool:
     found = 0
     for chunk in (shas[i : i + 900] for i in range(0, len(shas), 900)):
-        found += int(
-            conn.execute(
-                select(func.count()).select_from(images).where(images.c.sha256.in_(chunk), *_HASHED)
-            ).scalar_one()
-        )
+        found += len(conn.execute(_hashed_among(chunk)).all())
     return found == len(shas)
 
 
