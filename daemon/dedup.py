@@ -80,7 +80,7 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
             )
         rows: Sequence[Any]
         if incremental:
-            rows = _neighbourhoods(conn, new)
+            rows = _neighbourhoods(conn, new, present)
             # Only the groups the neighbourhood touches can change: the others are not read.
             stored = _groups_of(conn, [r.sha256 for r in rows])
         else:
@@ -184,9 +184,12 @@ def _all_present(conn: Connection, shas: Sequence[str]) -> bool:
     return found == len(shas)
 
 
-def _neighbourhoods(conn: Connection, new: Sequence[Any]) -> list[Any]:
+def _neighbourhoods(conn: Connection, new: Sequence[Any], present: int) -> list[Any]:
     """The new images and up to WINDOW // 2 images either side of each, in arrival order: two
-    steps on the index per new image, whatever the library's size."""
+    steps on the index per new image, whatever the library's size; or, when that would read more
+    rows than the library holds (thousands of arrivals at once), one pass over the index."""
+    if len(new) * WINDOW > present:
+        return _neighbourhoods_in_one_pass(conn, new)
     half = WINDOW // 2
     key = tuple_(images.c.mtime, images.c.sha256)
     rows: dict[str, Any] = {}
@@ -199,6 +202,21 @@ def _neighbourhoods(conn: Connection, new: Sequence[Any]) -> list[Any]:
             for n in conn.execute(_ordered().where(cond).order_by(None).order_by(*order).limit(half)):
                 rows[n.sha256] = n
     return sorted(rows.values(), key=lambda r: (r.mtime, r.sha256))
+
+
+def _neighbourhoods_in_one_pass(conn: Connection, new: Sequence[Any]) -> list[Any]:
+    """What `_neighbourhoods` reads, by position in one ordered read of every compared image."""
+    half = WINDOW // 2
+    ordered = conn.execute(_ordered()).all()
+    at = {r.sha256: i for i, r in enumerate(ordered)}
+    keep = np.zeros(len(ordered) + 1, dtype=np.int64)  # +1 where a window starts, -1 past its end
+    for r in new:
+        i = at.get(r.sha256)
+        if i is not None:
+            keep[max(0, i - half)] += 1
+            keep[min(len(ordered), i + half + 1)] -= 1
+    covered = np.cumsum(keep[:-1]) > 0
+    return [ordered[i] for i in np.flatnonzero(covered)]
 
 
 def _items(ctx: Ctx, rows: Sequence[Any]) -> list[DedupItem]:

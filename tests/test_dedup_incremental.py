@@ -148,3 +148,54 @@ def test_a_state_from_before_the_image_counts_still_refreshes_incrementally(tmp_
     assert step.mode == "incremental" and step.groups == 2
     incremental = snapshot(root)
     assert refresh_duplicates(ctx, full=True).groups == 2 and snapshot(root) == incremental
+
+
+def test_many_arrivals_read_the_neighbourhoods_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the new images' windows would read more rows than the library holds, one ordered read
+    gives the same neighbourhoods as the look-ups per image, and the refresh the groups a full
+    recomputation gives."""
+    import sqlite3
+    import time
+
+    from daemon import dedup as duplicates
+
+    monkeypatch.setattr(duplicates, "WINDOW", 16)
+    root = tmp_path / "root"
+    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash"]}}))
+    rng = np.random.default_rng(5)
+    db = sqlite3.connect(root / "bestshot.sqlite")
+
+    def add(i: int, phash: int) -> None:
+        sha = f"{i:064x}"
+        db.execute(
+            "INSERT INTO images VALUES (?, ?, ?, 1, 8, 8, 'PNG', ?, ?, 0, 0, 'present')",
+            (sha, f"raw/x/{i}.png", f"{i}.png", float(i), f"{phash:016x}"),
+        )
+        db.execute("INSERT INTO sidecars VALUES (?, 'phash', 1, ?, NULL, '[]', ?)", (sha, "{}", time.time()))
+
+    def pairs(start: int, n: int) -> None:
+        for k in range(n):  # a near-duplicate pair, then a stranger
+            h = int(rng.integers(0, 2**63))
+            add(start + 3 * k, h)
+            add(start + 3 * k + 1, h ^ 1)
+            add(start + 3 * k + 2, int(rng.integers(0, 2**63)))
+
+    pairs(0, 30)
+    db.commit()
+    assert refresh_duplicates(ctx).mode == "full"
+    with ctx.store.read() as conn:
+        everything = conn.execute(duplicates._ordered()).all()
+        for picks in ([-1, -2, -3], [0], [5, 50, 51, 89], list(range(0, 90, 7))):
+            new = [everything[i] for i in picks]
+            by_key = duplicates._neighbourhoods(conn, new, present=10**9)  # a look-up per image
+            assert [r.sha256 for r in duplicates._neighbourhoods_in_one_pass(conn, new)] == [
+                r.sha256 for r in by_key
+            ], picks
+
+    pairs(1000, 10)  # 30 arrivals x a window of 16 > the 120 images
+    db.commit()
+    step = refresh_duplicates(ctx)
+    assert step.mode == "incremental" and step.groups == 40
+    incremental = snapshot(root)
+    assert refresh_duplicates(ctx, full=True).groups == 40 and snapshot(root) == incremental
+    db.close()
