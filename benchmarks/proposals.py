@@ -174,7 +174,9 @@ def main() -> None:
         notes: list[str] = []
         for size in sizes:
             lib.grow(size)
-            worker_round(d, was_pending=True)  # what the growth changed (duplicates, parquet) is caught up
+            worker_round(d, was_pending=True)  # what the growth changed (duplicates, parquet) is caught up ...
+            while d.pipeline.rank.more:  # ... and its sets looked at, PROPOSALS_PER_ROUND a round, as the worker does
+                worker_round(d, was_pending=False)
             idle = min(timed(lambda: worker_round(d, was_pending=False)) for _ in range(5))
             propose: list[float] = []
             for _ in range(3):
