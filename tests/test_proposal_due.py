@@ -313,3 +313,34 @@ def test_review_links_are_the_review_queue_order_read_from_the_columns(tmp_path:
     before = {p.name: p.lstat().st_ino for p in nxt.iterdir()}
     refresh_review_links(ctx)
     assert {p.name: p.lstat().st_ino for p in nxt.iterdir()} == before
+
+
+def test_a_round_that_leaves_sets_due_asks_for_the_next_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon's worker waits until a round's next_deadline: while sets are still due it is
+    now, so the rounds follow one another (between events) until every set is proposed."""
+    from daemon.pipeline import Pipeline
+    from daemon.rank import ranking
+
+    monkeypatch.setattr(ranking, "PROPOSALS_PER_ROUND", 1)
+    root = tmp_path / "root"
+    ctx = build_ctx(
+        load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash", "saliency", "quality"]}})
+    )
+    ids = [_ingest(ctx, root / "inbox" / f"q{k}", range(60 + 2 * k, 62 + 2 * k)) for k in range(3)]
+    pipeline = Pipeline(ctx)  # every step: no other deadline is left in the past
+    rounds = 0
+    while True:
+        r = pipeline.round()
+        rounds += 1
+        if not pipeline.rank.more:
+            break
+        assert r.next_deadline is not None and r.next_deadline <= time.time()
+        assert rounds < 10
+    assert rounds >= 3
+    db = sqlite3.connect(root / "bestshot.sqlite")
+    try:
+        assert {r[0] for r in db.execute("SELECT DISTINCT set_id FROM proposals")} == set(ids)
+    finally:
+        db.close()
