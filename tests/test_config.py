@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,9 @@ def test_shipped_default_config_matches_the_model() -> None:
     shipped.pop("root", None)
     defaults.pop("root", None)
     assert shipped == defaults, "regenerate with: .venv/bin/python scripts/gen_config.py"
+
+
+def test_shipped_schema_matches_the_model() -> None:
+    # The schema documents every field for users; a new setting without it goes unexplained.
+    shipped = json.loads((REPO / "config" / "schema.json").read_text())
+    assert shipped == Config.model_json_schema(), "regenerate with: .venv/bin/python scripts/gen_config.py"
