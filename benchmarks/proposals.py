@@ -15,7 +15,10 @@ Prints one row per size:
   round in which the extraction queue drains (duplicates, parquet export) and the set is proposed;
 - prior refit: the prior's standardisation fitted again from the sidecars of the library's images,
   at most `rank.prior_fit_images` of them (done when the library has changed by 10 % since the fit
-  kept in the database, not per proposal).
+  kept in the database, not per proposal);
+- proposing one new set after an image left: the same round after one image, not in any
+  near-duplicate group (ungrouped) or in one (grouped), was marked gone as the watcher marks an
+  image moved out of the tree (its near-duplicates are refreshed in that round).
 Then what rewriting the parquet files costs at each size (the daemon defers it, see
 daemon/store/parquet_export.py).
 `--profile N` prints the cProfile of both rounds at the largest size (top N functions).
@@ -86,10 +89,12 @@ class Library:
         self.n = len(self.seed)
         self.mtime = self.db.execute("SELECT max(mtime) FROM images").fetchone()[0]
 
-    def add_set(self, proposed: bool) -> list[str]:
-        """Four copies of the seed images as one filed set; `proposed`: with its shadow proposal."""
+    def add_set(self, proposed: bool, grouped: bool = False) -> list[str]:
+        """Four copies of the seed images as one filed set; `proposed`: with its shadow proposal;
+        `grouped`: the four share one pHash and one embedding (a near-duplicate group)."""
         db, now = self.db, time.time()
         new = [secrets.token_hex(32) for _ in self.seed]
+        phash, v = secrets.token_hex(8), self.rng.normal(size=512).astype("<f4")
         set_id = secrets.token_hex(5)
         for pos, (sha, old) in enumerate(zip(new, self.seed, strict=True)):
             # Each copy is the newest file so far, as arrivals are (near-duplicates are searched by mtime).
@@ -97,7 +102,7 @@ class Library:
             db.execute(
                 "INSERT INTO images SELECT ?, ?, original_name, size_bytes, width, height, format,"
                 " ?, ?, first_seen, last_seen, state FROM images WHERE sha256 = ?",
-                (sha, f"raw/set_{set_id}/{pos}.png", self.mtime, secrets.token_hex(8), old),
+                (sha, f"raw/set_{set_id}/{pos}.png", self.mtime, phash if grouped else secrets.token_hex(8), old),
             )
             db.execute(
                 "INSERT INTO sidecars SELECT ?, extractor, version, payload, blob, files, ? FROM sidecars"
@@ -106,7 +111,8 @@ class Library:
             )
             # CLIP weights do not ship: a random unit vector stands in, so duplicates and the parquet
             # export pay for embeddings as they do on the user's machine.
-            v = self.rng.normal(size=512).astype("<f4")
+            if not grouped:
+                v = self.rng.normal(size=512).astype("<f4")
             db.execute(
                 "INSERT INTO sidecars VALUES (?, 'clip', 1, ?, ?, '[]', ?)",
                 (
@@ -135,6 +141,15 @@ class Library:
             )
         self.n += len(new)
         return new
+
+    def depart(self, sha: str) -> None:
+        """The image left the library, as the watcher records a file moved out of the tree."""
+        self.db.execute("UPDATE images SET state = 'missing' WHERE sha256 = ?", (sha,))
+        self.n -= 1
+
+    def group_of(self, sha: str) -> str | None:
+        row = self.db.execute("SELECT group_id FROM dup_groups WHERE sha256 = ?", (sha,)).fetchone()
+        return None if row is None else str(row[0])
 
     def grow(self, target: int) -> None:
         while self.n < target:
@@ -169,24 +184,43 @@ def main() -> None:
         worker_round(d, was_pending=True)  # the seed set's proposal, the models loaded and unloaded
         lib = Library(root / "bestshot.sqlite")
         print(f"seed: {'shared AI portraits' if SHARED.is_dir() else 'generated PNGs'}, extractors {EXTRACTORS}")
-        print("| library | idle round (nothing to do) | proposing one new set | prior refit |")
-        print("|---|---|---|---|")
+        print(
+            "| library | idle round (nothing to do) | proposing one new set | prior refit |"
+            " proposing one new set after an image left: ungrouped | grouped |"
+        )
+        print("|---|---|---|---|---|---|")
         notes: list[str] = []
         for size in sizes:
             lib.grow(size)
+            group = lib.add_set(proposed=True, grouped=True)  # one near-duplicate group of four
+            lib.db.commit()
             worker_round(d, was_pending=True)  # what the growth changed (duplicates, parquet) is caught up ...
             while d.pipeline.rank.more:  # ... and its sets looked at, PROPOSALS_PER_ROUND a round, as the worker does
                 worker_round(d, was_pending=False)
             idle = min(timed(lambda: worker_round(d, was_pending=False)) for _ in range(5))
+            assert lib.group_of(group[0]) is not None, "the grouped set formed no group"
             propose: list[float] = []
             for _ in range(3):
-                lib.add_set(proposed=False)
+                lonely = lib.add_set(proposed=False)
                 lib.db.commit()
-                made = len(_proposals(lib))
-                propose.append(timed(lambda: worker_round(d, was_pending=True)))
-                assert len(_proposals(lib)) == made + 1, "the new set was not proposed"
+                propose.append(timed(lambda: _propose(d, lib)))
             refit = timed(lambda: _refit(ctx))
-            print(f"| {lib.n:,} images | {idle:.0f} ms | {min(propose):.0f} ms | {refit / 1000:.1f} s |", flush=True)
+            # An image leaving (moved out of the tree): its row marked as the watcher marks it. Nothing
+            # runs for that alone; the near-duplicates are refreshed when the next set has drained.
+            left: dict[str, list[float]] = {"ungrouped": [], "grouped": []}
+            for i in range(3):
+                for kind, sha in (("ungrouped", lonely[i]), ("grouped", group[i])):
+                    assert (lib.group_of(sha) is None) == (kind == "ungrouped")
+                    lib.depart(sha)
+                    lib.add_set(proposed=False)
+                    lib.db.commit()
+                    left[kind].append(timed(lambda: _propose(d, lib)))
+            assert lib.group_of(group[3]) is None, "the group left with one member was not dissolved"
+            print(
+                f"| {lib.n:,} images | {idle:.0f} ms | {min(propose):.0f} ms | {refit / 1000:.1f} s"
+                f" | {min(left['ungrouped']):.0f} ms | {min(left['grouped']):.0f} ms |",
+                flush=True,
+            )
             notes.append(f"{lib.n:,} images: parquet rewrite {timed(lambda: export_parquet(ctx)):.0f} ms")
         print(
             "parquet files (every image, so rewriting them grows with the library): the daemon rewrites them"
@@ -200,6 +234,13 @@ def main() -> None:
             lib.db.commit()
             print(profiled(lambda: worker_round(d, was_pending=True), args.profile))
         lib.db.close()
+
+
+def _propose(d: Daemon, lib: Library) -> None:
+    """The round in which the extraction queue drains and the newest set is proposed."""
+    made = len(_proposals(lib))
+    worker_round(d, was_pending=True)
+    assert len(_proposals(lib)) == made + 1, "the new set was not proposed"
 
 
 def _proposals(lib: Library) -> list[tuple[str]]:
