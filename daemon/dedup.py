@@ -4,8 +4,9 @@ Images are compared within a window of their neighbours by mtime (near-duplicate
 together), so the work grows with the library, not with its square. After each batch of new
 sidecars only the new images are compared with their neighbours (read from an index on arrival
 order, so the cost follows the new images, not the library) and merged into the stored groups;
-a full recomputation runs the first time, when images left the library (groups would have to
-split), or when the rule changes (embeddings became available).
+an image that left while in no group changes no group and is passed over. A full recomputation
+runs the first time, when a grouped image left the library (its group may split), or when the
+rule changes (embeddings became available).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Select, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Select, delete, func, insert, or_, select, tuple_, update
 
 from core.dedup import DedupItem, near_duplicate_groups, near_duplicate_pairs, rule_description
 from core.unionfind import UnionFind
@@ -62,16 +63,18 @@ def refresh_duplicates(ctx: Ctx, *, full: bool = False) -> DedupRefresh:
             since = sorted({r.sha256 for r in fresh})
             for chunk in (since[i : i + 900] for i in range(0, len(since), 900)):
                 new += conn.execute(_hashed_among(chunk)).all()
-        # Incremental only when the library just grew: no image left since, under the same rule.
+        # Incremental when, under the same rule, the library grew and whatever left it was in no
+        # group (a departure from a group would split it: that is recomputed in full).
+        left = int(counts.departed) - int(last.get("departed", counts.departed))
         incremental = (
             bool(last)
             and not full
             and last.get("rule") == rule
-            and last.get("present") == present - len(new)
-            and _none_left(conn, last, int(counts.departed))
+            and last.get("present") == present - len(new) + left
+            and (_none_left(conn, last, int(counts.departed)) or (left > 0 and _no_group_left(conn)))
         )
         before = _group_count(conn, last) if incremental else 0
-        if incremental and not new:
+        if incremental and not new and not left:
             return DedupRefresh("unchanged", before, 0)
         if not incremental:
             seen = (
@@ -141,6 +144,18 @@ def _none_left(conn: Connection, last: Mapping[str, Any], departed: int) -> bool
         return bool(last["departed"] == departed)
     stored = [r.sha256 for r in conn.execute(select(dup_groups.c.sha256))]
     return _all_present(conn, stored)
+
+
+def _no_group_left(conn: Connection) -> bool:
+    """No stored group member has left: an image in no group leaves every group as it was. One
+    pass over the group rows (a fraction of the library), run only in a refresh after a departure."""
+    gone = conn.execute(
+        select(dup_groups.c.sha256)
+        .select_from(dup_groups.outerjoin(images, images.c.sha256 == dup_groups.c.sha256))
+        .where(or_(images.c.sha256.is_(None), images.c.state != "present", images.c.phash.is_(None)))
+        .limit(1)
+    ).first()
+    return gone is None
 
 
 def _group_count(conn: Connection, last: Mapping[str, Any]) -> int:

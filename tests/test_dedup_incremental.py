@@ -49,7 +49,10 @@ def test_incremental_refresh_matches_a_full_one(tmp_path: Path) -> None:
     assert sum(1 for *_x, mark in incremental[1] if mark is not None) == 3  # one retouch marked per set
 
     # A grouped image leaves the library: its group must be recomputed, not merged into.
-    gone = next(p for p in (root / "raw").rglob("*.png") if p.parent.name.startswith("set_") and p.name == "b.png")
+    # Sorted: set s0's retouch (rglob's order is the file system's; on ext4 it picked s2's ungrouped b.png).
+    gone = next(
+        p for p in sorted((root / "raw").rglob("*.png")) if p.parent.name.startswith("set_") and p.name == "b.png"
+    )
     gone.unlink()
     Engine(ctx).reconcile(direct=True)
     after = refresh_duplicates(ctx)
@@ -198,4 +201,69 @@ def test_many_arrivals_read_the_neighbourhoods_in_one_pass(tmp_path: Path, monke
     assert step.mode == "incremental" and step.groups == 40
     incremental = snapshot(root)
     assert refresh_duplicates(ctx, full=True).groups == 40 and snapshot(root) == incremental
+    db.close()
+
+
+@pytest.mark.parametrize("window", [2000, 16])
+def test_images_in_no_group_leaving_refresh_incrementally_as_a_full_refresh_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: int
+) -> None:
+    """Random images in no group leave (alone, or with arrivals in the same refresh): the refresh
+    stays incremental and stores the groups and marks a full recomputation gives; a grouped image
+    leaving is still recomputed in full. One window, then windows of 16 (neighbourhoods matter)."""
+    import sqlite3
+    import time
+
+    from daemon import dedup as duplicates
+
+    monkeypatch.setattr(duplicates, "WINDOW", window)
+    root = tmp_path / "root"
+    ctx = build_ctx(load_config(root=root, env={}, overrides={"extractors": {"enabled": ["phash"]}}))
+    rng = np.random.default_rng(11)
+    db = sqlite3.connect(root / "bestshot.sqlite")
+    count = 0
+
+    def add(phash: int) -> str:
+        nonlocal count
+        count += 1
+        sha = f"{int(rng.integers(0, 2**62)):048x}{count:016x}"  # arrival order is not sha order
+        db.execute(
+            "INSERT INTO images VALUES (?, ?, ?, 1, 8, 8, 'PNG', ?, ?, 0, 0, 'present')",
+            (sha, f"raw/x/{count}.png", f"{count}.png", float(count), f"{phash:016x}"),
+        )
+        db.execute("INSERT INTO sidecars VALUES (?, 'phash', 1, ?, NULL, '[]', ?)", (sha, "{}", time.time()))
+        return sha
+
+    def batch(n: int) -> None:
+        for _ in range(n):  # a near-duplicate triple or pair, then strangers
+            h = int(rng.integers(0, 2**63))
+            for k in range(int(rng.integers(2, 4))):
+                add(h ^ (1 << k))
+            for _ in range(int(rng.integers(1, 4))):
+                add(int(rng.integers(0, 2**63)))
+
+    def leave(sha: str) -> None:
+        db.execute("UPDATE images SET state = 'missing' WHERE sha256 = ?", (sha,))
+
+    batch(60)
+    db.commit()
+    assert refresh_duplicates(ctx).mode == "full"
+    for step in range(8):
+        grouped = {s for (s,) in db.execute("SELECT sha256 FROM dup_groups")}
+        alone = sorted(
+            s for (s,) in db.execute("SELECT sha256 FROM images WHERE state = 'present'") if s not in grouped
+        )
+        for sha in rng.choice(alone, size=int(rng.integers(1, 4)), replace=False):
+            leave(str(sha))
+        if step % 2:
+            batch(int(rng.integers(1, 4)))
+        db.commit()
+        out = refresh_duplicates(ctx)
+        assert out.mode == "incremental", step
+        incremental = snapshot(root)
+        assert refresh_duplicates(ctx, full=True).groups == out.groups and snapshot(root) == incremental, step
+        assert refresh_duplicates(ctx).mode == "unchanged"
+    leave(sorted(grouped)[0])
+    db.commit()
+    assert refresh_duplicates(ctx).mode == "full"
     db.close()
