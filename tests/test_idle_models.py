@@ -43,7 +43,16 @@ def _rss_mb() -> float:
 def test_unloading_frees_the_models_memory_and_the_next_pass_loads_them_again(tmp_path: Path) -> None:
     """U2-Netp (ONNX Runtime) and the selfie segmenter (MediaPipe): the session and the graph are
     really gone after an unload (their memory back to the OS, not only a flag), and the next pass
-    builds them again with the same results."""
+    builds them again with the same results.
+
+    Measured in a fresh process: the test process's RSS depends on every test before it (memory
+    earlier tests freed but kept is reused by the load), which made the figures order-dependent."""
+    code = f"from pathlib import Path; from tests.test_idle_models import unload_cycle; unload_cycle(Path({str(tmp_path)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-4000:]
+
+
+def unload_cycle(tmp_path: Path) -> None:
     cfg = load_config(None, root=tmp_path / "root", env={}, overrides={"extractors": {"enabled": ["saliency"]}})
     ctx = build_ctx(cfg)
     (sal,) = ctx.extractors
