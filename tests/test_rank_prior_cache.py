@@ -99,8 +99,10 @@ def test_the_fit_is_kept_in_the_database_and_equals_a_full_refit(tmp_path: Path)
 
     _ingest(restarted, root / "inbox" / "c", range(41, 44))  # past the tolerance: fitted again
     with restarted.store.read() as conn:
-        refitted = current_model(restarted, conn)
+        # The reference fit first: fit_prior stores what it fits, and the last stored fit is the one
+        # a restart reads (its version carries its fitting time, to the second).
         full = fit_prior(build_ctx(cfg), conn)
+        refitted = current_model(restarted, conn)
     assert refitted.version != first.version
     assert refitted.space.to_dict() == full.space.to_dict()
     restarted.store.close()
