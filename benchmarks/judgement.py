@@ -15,8 +15,8 @@ sidecars are cached there, so a rerun with unchanged extractors takes seconds. P
 4. ranking on sets of 4 and of 2 (per generator x prompt, by number: [1-4],[5-8] / [1-2],...):
    the user kept the least severe image (all five parts). The prior's top-1 (the shipped prior,
    and the prior refitted leave-one-prompt-out), chance and tie-adjusted chance; a simulated user
-   whose decisions on 4 prompts train the project's own model (core.rank.train), tested on the
-   5th; P(winner) calibration (reliability table, ECE) and uncertainty routing;
+   whose decisions on 4 prompts train the project's own model (core.rank.train; decisions grouped
+   by prompt, as the daemon groups them), tested on the 5th; P(winner) calibration (reliability table, ECE) and uncertainty routing;
 5. crops on ../shared/data/crop_scored (GAICD human crop scores): the MOS percentile of the crop
    the daemon would propose (its `crop` sidecar; the full frame when it says no crop is needed)
    and of the full frame, each via the candidate crop with the highest IoU.
@@ -313,7 +313,12 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
         for p in ds.prompts:
             decisions = []
             for k, s in enumerate(t for t in sets_of(ds, size) if ds.items[t[0]].prompt != p):
-                decisions.append(Decision(f"{p}:{k}", f"set:{k}", float(k), tuple(s), rk.least_severe(s)))
+                # grouped by prompt as the daemon groups the user's decisions
+                # (daemon.rank.ranking.training_decisions), so the held-out slice, the folds that
+                # choose the pull and the temperature, and the switch gate see unseen prompts, as
+                # the held-out prompt is unseen; one group per set let every check see the prompt
+                group = f"prompt:{ds.items[s[0]].prompt}"
+                decisions.append(Decision(f"{p}:{k}", group, float(k), tuple(s), rk.least_severe(s)))
             try:
                 res = train(decisions, rk.signals, rk.settings.model_copy(update={"prior": held_prior[p]}))
             except RankModelError as e:
