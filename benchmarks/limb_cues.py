@@ -255,12 +255,14 @@ class Bench:
         self._parts_features: dict[str, dict[str, float]] | None = None
 
     def within(self, f: Mapping[str, float], target: Mapping[str, float], prompt: str | None = None) -> float:
-        """Mean Spearman over generator x prompt groups (of one prompt, if given)."""
+        """Mean Spearman over generator x prompt groups (of one prompt, if given), over the images
+        both readings have."""
         rs = []
         for g in self.groups:
             if prompt is not None and self.ds.items[g[0]].prompt != prompt:
                 continue
-            x, y = [f[i] for i in g], [target[i] for i in g]
+            known = [i for i in g if i in f and i in target]
+            x, y = [f[i] for i in known], [target[i] for i in known]
             if np.std(x) > 0 and np.std(y) > 0:
                 rs.append(float(spearmanr(x, y).statistic))
         return float(np.mean(rs)) if rs else float("nan")
