@@ -11,8 +11,10 @@ Reusable by every benchmark and fitting script; the API is small on purpose:
   error types of k * x, x = a 0.2 / b 0.5 / c 1.0, averaged over annotators) and `visible[part]`
   (the largest N of the `k/N` entries, i.e. instances people could see; None when nobody
   labelled an error on that part, because the labels only state N next to an error).
-- `sets_of(dataset, size)`: the fixed set rule. Per generator x prompt the 8 images are sorted by
-  number and cut in order: size 4 gives [1-4], [5-8]; size 2 gives [1-2], [3-4], [5-6], [7-8].
+- `groups_of(dataset)`: every generator x prompt group's images, sorted by number.
+- `sets_of(dataset, size)`: the fixed set rule. Per generator x prompt the images are sorted by
+  number and cut in order: for 8 images, size 4 gives [1-4], [5-8]; size 2 gives [1-2], [3-4],
+  [5-6], [7-8]. Images that do not fill a last set are in no set (they still count per image).
 - `scan_folders({folder: [(key, path)]}, root)`: the same for any images (e.g. the crop set).
 - `scan(dataset, work_dir) -> Scanned`: builds (or reuses) a bestshot root at
   `<work_dir>/root`, copies each image into `inbox/<set folder>/` (one folder per set of 4, so
@@ -197,15 +199,21 @@ def load_dataset(data_dir: Path = DEFAULT_DATA) -> Dataset:
     return Dataset(data_dir, {it.image_id: it for it in items}, issues)
 
 
-def sets_of(dataset: Dataset, size: int) -> list[tuple[str, ...]]:
-    """Image ids per set: per generator x prompt, sorted by number, cut into runs of `size`."""
+def groups_of(dataset: Dataset) -> list[tuple[str, ...]]:
+    """Image ids per generator x prompt, sorted by number, whatever the group's size."""
     groups: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for it in dataset.items.values():
         groups[(it.generator, it.prompt)].append(it)
+    return [tuple(it.image_id for it in sorted(groups[key], key=lambda it: it.number)) for key in sorted(groups)]
+
+
+def sets_of(dataset: Dataset, size: int, *, rest: bool = False) -> list[tuple[str, ...]]:
+    """Image ids per set: per generator x prompt, sorted by number, cut into runs of `size`. A
+    group's last images that do not fill a run are left out, or form a shorter run with `rest`."""
     out: list[tuple[str, ...]] = []
-    for key in sorted(groups):
-        ordered = sorted(groups[key], key=lambda it: it.number)
-        out.extend(tuple(it.image_id for it in ordered[i : i + size]) for i in range(0, len(ordered) - size + 1, size))
+    for g in groups_of(dataset):
+        stop = len(g) if rest else len(g) - size + 1
+        out.extend(g[i : i + size] for i in range(0, max(stop, 0), size))
     return out
 
 
@@ -288,14 +296,20 @@ def scan_folders(folders: dict[str, list[tuple[str, Path]]], root: Path, timeout
     return Scanned(root, shas, *_read_back(root, shas), seconds, res.stdout.strip())
 
 
-def scan(dataset: Dataset, work_dir: Path, timeout: float = 7200) -> Scanned:
-    """Run `bestshot scan` over `<work_dir>/root` (one inbox folder per set of 4) and read back
-    every image's sidecars and signals, keyed by image id."""
+def set_folders(dataset: Dataset) -> dict[str, list[tuple[str, Path]]]:
+    """One inbox folder per set of 4; every image is scanned, so a group's images past its last
+    full set of 4 get a folder of their own."""
     folders = {}
-    for members in sets_of(dataset, 4):
+    for members in sets_of(dataset, 4, rest=True):
         items = [dataset.items[i] for i in members]
         folders[set_folder(items)] = [(it.image_id, it.path) for it in items]
-    return scan_folders(folders, work_dir / "root", timeout)
+    return folders
+
+
+def scan(dataset: Dataset, work_dir: Path, timeout: float = 7200) -> Scanned:
+    """Run `bestshot scan` over `<work_dir>/root` (`set_folders`) and read back every image's
+    sidecars and signals, keyed by image id."""
+    return scan_folders(set_folders(dataset), work_dir / "root", timeout)
 
 
 def _read_back(

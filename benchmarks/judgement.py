@@ -42,7 +42,7 @@ from scipy.stats import rankdata, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anatomy_data import DEFAULT_DATA, Dataset, Scanned, load_dataset, scan, scan_folders, sets_of
+from anatomy_data import DEFAULT_DATA, Dataset, Scanned, groups_of, load_dataset, scan, scan_folders, sets_of
 
 from core.anomaly.model import AnomalyReport
 from core.anomaly.parts import PARTS, part_scores
@@ -90,7 +90,13 @@ def per_part(ds: Dataset, sc: Scanned, boot: int) -> None:
     ids = list(ds.items)
     scores = {i: part_scores(sc.payloads[i]["anomalies"]) for i in ids}
     print("\n== 1. per part: image-level score (core.anomaly.parts) against the labels")
-    print("in-sample (the shipped parts model was fitted on this folder; held-out figures follow):")
+    if fitted_on(ds):
+        print("in-sample (the shipped parts model was fitted on this folder; held-out figures follow):")
+    else:
+        print(
+            f"the shipped parts model (fitted on {DEFAULT_DATA.name}, not on this folder: held out unless the "
+            "folder holds the same images; refitted figures follow):"
+        )
     print(f"{'part':6s} {'errors':>7s} {'AUC':>6s} {'95% CI':>14s} {'rho(sev)':>9s} {'flag prec':>9s} "
           f"{'recall':>7s} {'flagged':>8s}")  # fmt: skip
     for part in PARTS:
@@ -217,7 +223,7 @@ class Ranking:
 
     def groups(self, prompts: set[str]) -> list[LabelledGroup]:
         out = []
-        for g in sets_of(self.ds, 8):
+        for g in groups_of(self.ds):
             if self.ds.items[g[0]].prompt in prompts:
                 out.append(
                     LabelledGroup(
@@ -250,8 +256,15 @@ class Ranking:
         return out
 
 
+def fitted_on(ds: Dataset) -> bool:
+    """Whether this is the folder the shipped parts model and prior were fitted on."""
+    return ds.root.resolve() == DEFAULT_DATA.resolve()
+
+
 def summarise(label: str, rows: Sequence[tuple[float, float, bool]], chance: tuple[float, float]) -> str:
     hits = np.array([r[0] for r in rows])
+    if not len(hits):
+        return f"{label:50s} no sets"
     return (
         f"{label:50s} top-1 {hits.mean():.3f} ({hits.sum():.0f}/{len(hits)})  chance {chance[0]:.3f}, "
         f"tie-adjusted {chance[1]:.3f}"
@@ -259,6 +272,8 @@ def summarise(label: str, rows: Sequence[tuple[float, float, bool]], chance: tup
 
 
 def calibration_lines(label: str, rows: Sequence[tuple[float, float, bool]]) -> list[str]:
+    if not rows:
+        return [f"  {label}: no sets"]
     conf = np.array([r[1] for r in rows])
     hits = np.array([r[0] for r in rows])
     unc = np.array([r[2] for r in rows])
@@ -292,7 +307,8 @@ def ranking(ds: Dataset, sc: Scanned) -> None:
         ch = rk.chance(sets)
         rows = rk.proposals(shipped, sets)
         # the shipped weights were fitted on anatomy_dev itself: on that folder this row is in-sample
-        print(summarise(f"sets of {size}: shipped prior (in-sample on anatomy_dev)", rows, ch))
+        where = "in-sample on anatomy_dev" if fitted_on(ds) else "fitted on anatomy_dev"
+        print(summarise(f"sets of {size}: shipped prior ({where})", rows, ch))
         calib += calibration_lines(f"shipped prior, sets of {size}", rows)
     # The prior refitted with each prompt left out: the honest figure for a fitted prior.
     t0 = time.perf_counter()

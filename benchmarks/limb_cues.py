@@ -48,7 +48,7 @@ from scipy.stats import rankdata, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anatomy_data import DEFAULT_DATA, Dataset, Scanned, load_dataset, scan, sets_of
+from anatomy_data import DEFAULT_DATA, Dataset, Scanned, groups_of, load_dataset, scan, sets_of
 from judgement import ALL_PARTS, Ranking
 
 from core.rank.prior_fit import PRIOR_CANDIDATES, QUALITY_TIEBREAK, LabelledGroup, fit_weights, select_features
@@ -246,7 +246,7 @@ class Bench:
         self.ids = list(ds.items)
         self.pos = {i: k for k, i in enumerate(self.ids)}
         self.prompt = np.array([ds.items[i].prompt for i in self.ids])
-        self.groups = sets_of(ds, 8)
+        self.groups = groups_of(ds)
         self.sets = {4: sets_of(ds, 4), 2: sets_of(ds, 2)}
         self.total = {i: ds.items[i].label.total_severity(ALL_PARTS) for i in self.ids}
         self.limb = {i: ds.items[i].label.severity["limbs"] for i in self.ids}

@@ -14,7 +14,7 @@ from core.rank.settings import PriorWeights
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from anatomy_data import load_dataset, sets_of  # noqa: E402
+from anatomy_data import groups_of, load_dataset, set_folders, sets_of  # noqa: E402
 
 HEADER = (
     "Image Id,Model,Prompt,Pic Num.,1. Missing Error-1.4 Hands,3. Configuration Error-3.2 Limbs,"
@@ -22,9 +22,9 @@ HEADER = (
 )
 
 
-def _dataset(tmp_path: Path, rows: str) -> Path:
+def _dataset(tmp_path: Path, rows: str, images: int = 8) -> Path:
     (tmp_path / "annotations.csv").write_text(HEADER + rows, encoding="utf-8")
-    for n in range(1, 9):
+    for n in range(1, images + 1):
         p = tmp_path / "images" / "sdXL" / "person_jogging" / f"sdXL_jogging_{n:02d}.jpg"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
@@ -60,6 +60,20 @@ def test_sets_follow_the_documented_rule(tmp_path: Path) -> None:
     ids = [f"sdxl_person jogging_{n:02d}" for n in range(1, 9)]
     assert sets_of(ds, 4) == [tuple(ids[:4]), tuple(ids[4:])]
     assert sets_of(ds, 2) == [tuple(ids[i : i + 2]) for i in range(0, 8, 2)]
+
+
+def test_a_group_that_fills_no_last_set_is_still_scanned_whole(tmp_path: Path) -> None:
+    """Other labelled folders need not hold 8 images per generator x prompt: 6 images make one set
+    of 4 and three of 2, and all 6 are scanned (sets of 2 and the per-image figures use them)."""
+    rows = "".join(f"sdxl_person jogging_{n:02d},sdxl,person jogging,{n},,,,anno1\n" for n in range(1, 7))
+    ds = load_dataset(_dataset(tmp_path, rows, images=6))
+    ids = tuple(f"sdxl_person jogging_{n:02d}" for n in range(1, 7))
+    assert groups_of(ds) == [ids]
+    assert sets_of(ds, 4) == [ids[:4]] and sets_of(ds, 4, rest=True) == [ids[:4], ids[4:]]
+    assert len(sets_of(ds, 2)) == 3
+    folders = set_folders(ds)
+    assert sorted(k for members in folders.values() for k, _ in members) == list(ids)
+    assert len(folders) == 2
 
 
 @pytest.mark.shared_data
