@@ -16,7 +16,9 @@ sidecars are cached there, so a rerun with unchanged extractors takes seconds. P
    the user kept the least severe image (all five parts). The prior's top-1 (the shipped prior,
    and the prior refitted leave-one-prompt-out), chance and tie-adjusted chance; a simulated user
    whose decisions on 4 prompts train the project's own model (core.rank.train; decisions grouped
-   by prompt, as the daemon groups them), tested on the 5th; P(winner) calibration (reliability table, ECE) and uncertainty routing;
+   by prompt, as the daemon groups them), tested on the 5th; P(winner) calibration (reliability
+   table, ECE beside that of a perfectly calibrated model stating the same P) and uncertainty
+   routing;
 5. crops on ../shared/data/crop_scored (GAICD human crop scores): the MOS percentile of the crop
    the daemon would propose (its `crop` sidecar; the full frame when it says no crop is needed)
    and of the full frame, each via the candidate crop with the highest IoU.
