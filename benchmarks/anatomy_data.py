@@ -2,6 +2,7 @@
 
 Reusable by every benchmark and fitting script; the API is small on purpose:
 
+- `data_parser(description)`: `--data` and `--work`, as every script over a labelled folder takes them.
 - `load_dataset(data_dir) -> Dataset`: every image (file, generator, prompt, number) with its
   labels averaged over annotators, plus `Dataset.issues`, the irregular cells that were parsed
   leniently or skipped (print them; nothing is dropped silently).
@@ -30,6 +31,7 @@ evaluation and development use, never copying it into the project.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import json
@@ -51,6 +53,7 @@ if str(REPO) not in sys.path:
 from core.rank.features import ImageSignals  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "anatomy_dev"
+DEFAULT_WORK = Path("/tmp/bestshot-judgement")  # where the scan's root and sidecar cache live
 PARTS = ("torso", "limbs", "feet", "hands", "face")
 ERROR_TYPES = ("missing", "extra", "configuration", "orientation", "proportion")
 SEVERITY = {"a": 0.2, "b": 0.5, "c": 1.0}
@@ -167,6 +170,15 @@ def _read_labels(csv_path: Path, issues: list[str]) -> dict[str, Label]:
                 err[p] += float(marked[p]) / len(rows)
         out[image_id] = Label({p: err[p] >= 0.5 for p in PARTS}, err, sev, vis, len(rows))
     return out
+
+
+def data_parser(description: str) -> argparse.ArgumentParser:
+    """The options every script over a labelled folder takes: `--data` (the folder) and `--work`
+    (where `scan` keeps its root, so the sidecars are cached between the scripts)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    return ap
 
 
 def load_dataset(data_dir: Path = DEFAULT_DATA) -> Dataset:

@@ -37,7 +37,6 @@ that tree, so that `bestshot scan` finds every extractor's current version cache
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -45,13 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anatomy_data import DEFAULT_DATA, Dataset, Scanned, load_dataset, scan
-from limb_cues import Bench
+from anatomy_data import Dataset, Scanned, load_dataset, scan
+from limb_cues import Bench, cue_parser
 
 from core.anomaly.detect import hand_contexts
 from core.anomaly.hands import palm_scale, points_3d
@@ -235,11 +233,7 @@ def hand_bounds(b: HandBench) -> None:
     for rho in (0.3, 0.5, 0.7):
         wins = {4: [], 2: []}
         for _ in range(200):
-            g_f: dict[str, float] = {}
-            for g in b.groups:
-                r = rankdata([b.hand[i] for i in g])
-                v = rho * (r - r.mean()) / r.std() + math.sqrt(1 - rho**2) * rng.standard_normal(len(g))
-                g_f.update(zip(g, v, strict=True))
+            g_f = b.reading(b.hand, rho, rng)
             for size in (4, 2):
                 wins[size].append(b.alone(g_f, size))
         print(f"  hand reading correlated {rho} with hand-severity ranks within a group: sets of 4 "
@@ -267,11 +261,7 @@ def exposure_bound(b: HandBench, per_image: Mapping[str, Mapping[str, float]]) -
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bestshot-judgement"))
-    ap.add_argument("--only", nargs="*", help="measure only these cues")
-    ap.add_argument("--fast", action="store_true", help="no prior refits or parts fits (correlations and top-1 alone)")
+    ap = cue_parser(__doc__)
     ap.add_argument("--auc-all", action="store_true", help="the hands AUC for every cue, not only prior passers")
     args = ap.parse_args()
     ds = load_dataset(args.data)
@@ -290,17 +280,10 @@ def main() -> int:
     print(f"work {args.work}: {n_hands} hands detected in {len(b.ids)} images; {len(cues)} cues")
     hand_bounds(b)
     exposure_bound(b, per_image)
-    base4, base2, _ = (0.0, 0.0, 0) if args.fast else b.prior_lopo()
-    base_auc = float("nan") if args.fast else b.hands_auc(None)
-    baseline = (
-        "not computed (--fast)"
-        if args.fast
-        else f"prior LOPO sets of 4 {base4:.0f}/30, sets of 2 {base2:.0f}/60, hands nested AUC {base_auc:.3f}"
+    base4, base2, base_auc = b.baseline(args.fast, "hands", b.hands_auc)
+    b.cue_header(
+        22, "hand", "   * saw every prompt (leaky); its within-set and alone figures use the shipped fit, not held out"
     )
-    print(f"\n== cues (higher = more likely wrong); baseline: {baseline}")
-    print("   * saw every prompt (leaky); its within-set and alone figures use the shipped fit, not held out")
-    print(f"{'cue':22s} {'rho hand':>8s} {'total':>6s} {'+prompts':>8s} {'alone 4':>7s} {'2':>5s} {'prior 4':>7s} "
-          f"{'2':>3s} {'sel':>3s} {'hands AUC':>9s}  bar")  # fmt: skip
     cleared = []
     for name, cue in cues.items():
         if callable(cue):
@@ -313,9 +296,7 @@ def main() -> int:
         else:
             f = cue
             extra = lambda _p, f=f: f  # noqa: E731
-        positive = sum(b.within(f, b.hand, p) > 0 for p in ds.prompts)
-        row = (f"{name:22s} {b.within(f, b.hand):+8.3f} {b.within(f, b.total):+6.3f} {positive:>6d}/5 "
-               f"{b.alone(f, 4):7.1f} {b.alone(f, 2):5.1f}")  # fmt: skip
+        row = b.cue_row(name, f, b.hand, 22)
         if not args.fast:
             h4, h2, k = b.prior_lopo(extra)
             prior_ok = h4 >= base4 + 3 and h2 >= base2

@@ -29,7 +29,6 @@ the mean share of such images in a set.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -44,7 +43,17 @@ from scipy.stats import rankdata, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anatomy_data import DEFAULT_DATA, Dataset, Scanned, groups_of, load_dataset, scan, scan_folders, sets_of
+from anatomy_data import (
+    DEFAULT_DATA,
+    Dataset,
+    Scanned,
+    data_parser,
+    groups_of,
+    load_dataset,
+    scan,
+    scan_folders,
+    sets_of,
+)
 
 from core.anomaly.model import AnomalyReport
 from core.anomaly.parts import PARTS, part_scores
@@ -413,9 +422,7 @@ def crops(crop_dir: Path, work: Path) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bestshot-judgement"))
+    ap = data_parser(__doc__.split("\n")[0])
     ap.add_argument("--crops", type=Path, default=CROPS)
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap resamples for the AUC intervals")
     args = ap.parse_args()

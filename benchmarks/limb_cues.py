@@ -48,7 +48,7 @@ from scipy.stats import rankdata, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anatomy_data import DEFAULT_DATA, Dataset, Scanned, groups_of, load_dataset, scan, sets_of
+from anatomy_data import Dataset, Scanned, data_parser, groups_of, load_dataset, scan, sets_of
 from judgement import ALL_PARTS, Ranking
 
 from core.rank.prior_fit import PRIOR_CANDIDATES, QUALITY_TIEBREAK, LabelledGroup, fit_weights, select_features
@@ -275,6 +275,43 @@ class Bench:
             hit += float(np.mean([sev[k] == sev.min() for k in np.flatnonzero(v == v.min())]))
         return hit
 
+    def reading(self, target: Mapping[str, float], rho: float, rng: np.random.Generator) -> dict[str, float]:
+        """One draw of a simulated reading correlated `rho` with the within-group ranks of `target`."""
+        f: dict[str, float] = {}
+        for g in self.groups:
+            r = rankdata([target[i] for i in g])
+            v = rho * (r - r.mean()) / r.std() + math.sqrt(1 - rho**2) * rng.standard_normal(len(g))
+            f.update(zip(g, v, strict=True))
+        return f
+
+    def baseline(
+        self, fast: bool, part: str, auc: Callable[[Mapping[str, float] | None], float]
+    ) -> tuple[float, float, float]:
+        """The bar's reference, printed: the prior's LOPO top-1 (sets of 4, of 2) and the part's
+        nested AUC without any extra cue (not computed with --fast)."""
+        base4, base2, _ = (0.0, 0.0, 0) if fast else self.prior_lopo()
+        base_auc = float("nan") if fast else auc(None)
+        line = (
+            "not computed (--fast)"
+            if fast
+            else f"prior LOPO sets of 4 {base4:.0f}/30, sets of 2 {base2:.0f}/60, {part} nested AUC {base_auc:.3f}"
+        )
+        print(f"\n== cues (higher = more likely wrong); baseline: {line}")
+        return base4, base2, base_auc
+
+    def cue_header(self, width: int, part: str, note: str | None = None) -> None:
+        if note:
+            print(note)
+        print(f"{'cue':{width}s} {'rho ' + part:>8s} {'total':>6s} {'+prompts':>8s} {'alone 4':>7s} {'2':>5s} "
+              f"{'prior 4':>7s} {'2':>3s} {'sel':>3s} {part + 's AUC':>9s}  bar")  # fmt: skip
+
+    def cue_row(self, name: str, f: Mapping[str, float], target: Mapping[str, float], width: int) -> str:
+        """A cue's within-group Spearman with its part's and the total severity, the prompts where
+        the first is positive, and the sets it wins alone."""
+        positive = sum(self.within(f, target, p) > 0 for p in self.ds.prompts)
+        return (f"{name:{width}s} {self.within(f, target):+8.3f} {self.within(f, self.total):+6.3f} {positive:>6d}/5 "
+                f"{self.alone(f, 4):7.1f} {self.alone(f, 2):5.1f}")  # fmt: skip
+
     def _zcol(self, f: Mapping[str, float]) -> np.ndarray:
         x = np.array([f[i] for i in self.ids], dtype=np.float64)
         return (x - x.mean()) / (x.std() if x.std() > 1e-12 else 1.0)
@@ -345,12 +382,7 @@ def bounds(b: Bench) -> None:
     for rho in (0.2, 0.3, 0.5):
         wins = []
         for _ in range(200):
-            f: dict[str, float] = {}
-            for g in b.groups:
-                r = rankdata([b.limb[i] for i in g])
-                v = rho * (r - r.mean()) / r.std() + math.sqrt(1 - rho**2) * rng.standard_normal(len(g))
-                f.update(zip(g, v, strict=True))
-            wins.append(b.alone(f, 4))
+            wins.append(b.alone(b.reading(b.limb, rho, rng), 4))
         print(
             f"  limb reading correlated {rho} with the limb-severity ranks within a group: sets of 4 {np.mean(wins):.1f}/30"
         )
@@ -429,33 +461,26 @@ def within_set_prior(b: Bench) -> None:
         )
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bestshot-judgement"))
+def cue_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The cue scripts' options: data_parser's and --only, --fast."""
+    ap = data_parser((doc or "").split("\n")[0])
     ap.add_argument("--only", nargs="*", help="measure only these cues")
     ap.add_argument("--fast", action="store_true", help="no prior refits or parts fits (correlations and top-1 alone)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = cue_parser(__doc__).parse_args()
     ds = load_dataset(args.data)
     sc = scan(ds, args.work)
     b = Bench(ds, sc)
     per_image = all_cues(sc, b.ids)
     cues = {n: {i: per_image[i][n] for i in b.ids} for n in per_image[b.ids[0]] if not args.only or n in args.only}
     bounds(b)
-    base4, base2, _ = (0.0, 0.0, 0) if args.fast else b.prior_lopo()
-    base_auc = float("nan") if args.fast else b.limbs_auc(None)
-    baseline = (
-        "not computed (--fast)"
-        if args.fast
-        else f"prior LOPO sets of 4 {base4:.0f}/30, sets of 2 {base2:.0f}/60, limbs nested AUC {base_auc:.3f}"
-    )
-    print(f"\n== cues (higher = more likely wrong); baseline: {baseline}")
-    print(f"{'cue':18s} {'rho limb':>8s} {'total':>6s} {'+prompts':>8s} {'alone 4':>7s} {'2':>5s} {'prior 4':>7s} "
-          f"{'2':>3s} {'sel':>3s} {'limbs AUC':>9s}  bar")  # fmt: skip
+    base4, base2, base_auc = b.baseline(args.fast, "limbs", b.limbs_auc)
+    b.cue_header(18, "limb")
     for name, f in cues.items():
-        positive = sum(b.within(f, b.limb, p) > 0 for p in ds.prompts)
-        row = (f"{name:18s} {b.within(f, b.limb):+8.3f} {b.within(f, b.total):+6.3f} {positive:>6d}/5 "
-               f"{b.alone(f, 4):7.1f} {b.alone(f, 2):5.1f}")  # fmt: skip
+        row = b.cue_row(name, f, b.limb, 18)
         if not args.fast:
             h4, h2, k = b.prior_lopo(lambda _p, f=f: f)
             a = b.limbs_auc(f)

@@ -14,7 +14,6 @@ single images: the unit held out is a whole prompt.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.anatomy_data import DEFAULT_DATA, Dataset, Scanned, load_dataset, scan  # noqa: E402
+from benchmarks.anatomy_data import Dataset, Scanned, data_parser, load_dataset, scan  # noqa: E402
 from core.anomaly.hand_model import roc_auc  # noqa: E402
 from core.anomaly.parts import FEATURES, FORMAT, PARTS, part_features  # noqa: E402
 from core.anomaly.parts_fit import PartFit, base_rate_auc, fit_with_selection  # noqa: E402
@@ -114,9 +113,7 @@ def bootstrap_ci(p: np.ndarray, y: np.ndarray, n: int = 1000, seed: int = 0) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bestshot-judgement"))
+    ap = data_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="write parts_model.json and the model card")
     args = ap.parse_args(argv)
     dataset = load_dataset(args.data)

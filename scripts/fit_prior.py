@@ -15,7 +15,6 @@ they match the card, so a refit is one run of this script plus pasting the print
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from anatomy_data import DEFAULT_DATA, load_dataset, scan, sets_of  # noqa: E402
+from anatomy_data import data_parser, load_dataset, scan, sets_of  # noqa: E402
 from judgement import Ranking  # noqa: E402
 
 from core.rank.calibration import expected_calibration_error  # noqa: E402
@@ -37,9 +36,7 @@ CARD = REPO / "core" / "rank" / "prior_card.json"
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/bestshot-judgement"))
+    ap = data_parser(__doc__.split("\n")[0])
     ap.add_argument("--write", action="store_true", help=f"write {CARD.relative_to(REPO)}")
     args = ap.parse_args()
     ds = load_dataset(args.data)
