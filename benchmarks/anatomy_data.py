@@ -41,7 +41,7 @@ import sqlite3
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,8 @@ def _read_labels(csv_path: Path, issues: list[str]) -> dict[str, Label]:
     rows_by_id: dict[str, list[dict[str, str]]] = defaultdict(list)
     with csv_path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
+        if "Image Id" not in (reader.fieldnames or []):
+            raise LabelledDataError(csv_path, "no 'Image Id' column (the first row names the columns)")
         columns: list[tuple[str, str]] = []  # (column, part)
         for col in reader.fieldnames or []:
             m = _COLUMN.match(col.strip())
@@ -172,6 +174,23 @@ def _read_labels(csv_path: Path, issues: list[str]) -> dict[str, Label]:
     return out
 
 
+class LabelledDataError(Exception):
+    """A labelled folder the scripts cannot use, or a scan of it that failed: the path and why."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def run_script(main: Callable[[], int]) -> int:
+    """A script's entry point: a folder it cannot use is one line on stderr and exit status 2."""
+    try:
+        return main()
+    except LabelledDataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
 def data_parser(description: str) -> argparse.ArgumentParser:
     """The options every script over a labelled folder takes: `--data` (the folder) and `--work`
     (where `scan` keeps its root, so the sidecars are cached between the scripts)."""
@@ -181,8 +200,16 @@ def data_parser(description: str) -> argparse.ArgumentParser:
     return ap
 
 
-def load_dataset(data_dir: Path = DEFAULT_DATA) -> Dataset:
-    """Every image under `images/<generator>/<prompt>/` joined to its averaged labels."""
+def load_dataset(data_dir: Path = DEFAULT_DATA, *, min_prompts: int = 1) -> Dataset:
+    """Every image under `images/<generator>/<prompt>/` joined to its averaged labels. Raises
+    LabelledDataError for a folder without that layout, without a labelled image, or with fewer
+    than `min_prompts` prompts (leave-one-prompt-out needs 2)."""
+    layout = "see ../shared/data/README.md (anatomy_dev) for the layout"
+    if not data_dir.is_dir():
+        raise LabelledDataError(data_dir, "no such folder")
+    for need in ("annotations.csv", "images"):
+        if not (data_dir / need).exists():
+            raise LabelledDataError(data_dir, f"no {need} in it; {layout}")
     issues: list[str] = []
     labels = _read_labels(data_dir / "annotations.csv", issues)
     items: list[Item] = []
@@ -208,7 +235,14 @@ def load_dataset(data_dir: Path = DEFAULT_DATA) -> Dataset:
     seen = {it.image_id for it in items}
     issues.extend(f"label row {i!r} has no image file" for i in sorted(set(labels) - seen))
     items.sort(key=lambda it: (it.generator, it.prompt, it.number))
-    return Dataset(data_dir, {it.image_id: it for it in items}, issues)
+    ds = Dataset(data_dir, {it.image_id: it for it in items}, issues)
+    if not items:
+        raise LabelledDataError(data_dir, f"no image under images/<generator>/<prompt>/ has a label row; {layout}")
+    if len(ds.prompts) < min_prompts:
+        raise LabelledDataError(
+            data_dir, f"{len(ds.prompts)} prompt(s); leave-one-prompt-out needs images of at least {min_prompts}"
+        )
+    return ds
 
 
 def groups_of(dataset: Dataset) -> list[tuple[str, ...]]:
@@ -304,7 +338,7 @@ def scan_folders(folders: dict[str, list[tuple[str, Path]]], root: Path, timeout
     )
     seconds = time.perf_counter() - t0
     if res.returncode != 0:
-        raise RuntimeError(f"bestshot scan failed ({res.returncode}):\n{res.stdout}\n{res.stderr[-4000:]}")
+        raise LabelledDataError(root, f"bestshot scan failed ({res.returncode}):\n{res.stdout}\n{res.stderr[-4000:]}")
     return Scanned(root, shas, *_read_back(root, shas), seconds, res.stdout.strip())
 
 

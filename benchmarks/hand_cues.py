@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anatomy_data import Dataset, Scanned, load_dataset, scan
+from anatomy_data import Dataset, Scanned, load_dataset, run_script, scan
 from limb_cues import Bench, cue_parser
 
 from core.anomaly.detect import hand_contexts
@@ -264,7 +264,7 @@ def main() -> int:
     ap = cue_parser(__doc__)
     ap.add_argument("--auc-all", action="store_true", help="the hands AUC for every cue, not only prior passers")
     args = ap.parse_args()
-    ds = load_dataset(args.data)
+    ds = load_dataset(args.data, min_prompts=2)
     sc = scan(ds, args.work)
     b = HandBench(ds, sc)
     per_image = all_cues(sc, b.ids)
@@ -314,4 +314,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -50,6 +50,7 @@ from anatomy_data import (
     data_parser,
     groups_of,
     load_dataset,
+    run_script,
     scan,
     scan_folders,
     sets_of,
@@ -426,7 +427,7 @@ def main() -> int:
     ap.add_argument("--crops", type=Path, default=CROPS)
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap resamples for the AUC intervals")
     args = ap.parse_args()
-    ds = load_dataset(args.data)
+    ds = load_dataset(args.data, min_prompts=2)
     print(f"data: {args.data} ({len(ds.items)} images, {len(ds.prompts)} prompts, {len(ds.generators)} generators)")
     for issue in ds.issues:
         print(f"  label note: {issue}")
@@ -448,4 +449,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -48,7 +48,7 @@ from scipy.stats import rankdata, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from anatomy_data import Dataset, Scanned, data_parser, groups_of, load_dataset, scan, sets_of
+from anatomy_data import Dataset, Scanned, data_parser, groups_of, load_dataset, run_script, scan, sets_of
 from judgement import ALL_PARTS, Ranking
 
 from core.rank.prior_fit import PRIOR_CANDIDATES, QUALITY_TIEBREAK, LabelledGroup, fit_weights, select_features
@@ -471,7 +471,7 @@ def cue_parser(doc: str | None) -> argparse.ArgumentParser:
 
 def main() -> int:
     args = cue_parser(__doc__).parse_args()
-    ds = load_dataset(args.data)
+    ds = load_dataset(args.data, min_prompts=2)
     sc = scan(ds, args.work)
     b = Bench(ds, sc)
     per_image = all_cues(sc, b.ids)
@@ -494,4 +494,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.anatomy_data import Dataset, Scanned, data_parser, load_dataset, scan  # noqa: E402
+from benchmarks.anatomy_data import Dataset, Scanned, data_parser, load_dataset, run_script, scan  # noqa: E402
 from core.anomaly.hand_model import roc_auc  # noqa: E402
 from core.anomaly.parts import FEATURES, FORMAT, PARTS, part_features  # noqa: E402
 from core.anomaly.parts_fit import PartFit, base_rate_auc, fit_with_selection  # noqa: E402
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = data_parser(__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="write parts_model.json and the model card")
     args = ap.parse_args(argv)
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, min_prompts=2)
     print(f"data: {args.data} ({len(dataset.items)} images, {len(dataset.prompts)} prompts)")
     scanned = scan(dataset, args.work)
     ids = [i for i in dataset.items if "anomalies" in scanned.payloads[i]]
@@ -365,4 +365,4 @@ untrained (it learns from the user's own decisions, behind its held-out gate).
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

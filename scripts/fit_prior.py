@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from anatomy_data import data_parser, load_dataset, scan, sets_of  # noqa: E402
+from anatomy_data import data_parser, load_dataset, run_script, scan, sets_of  # noqa: E402
 from judgement import Ranking  # noqa: E402
 
 from core.rank.calibration import expected_calibration_error  # noqa: E402
@@ -39,7 +39,7 @@ def main() -> int:
     ap = data_parser(__doc__.split("\n")[0])
     ap.add_argument("--write", action="store_true", help=f"write {CARD.relative_to(REPO)}")
     args = ap.parse_args()
-    ds = load_dataset(args.data)
+    ds = load_dataset(args.data, min_prompts=2)
     sc = scan(ds, args.work)
     rk = Ranking(ds, sc)
     l2 = rk.settings.l2
@@ -124,4 +124,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -4,6 +4,7 @@ the fixed set rule, per-part evidence from a report, and the shipped prior match
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from core.rank.settings import PriorWeights
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from anatomy_data import groups_of, load_dataset, set_folders, sets_of  # noqa: E402
+from anatomy_data import LabelledDataError, groups_of, load_dataset, set_folders, sets_of  # noqa: E402
 
 HEADER = (
     "Image Id,Model,Prompt,Pic Num.,1. Missing Error-1.4 Hands,3. Configuration Error-3.2 Limbs,"
@@ -74,6 +75,48 @@ def test_a_group_that_fills_no_last_set_is_still_scanned_whole(tmp_path: Path) -
     folders = set_folders(ds)
     assert sorted(k for members in folders.values() for k, _ in members) == list(ids)
     assert len(folders) == 2
+
+
+def test_a_folder_the_scripts_cannot_use_is_named_with_the_reason(tmp_path: Path) -> None:
+    rows = "sdxl_person jogging_01,sdxl,person jogging,1,,,,anno1\n"
+    with pytest.raises(LabelledDataError, match="no such folder"):
+        load_dataset(tmp_path / "absent")
+    with pytest.raises(LabelledDataError, match=r"no annotations\.csv"):
+        load_dataset(tmp_path)
+    (tmp_path / "annotations.csv").write_text("Id,Model\nx,y\n", encoding="utf-8")
+    (tmp_path / "images").mkdir()
+    with pytest.raises(LabelledDataError, match="no 'Image Id' column"):
+        load_dataset(tmp_path)
+    (tmp_path / "annotations.csv").write_text(HEADER + rows, encoding="utf-8")
+    with pytest.raises(LabelledDataError, match="has a label row"):
+        load_dataset(tmp_path)
+    one_prompt = _dataset(tmp_path, rows)
+    assert len(load_dataset(one_prompt).items) == 1
+    with pytest.raises(LabelledDataError, match="at least 2"):
+        load_dataset(one_prompt, min_prompts=2)
+
+
+def test_the_benchmark_says_why_a_folder_cannot_be_used_and_exits_2(tmp_path: Path) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "judgement.py"),
+            "--data",
+            str(tmp_path),
+            "--work",
+            str(tmp_path / "w"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert res.returncode == 2, res.stderr
+    assert (
+        res.stderr.strip()
+        == f"error: {tmp_path}: no annotations.csv in it; see ../shared/data/README.md (anatomy_dev) for the layout"
+    )
+    assert not (tmp_path / "w").exists()  # nothing was scanned
 
 
 @pytest.mark.shared_data
